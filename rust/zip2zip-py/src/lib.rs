@@ -1,1 +1,456 @@
-pub fn x(){}
+//! `zip2zip._core`: the Python face of `zip2zip-core`.
+//!
+//! This crate only converts arguments, releases the GIL around real work and maps errors; the
+//! codec lives in `zip2zip-core`. The Python package wraps these functions to validate and
+//! normalise arguments (`python/zip2zip/codec.py`).
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::{PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyTuple};
+use zip2zip_core::{CodeSink, CodebookConfig, CodecError, CodecState, Encoding};
+
+create_exception!(zip2zip._core, Zip2ZipError, PyValueError, "Base class of every zip2zip codec error (a ValueError).");
+create_exception!(zip2zip._core, InvalidIdError, Zip2ZipError, "A base id is negative or not below vocab_size.");
+create_exception!(zip2zip._core, InvalidCodeError, Zip2ZipError, "A code is out of range or not a hypertoken the state knows.");
+create_exception!(zip2zip._core, ConfigError, Zip2ZipError, "A codebook configuration that the codec cannot honour.");
+create_exception!(zip2zip._core, StateError, Zip2ZipError, "Serialized codec state that is truncated or inconsistent.");
+
+/// Below this many ids a call keeps the GIL: releasing it costs more than the work.
+const DETACH_THRESHOLD: usize = 4096;
+
+fn to_py_err(error: CodecError) -> PyErr {
+    let message = error.to_string();
+    match error.root() {
+        CodecError::IdOutOfRange { .. } => InvalidIdError::new_err(message),
+        CodecError::CodeOutOfRange { .. } | CodecError::UnknownCode { .. } => InvalidCodeError::new_err(message),
+        CodecError::InvalidConfig(_) => ConfigError::new_err(message),
+        CodecError::InvalidState(_) | CodecError::InBatch { .. } => StateError::new_err(message),
+    }
+}
+
+/// A one-dimensional, contiguous int32 or int64 NumPy array (what the Python layer passes).
+enum IdArray<'py> {
+    I32(PyReadonlyArray1<'py, i32>),
+    I64(PyReadonlyArray1<'py, i64>),
+}
+
+/// A borrowed view of an [`IdArray`], usable without the GIL.
+#[derive(Clone, Copy)]
+enum IdSlice<'a> {
+    I32(&'a [i32]),
+    I64(&'a [i64]),
+}
+
+impl<'py> IdArray<'py> {
+    /// Reads an int32 or int64 array as it is; converts anything else (lists, tensors, other
+    /// dtypes, strided views) with `zip2zip._ids.as_id_array`, which also validates it.
+    fn extract(object: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+        if let Some(array) = Self::extract_exact(object) {
+            return Ok(array);
+        }
+        let converted = object.py().import("zip2zip._ids")?.getattr("as_id_array")?.call1((object, what))?;
+        Self::extract_exact(&converted)
+            .ok_or_else(|| PyTypeError::new_err(format!("{what} could not be converted to an int32 or int64 array")))
+    }
+
+    fn extract_exact(object: &Bound<'py, PyAny>) -> Option<Self> {
+        let contiguous = |array: &Bound<'py, PyAny>| {
+            array.cast::<numpy::PyUntypedArray>().is_ok_and(|a| a.is_c_contiguous())
+        };
+        if !contiguous(object) {
+            return None;
+        }
+        if let Ok(array) = object.extract::<PyReadonlyArray1<'py, i64>>() {
+            return Some(Self::I64(array));
+        }
+        if let Ok(array) = object.extract::<PyReadonlyArray1<'py, i32>>() {
+            return Some(Self::I32(array));
+        }
+        None
+    }
+
+    fn slice(&self) -> PyResult<IdSlice<'_>> {
+        let not_contiguous = |_| PyValueError::new_err("ids must be a contiguous array");
+        // extract_exact only accepts C-contiguous arrays, so this cannot fail in practice.
+        Ok(match self {
+            Self::I32(array) => IdSlice::I32(array.as_slice().map_err(not_contiguous)?),
+            Self::I64(array) => IdSlice::I64(array.as_slice().map_err(not_contiguous)?),
+        })
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Self::I32(array) => array.len(),
+            Self::I64(array) => array.len(),
+        }
+    }
+}
+
+fn int32_array(py: Python<'_>, values: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
+    // Every code and id is below 2^31 (the config guarantees it), so the bits are the same.
+    bytemuck::cast_vec::<u32, i32>(values).into_pyarray(py)
+}
+
+fn phrase_table(py: Python<'_>, phrases: Vec<u32>, width: u32) -> PyResult<Bound<'_, PyArray2<i32>>> {
+    let rows = phrases.len() / width as usize;
+    int32_array(py, phrases).reshape([rows, width as usize])
+}
+
+/// Fixed parameters of a codebook: `vocab_size` (V), `max_codebook_size` (K),
+/// `max_subtokens` (S) and the disabled ids that never join a hypertoken.
+#[pyclass(name = "CodebookConfig", module = "zip2zip._core", frozen, eq, hash)]
+#[derive(PartialEq, Eq, Hash)]
+struct PyCodebookConfig {
+    inner: Arc<CodebookConfig>,
+}
+
+fn non_negative(name: &str, value: i64) -> PyResult<u64> {
+    u64::try_from(value).map_err(|_| ConfigError::new_err(format!("invalid codebook config: {name} must be non-negative, got {value}")))
+}
+
+#[pymethods]
+impl PyCodebookConfig {
+    #[new]
+    #[pyo3(signature = (vocab_size, max_codebook_size = 2048, max_subtokens = 4, disabled_ids = None))]
+    fn new(vocab_size: i64, max_codebook_size: i64, max_subtokens: i64, disabled_ids: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+        let mut disabled = Vec::new();
+        if let Some(ids) = disabled_ids {
+            for item in ids.try_iter()? {
+                let id: i64 = item?.extract().map_err(|_| PyTypeError::new_err("disabled_ids must be integers"))?;
+                disabled.push(non_negative("a disabled id", id)?);
+            }
+        }
+        let config = CodebookConfig::new(
+            non_negative("vocab_size", vocab_size)?,
+            non_negative("max_codebook_size", max_codebook_size)?,
+            non_negative("max_subtokens", max_subtokens)?,
+            disabled,
+        )
+        .map_err(to_py_err)?;
+        Ok(Self { inner: Arc::new(config) })
+    }
+
+    /// V: the number of base ids; hypertoken ids start here.
+    #[getter]
+    fn vocab_size(&self) -> u32 {
+        self.inner.vocab_size()
+    }
+
+    /// K: the most entries a codebook may hold.
+    #[getter]
+    fn max_codebook_size(&self) -> u32 {
+        self.inner.max_codebook_size()
+    }
+
+    /// S: the longest phrase, in base ids, that one hypertoken may stand for.
+    #[getter]
+    fn max_subtokens(&self) -> u32 {
+        self.inner.max_subtokens()
+    }
+
+    /// The disabled base ids, sorted, without repeats.
+    #[getter]
+    fn disabled_ids<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.inner.disabled_ids())
+    }
+
+    fn __repr__(&self) -> String {
+        let ids = self.inner.disabled_ids();
+        let shown: Vec<String> = ids.iter().take(8).map(u32::to_string).collect();
+        let more = match ids.len() {
+            1 => ",".to_string(),
+            0..=8 => String::new(),
+            n => format!(", ... ({n} in all)"),
+        };
+        format!(
+            "CodebookConfig(vocab_size={}, max_codebook_size={}, max_subtokens={}, disabled_ids=({}{}))",
+            self.inner.vocab_size(),
+            self.inner.max_codebook_size(),
+            self.inner.max_subtokens(),
+            shown.join(", "),
+            more
+        )
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let inner = &slf.get().inner;
+        let args = (inner.vocab_size(), inner.max_codebook_size(), inner.max_subtokens(), PyTuple::new(py, inner.disabled_ids())?);
+        Ok((slf.get_type().into_any(), args.into_pyobject(py)?))
+    }
+}
+
+/// Streaming codebook state: encodes base ids and tracks code streams with one LZW machine.
+#[pyclass(name = "CodecState", module = "zip2zip._core", eq)]
+#[derive(PartialEq)]
+struct PyCodecState {
+    inner: CodecState,
+}
+
+#[pymethods]
+impl PyCodecState {
+    #[new]
+    fn new(config: PyRef<'_, PyCodebookConfig>) -> Self {
+        Self { inner: CodecState::new(Arc::clone(&config.inner)) }
+    }
+
+    #[getter]
+    fn config(&self) -> PyCodebookConfig {
+        PyCodebookConfig { inner: Arc::clone(self.inner.config()) }
+    }
+
+    #[getter]
+    fn installed(&self) -> u32 {
+        self.inner.installed()
+    }
+
+    #[getter]
+    fn next_id(&self) -> u32 {
+        self.inner.next_id()
+    }
+
+    #[getter]
+    fn is_full(&self) -> bool {
+        self.inner.is_full()
+    }
+
+    #[getter]
+    fn pending_code(&self) -> Option<u32> {
+        self.inner.pending_code()
+    }
+
+    #[getter]
+    fn pending<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
+        int32_array(py, self.inner.pending_phrase())
+    }
+
+    fn feed_ids<'py>(&mut self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        let ids = IdArray::extract(ids, "ids")?;
+        let slice = ids.slice()?;
+        let inner = &mut self.inner;
+        let mut work = move || {
+            let mut codes = Vec::new();
+            let sink = CodeSink { codes: &mut codes, installed: None };
+            match slice {
+                IdSlice::I32(values) => inner.feed_ids(values, sink),
+                IdSlice::I64(values) => inner.feed_ids(values, sink),
+            }
+            .map(|()| codes)
+        };
+        let codes = if ids.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+        Ok(int32_array(py, codes.map_err(to_py_err)?))
+    }
+
+    fn finish<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
+        let mut codes = Vec::new();
+        self.inner.finish(CodeSink { codes: &mut codes, installed: None });
+        int32_array(py, codes)
+    }
+
+    fn feed_codes<'py>(
+        &mut self,
+        py: Python<'py>,
+        codes: &Bound<'py, PyAny>,
+    ) -> PyResult<(Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<i32>>)> {
+        let codes = IdArray::extract(codes, "codes")?;
+        let slice = codes.slice()?;
+        let first_new = self.inner.next_id();
+        let inner = &mut self.inner;
+        let mut work = move || {
+            let mut ids = Vec::new();
+            match slice {
+                IdSlice::I32(values) => inner.feed_codes(values, &mut ids),
+                IdSlice::I64(values) => inner.feed_codes(values, &mut ids),
+            }
+            .map(|added| (ids, added))
+        };
+        let result = if codes.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+        let (ids, added) = result.map_err(to_py_err)?;
+        let new_ids: Vec<u32> = (first_new..first_new + added).collect();
+        Ok((int32_array(py, ids), int32_array(py, new_ids)))
+    }
+
+    fn phrase<'py>(&self, py: Python<'py>, code: i64) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        Ok(int32_array(py, self.inner.phrase(code).map_err(to_py_err)?))
+    }
+
+    #[pyo3(signature = (start = 0, end = None, pad = 0))]
+    fn phrases<'py>(
+        &self,
+        py: Python<'py>,
+        start: u32,
+        end: Option<u32>,
+        pad: i32,
+    ) -> PyResult<(Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>)> {
+        let end = end.unwrap_or(u32::MAX);
+        let (phrases, lengths) = self.inner.phrases(start, end, pad as u32);
+        Ok((phrase_table(py, phrases, self.inner.config().max_subtokens())?, int32_array(py, lengths)))
+    }
+
+    fn reset(&mut self) {
+        self.inner.reset();
+    }
+
+    fn copy(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+
+    fn __copy__(&self) -> Self {
+        self.copy()
+    }
+
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+        self.copy()
+    }
+
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self { inner: CodecState::from_bytes(data).map_err(to_py_err)? })
+    }
+
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+        let py = slf.py();
+        let from_bytes = slf.get_type().getattr("from_bytes")?;
+        let data = slf.borrow().to_bytes(py);
+        Ok((from_bytes, PyTuple::new(py, [data])?))
+    }
+
+    fn __repr__(&self) -> String {
+        let config = self.inner.config();
+        format!(
+            "CodecState(vocab_size={}, max_codebook_size={}, max_subtokens={}, installed={}, pending={:?})",
+            config.vocab_size(),
+            config.max_codebook_size(),
+            config.max_subtokens(),
+            self.inner.installed(),
+            self.inner.pending_phrase()
+        )
+    }
+}
+
+type EncodingArrays<'py> = (Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<i32>>, Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>);
+
+fn encoding_arrays<'py>(py: Python<'py>, encoding: Encoding, width: u32) -> PyResult<EncodingArrays<'py>> {
+    Ok((
+        int32_array(py, encoding.codes),
+        int32_array(py, encoding.installed),
+        phrase_table(py, encoding.phrases, width)?,
+        int32_array(py, encoding.lengths),
+    ))
+}
+
+/// Encodes one sequence from an empty state: `(codes, installed, phrases, lengths)`.
+#[pyfunction]
+fn encode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, ids: &Bound<'py, PyAny>) -> PyResult<EncodingArrays<'py>> {
+    let ids = IdArray::extract(ids, "ids")?;
+    let slice = ids.slice()?;
+    let config = Arc::clone(&config.inner);
+    let width = config.max_subtokens();
+    let work = || match slice {
+        IdSlice::I32(values) => zip2zip_core::encode_ids(&config, values),
+        IdSlice::I64(values) => zip2zip_core::encode_ids(&config, values),
+    };
+    let encoding = if ids.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+    encoding_arrays(py, encoding.map_err(to_py_err)?, width)
+}
+
+/// Decodes one code stream from an empty state to base ids.
+#[pyfunction]
+fn decode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, codes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+    let codes = IdArray::extract(codes, "codes")?;
+    let slice = codes.slice()?;
+    let config = Arc::clone(&config.inner);
+    let work = || match slice {
+        IdSlice::I32(values) => zip2zip_core::decode_ids(&config, values),
+        IdSlice::I64(values) => zip2zip_core::decode_ids(&config, values),
+    };
+    let ids = if codes.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+    Ok(int32_array(py, ids.map_err(to_py_err)?))
+}
+
+/// A batch of id sequences as one element type: int32 when all are, else int64 (int32 ones are
+/// widened, a copy that only mixed batches pay).
+enum BatchSlices<'a> {
+    I32(Vec<&'a [i32]>),
+    I64(Vec<Cow<'a, [i64]>>),
+}
+
+fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
+    let slices = arrays.iter().map(IdArray::slice).collect::<PyResult<Vec<_>>>()?;
+    let narrow: Option<Vec<&[i32]>> =
+        slices.iter().map(|s| if let IdSlice::I32(v) = s { Some(*v) } else { None }).collect();
+    Ok(match narrow {
+        Some(narrow) => BatchSlices::I32(narrow),
+        None => BatchSlices::I64(
+            slices
+                .into_iter()
+                .map(|s| match s {
+                    IdSlice::I64(v) => Cow::Borrowed(v),
+                    IdSlice::I32(v) => Cow::Owned(v.iter().map(|&x| i64::from(x)).collect()),
+                })
+                .collect(),
+        ),
+    })
+}
+
+fn extract_batch<'py>(sequences: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<IdArray<'py>>> {
+    sequences.try_iter()?.map(|item| IdArray::extract(&item?, what)).collect()
+}
+
+/// Encodes many sequences in parallel with the GIL released.
+#[pyfunction]
+fn encode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequences: &Bound<'py, PyAny>) -> PyResult<Vec<EncodingArrays<'py>>> {
+    let arrays = extract_batch(sequences, "ids")?;
+    let slices = batch_slices(&arrays)?;
+    let config = Arc::clone(&config.inner);
+    let width = config.max_subtokens();
+    let encodings = py
+        .detach(|| match &slices {
+            BatchSlices::I32(values) => zip2zip_core::encode_batch(&config, values),
+            BatchSlices::I64(values) => zip2zip_core::encode_batch(&config, values),
+        })
+        .map_err(to_py_err)?;
+    encodings.into_iter().map(|encoding| encoding_arrays(py, encoding, width)).collect()
+}
+
+/// Decodes many code streams in parallel with the GIL released.
+#[pyfunction]
+fn decode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequences: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyArray1<i32>>>> {
+    let arrays = extract_batch(sequences, "codes")?;
+    let slices = batch_slices(&arrays)?;
+    let config = Arc::clone(&config.inner);
+    let decoded = py
+        .detach(|| match &slices {
+            BatchSlices::I32(values) => zip2zip_core::decode_batch(&config, values),
+            BatchSlices::I64(values) => zip2zip_core::decode_batch(&config, values),
+        })
+        .map_err(to_py_err)?;
+    Ok(decoded.into_iter().map(|ids| int32_array(py, ids)).collect())
+}
+
+#[pymodule]
+fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("Zip2ZipError", py.get_type::<Zip2ZipError>())?;
+    m.add("InvalidIdError", py.get_type::<InvalidIdError>())?;
+    m.add("InvalidCodeError", py.get_type::<InvalidCodeError>())?;
+    m.add("ConfigError", py.get_type::<ConfigError>())?;
+    m.add("StateError", py.get_type::<StateError>())?;
+    m.add_class::<PyCodebookConfig>()?;
+    m.add_class::<PyCodecState>()?;
+    m.add_function(wrap_pyfunction!(encode_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_ids, m)?)?;
+    m.add_function(wrap_pyfunction!(encode_batch, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_batch, m)?)?;
+    Ok(())
+}

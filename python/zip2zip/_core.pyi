@@ -1,0 +1,132 @@
+"""Type stubs for the compiled codec (checked against the module with mypy.stubtest)."""
+
+from typing import Any, Iterable, final
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+_Int32Array = npt.NDArray[np.int32]
+_IdsLike = Any
+
+class Zip2ZipError(ValueError):
+    """Base class of every zip2zip codec error (a ValueError)."""
+
+class InvalidIdError(Zip2ZipError):
+    """A base id is negative or not below vocab_size."""
+
+class InvalidCodeError(Zip2ZipError):
+    """A code is out of range or not a hypertoken the state knows."""
+
+class ConfigError(Zip2ZipError):
+    """A codebook configuration that the codec cannot honour."""
+
+class StateError(Zip2ZipError):
+    """Serialized codec state that is truncated or inconsistent."""
+
+@final
+class CodebookConfig:
+    """Fixed parameters of a codebook.
+
+    Args:
+        vocab_size: V, the number of base ids (rows of the model's embedding).
+        max_codebook_size: K, the most entries a codebook may hold (then it freezes).
+        max_subtokens: S >= 1, the longest phrase one hypertoken may stand for.
+        disabled_ids: base ids that never join a hypertoken (special tokens, pad, digits).
+
+    Raises:
+        ConfigError: V == 0, S == 0 or S > 256, V + K > 2**31 - 1, or a disabled id >= V.
+    """
+
+    def __new__(
+        cls,
+        vocab_size: int,
+        max_codebook_size: int = 2048,
+        max_subtokens: int = 4,
+        disabled_ids: Iterable[int] | None = None,
+    ) -> CodebookConfig: ...
+    @property
+    def vocab_size(self) -> int: ...
+    @property
+    def max_codebook_size(self) -> int: ...
+    @property
+    def max_subtokens(self) -> int: ...
+    @property
+    def disabled_ids(self) -> tuple[int, ...]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+@final
+class CodecState:
+    """Streaming codebook state: one LZW machine that encodes base ids and tracks codes.
+
+    Tracking expands each code to base ids and feeds them through the encoder's machine, so the
+    codebook depends only on the text, never on how it was cut into codes.
+    """
+
+    def __new__(cls, config: CodebookConfig) -> CodecState: ...
+    @property
+    def config(self) -> CodebookConfig: ...
+    @property
+    def installed(self) -> int:
+        """Entries installed so far."""
+    @property
+    def next_id(self) -> int:
+        """The id the next entry will get (vocab_size + installed)."""
+    @property
+    def is_full(self) -> bool:
+        """Whether the codebook holds max_codebook_size entries (it is then frozen)."""
+    @property
+    def pending_code(self) -> int | None:
+        """Code of the open phrase P: what finish() would emit."""
+    @property
+    def pending(self) -> _Int32Array:
+        """Base ids of the open phrase P."""
+    def feed_ids(self, ids: _IdsLike) -> _Int32Array:
+        """Encode base ids; return the codes they complete. The last phrase stays open.
+
+        Raises:
+            InvalidIdError: an id is out of range; the state is then unchanged.
+        """
+    def finish(self) -> _Int32Array:
+        """End the text: emit the open phrase's code (if any) and close it."""
+    def feed_codes(self, codes: _IdsLike) -> tuple[_Int32Array, _Int32Array]:
+        """Track codes: return their base ids and the ids of the entries installed.
+
+        Raises:
+            InvalidCodeError: a code is out of range or unknown; the state is then unchanged.
+        """
+    def phrase(self, code: int) -> _Int32Array:
+        """Base ids of a base id or an installed entry.
+
+        Raises:
+            InvalidCodeError: the code is out of range or not installed.
+        """
+    def phrases(self, start: int = 0, end: int | None = None, pad: int = 0) -> tuple[npt.NDArray[np.int32], _Int32Array]:
+        """Phrases of entries start..end as an [n, max_subtokens] array padded with pad, and lengths."""
+    def reset(self) -> None:
+        """Forget every entry and the open phrase."""
+    def copy(self) -> CodecState: ...
+    def __copy__(self) -> CodecState: ...
+    def __deepcopy__(self, memo: Any, /) -> CodecState: ...
+    def to_bytes(self) -> bytes: ...
+    @staticmethod
+    def from_bytes(data: bytes) -> CodecState:
+        """Restore a state from to_bytes().
+
+        Raises:
+            StateError: the bytes are truncated or describe an impossible state.
+        """
+    def __eq__(self, other: object) -> bool: ...
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+def encode_ids(
+    config: CodebookConfig, ids: _IdsLike
+) -> tuple[_Int32Array, _Int32Array, npt.NDArray[np.int32], _Int32Array]: ...
+def decode_ids(config: CodebookConfig, codes: _IdsLike) -> _Int32Array: ...
+def encode_batch(
+    config: CodebookConfig, sequences: Iterable[_IdsLike]
+) -> list[tuple[_Int32Array, _Int32Array, npt.NDArray[np.int32], _Int32Array]]: ...
+def decode_batch(config: CodebookConfig, sequences: Iterable[_IdsLike]) -> list[_Int32Array]: ...
