@@ -9,6 +9,9 @@ pub const MAX_SUBTOKENS_LIMIT: u64 = 256;
 /// Largest `V + K`: every code must fit in an `int32` NumPy array and in a `u32`.
 pub const MAX_CODE_LIMIT: u64 = i32::MAX as u64;
 
+/// Disabled ids below this are looked up in a bitmap, above it by binary search.
+const DENSE_DISABLED_LIMIT: u32 = 1 << 24;
+
 /// The fixed parameters of a codebook.
 ///
 /// * `vocab_size` (`V`): rows of the model's embedding; base ids are `0..V`, hypertoken ids
@@ -65,8 +68,11 @@ impl CodebookConfig {
         }
         ids.sort_unstable();
         ids.dedup();
-        let mut bits = vec![0u64; (vocab_size as usize).div_ceil(64)];
-        for &id in &ids {
+        // A bitmap over the ids up to the largest disabled one (capped, so that a config never
+        // costs more than 2 MiB); disabled ids above the cap are found by binary search.
+        let dense_end = ids.last().map_or(0, |&last| (last + 1).min(DENSE_DISABLED_LIMIT));
+        let mut bits = vec![0u64; (dense_end as usize).div_ceil(64)];
+        for &id in ids.iter().take_while(|&&id| id < dense_end) {
             bits[(id / 64) as usize] |= 1 << (id % 64);
         }
         Ok(Self {
@@ -106,6 +112,9 @@ impl CodebookConfig {
     /// Whether `id` (which must be below `V`) may never be part of an entry.
     #[inline(always)]
     pub fn is_disabled(&self, id: u32) -> bool {
-        self.disabled_bits[(id / 64) as usize] & (1 << (id % 64)) != 0
+        match self.disabled_bits.get((id / 64) as usize) {
+            Some(word) => word & (1 << (id % 64)) != 0,
+            None => id >= DENSE_DISABLED_LIMIT && self.disabled_ids.binary_search(&id).is_ok(),
+        }
     }
 }

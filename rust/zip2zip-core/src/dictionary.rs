@@ -55,6 +55,7 @@ impl Table {
     }
 
     /// Inserts a key known to be absent.
+    #[inline]
     fn insert_new(&mut self, key: u64, value: u32) {
         if (self.count + 1) * 2 > self.keys.len() {
             self.grow();
@@ -86,13 +87,19 @@ impl Table {
     }
 }
 
+/// One entry: the code of its prefix, its last base id and its phrase length.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Entry {
+    prefix: u32,
+    last: u32,
+    length: u32,
+}
+
 /// Entries of one codebook, in creation order. Entry `i` has id `V + i`.
 #[derive(Clone, Debug)]
 pub(crate) struct Dictionary {
     vocab_size: u32,
-    prefix: Vec<u32>,
-    last: Vec<u32>,
-    length: Vec<u32>,
+    entries: Vec<Entry>,
     table: Table,
 }
 
@@ -102,9 +109,7 @@ impl Dictionary {
         let expected = (max_codebook_size as usize).min(4096);
         Self {
             vocab_size,
-            prefix: Vec::with_capacity(expected),
-            last: Vec::with_capacity(expected),
-            length: Vec::with_capacity(expected),
+            entries: Vec::with_capacity(expected),
             table: Table::with_capacity_for(expected),
         }
     }
@@ -112,7 +117,7 @@ impl Dictionary {
     /// Number of entries.
     #[inline(always)]
     pub(crate) fn len(&self) -> u32 {
-        self.prefix.len() as u32
+        self.entries.len() as u32
     }
 
     /// The id of the phrase `phrase(prefix) + [last]`, if it is an entry.
@@ -125,9 +130,7 @@ impl Dictionary {
     pub(crate) fn push(&mut self, prefix: u32, last: u32, length: u32) -> u32 {
         let id = self.vocab_size + self.len();
         self.table.insert_new(pack(prefix, last), id);
-        self.prefix.push(prefix);
-        self.last.push(last);
-        self.length.push(length);
+        self.entries.push(Entry { prefix, last, length });
         id
     }
 
@@ -137,7 +140,7 @@ impl Dictionary {
         if code < self.vocab_size {
             1
         } else {
-            self.length[(code - self.vocab_size) as usize]
+            self.entries[(code - self.vocab_size) as usize].length
         }
     }
 
@@ -149,8 +152,8 @@ impl Dictionary {
 
     /// The prefix code and last id of entry `id` (which must exist).
     pub(crate) fn entry_parts(&self, id: u32) -> (u32, u32) {
-        let index = (id - self.vocab_size) as usize;
-        (self.prefix[index], self.last[index])
+        let entry = self.entries[(id - self.vocab_size) as usize];
+        (entry.prefix, entry.last)
     }
 
     /// Writes the base ids of `code` (a base id or an existing entry) into `out[..len]`,
@@ -159,10 +162,10 @@ impl Dictionary {
         let mut current = code;
         let mut position = out.len();
         while current >= self.vocab_size {
-            let index = (current - self.vocab_size) as usize;
+            let entry = self.entries[(current - self.vocab_size) as usize];
             position -= 1;
-            out[position] = self.last[index];
-            current = self.prefix[index];
+            out[position] = entry.last;
+            current = entry.prefix;
         }
         out[position - 1] = current;
     }
@@ -179,25 +182,20 @@ impl Dictionary {
         if len >= self.len() {
             return;
         }
-        self.prefix.truncate(len as usize);
-        self.last.truncate(len as usize);
-        self.length.truncate(len as usize);
+        self.entries.truncate(len as usize);
         self.table.clear();
-        for index in 0..self.prefix.len() {
-            let key = pack(self.prefix[index], self.last[index]);
-            self.table.insert_new(key, self.vocab_size + index as u32);
+        for (index, entry) in self.entries.iter().enumerate() {
+            self.table.insert_new(pack(entry.prefix, entry.last), self.vocab_size + index as u32);
         }
     }
 
     /// Removes every entry, keeping allocations for reuse.
     pub(crate) fn clear(&mut self) {
-        self.prefix.clear();
-        self.last.clear();
-        self.length.clear();
+        self.entries.clear();
         self.table.clear();
     }
 
     pub(crate) fn same_entries(&self, other: &Dictionary) -> bool {
-        self.vocab_size == other.vocab_size && self.prefix == other.prefix && self.last == other.last
+        self.vocab_size == other.vocab_size && self.entries == other.entries
     }
 }

@@ -312,6 +312,10 @@ fn invalid_configs_are_rejected() {
     assert!(CodebookConfig::new(10, 10, 4, [10]).is_err());
     let largest = CodebookConfig::new(10, (i32::MAX - 10) as u64, 4, [3, 3, 1]).unwrap();
     assert_eq!(largest.disabled_ids(), &[1, 3]);
+    // Disabled ids far up a huge vocabulary: looked up without a giant bitmap.
+    let huge = CodebookConfig::new(2_000_000_000, 10, 4, [5, 1_999_999_999, 40_000_000]).unwrap();
+    let disabled: Vec<u32> = [0, 5, 6, 40_000_000, 40_000_001, 1_999_999_999].into_iter().filter(|&id| huge.is_disabled(id)).collect();
+    assert_eq!(disabled, vec![5, 40_000_000, 1_999_999_999]);
 }
 
 #[test]

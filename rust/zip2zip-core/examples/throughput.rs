@@ -1,0 +1,59 @@
+//! Single-core encode/decode throughput of the core, without Python.
+//!
+//! Usage: `cargo run --release -p zip2zip-core --example throughput -- IDS.u32 [VOCAB] [WINDOW]`
+//! where `IDS.u32` holds little-endian `u32` base ids (the codec benchmark writes one with
+//! `--dump-ids`). The stream is cut into windows of `WINDOW` ids (default 4096), each encoded
+//! from an empty codebook with K=2048, S=4, as the Python benchmark does.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use zip2zip_core::{CodeSink, CodebookConfig, CodecState};
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args.get(1).expect("usage: throughput IDS.u32 [VOCAB] [WINDOW]");
+    let bytes = std::fs::read(path).expect("cannot read the ids file");
+    let ids: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let vocab: u64 = args.get(2).map_or(Ok(u64::from(ids.iter().max().copied().unwrap_or(0)) + 1), |v| v.parse()).expect("VOCAB");
+    let window: usize = args.get(3).map_or(Ok(4096), |w| w.parse()).expect("WINDOW");
+    let config = Arc::new(CodebookConfig::new(vocab, 2048, 4, []).expect("config"));
+    let mut state = CodecState::new(Arc::clone(&config));
+    let mut codes = Vec::with_capacity(window);
+    let mut all_codes: Vec<Vec<u32>> = Vec::new();
+
+    let rounds = 5;
+    let mut best_encode = f64::INFINITY;
+    for round in 0..rounds {
+        let start = Instant::now();
+        let mut total_codes = 0;
+        for chunk in ids.chunks(window) {
+            state.reset();
+            codes.clear();
+            state.feed_ids(chunk, CodeSink { codes: &mut codes, installed: None }).expect("valid ids");
+            state.finish(CodeSink { codes: &mut codes, installed: None });
+            total_codes += codes.len();
+            if round == 0 {
+                all_codes.push(codes.clone());
+            }
+        }
+        best_encode = best_encode.min(start.elapsed().as_secs_f64());
+        if round == 0 {
+            println!("{} base ids -> {} codes ({:.3} codes per id)", ids.len(), total_codes, total_codes as f64 / ids.len() as f64);
+        }
+    }
+    let mut best_decode = f64::INFINITY;
+    let mut out = Vec::with_capacity(window);
+    for _ in 0..rounds {
+        let start = Instant::now();
+        for chunk in &all_codes {
+            state.reset();
+            out.clear();
+            state.feed_codes(chunk, &mut out).expect("valid codes");
+        }
+        best_decode = best_decode.min(start.elapsed().as_secs_f64());
+    }
+    let n = ids.len() as f64;
+    println!("encode: {:.1} M base tokens/s (one core, best of {rounds})", n / best_encode / 1e6);
+    println!("decode: {:.1} M base tokens/s (one core, best of {rounds})", n / best_decode / 1e6);
+}
