@@ -12,10 +12,21 @@ use zip2zip_core::{CodeSink, CodebookConfig, CodecState};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let path = args.get(1).expect("usage: throughput IDS.u32 [VOCAB] [WINDOW]");
+    let path = args
+        .get(1)
+        .expect("usage: throughput IDS.u32 [VOCAB] [WINDOW]");
     let bytes = std::fs::read(path).expect("cannot read the ids file");
-    let ids: Vec<u32> = bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    let vocab: u64 = args.get(2).map_or(Ok(u64::from(ids.iter().max().copied().unwrap_or(0)) + 1), |v| v.parse()).expect("VOCAB");
+    let ids: Vec<u32> = bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    let vocab: u64 = args
+        .get(2)
+        .map_or(
+            Ok(u64::from(ids.iter().max().copied().unwrap_or(0)) + 1),
+            |v| v.parse(),
+        )
+        .expect("VOCAB");
     let window: usize = args.get(3).map_or(Ok(4096), |w| w.parse()).expect("WINDOW");
     let config = Arc::new(CodebookConfig::new(vocab, 2048, 4, []).expect("config"));
     let mut state = CodecState::new(Arc::clone(&config));
@@ -30,8 +41,19 @@ fn main() {
         for chunk in ids.chunks(window) {
             state.reset();
             codes.clear();
-            state.feed_ids(chunk, CodeSink { codes: &mut codes, installed: None }).expect("valid ids");
-            state.finish(CodeSink { codes: &mut codes, installed: None });
+            state
+                .feed_ids(
+                    chunk,
+                    CodeSink {
+                        codes: &mut codes,
+                        installed: None,
+                    },
+                )
+                .expect("valid ids");
+            state.finish(CodeSink {
+                codes: &mut codes,
+                installed: None,
+            });
             total_codes += codes.len();
             if round == 0 {
                 all_codes.push(codes.clone());
@@ -39,7 +61,12 @@ fn main() {
         }
         best_encode = best_encode.min(start.elapsed().as_secs_f64());
         if round == 0 {
-            println!("{} base ids -> {} codes ({:.3} codes per id)", ids.len(), total_codes, total_codes as f64 / ids.len() as f64);
+            println!(
+                "{} base ids -> {} codes ({:.3} codes per id)",
+                ids.len(),
+                total_codes,
+                total_codes as f64 / ids.len() as f64
+            );
         }
     }
     let mut best_decode = f64::INFINITY;
@@ -54,6 +81,12 @@ fn main() {
         best_decode = best_decode.min(start.elapsed().as_secs_f64());
     }
     let n = ids.len() as f64;
-    println!("encode: {:.1} M base tokens/s (one core, best of {rounds})", n / best_encode / 1e6);
-    println!("decode: {:.1} M base tokens/s (one core, best of {rounds})", n / best_decode / 1e6);
+    println!(
+        "encode: {:.1} M base tokens/s (one core, best of {rounds})",
+        n / best_encode / 1e6
+    );
+    println!(
+        "decode: {:.1} M base tokens/s (one core, best of {rounds})",
+        n / best_decode / 1e6
+    );
 }

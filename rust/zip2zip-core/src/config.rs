@@ -42,7 +42,9 @@ impl CodebookConfig {
         disabled_ids: impl IntoIterator<Item = u64>,
     ) -> Result<Self, CodecError> {
         if vocab_size == 0 {
-            return Err(CodecError::InvalidConfig("vocab_size must be at least 1, got 0".into()));
+            return Err(CodecError::InvalidConfig(
+                "vocab_size must be at least 1, got 0".into(),
+            ));
         }
         if max_subtokens == 0 || max_subtokens > MAX_SUBTOKENS_LIMIT {
             return Err(CodecError::InvalidConfig(format!(
@@ -70,7 +72,9 @@ impl CodebookConfig {
         ids.dedup();
         // A bitmap over the ids up to the largest disabled one (capped, so that a config never
         // costs more than 2 MiB); disabled ids above the cap are found by binary search.
-        let dense_end = ids.last().map_or(0, |&last| (last + 1).min(DENSE_DISABLED_LIMIT));
+        let dense_end = ids
+            .last()
+            .map_or(0, |&last| (last + 1).min(DENSE_DISABLED_LIMIT));
         let mut bits = vec![0u64; (dense_end as usize).div_ceil(64)];
         for &id in ids.iter().take_while(|&&id| id < dense_end) {
             bits[(id / 64) as usize] |= 1 << (id % 64);

@@ -130,7 +130,11 @@ impl Dictionary {
     pub(crate) fn push(&mut self, prefix: u32, last: u32, length: u32) -> u32 {
         let id = self.vocab_size + self.len();
         self.table.insert_new(pack(prefix, last), id);
-        self.entries.push(Entry { prefix, last, length });
+        self.entries.push(Entry {
+            prefix,
+            last,
+            length,
+        });
         id
     }
 
@@ -185,7 +189,10 @@ impl Dictionary {
         self.entries.truncate(len as usize);
         self.table.clear();
         for (index, entry) in self.entries.iter().enumerate() {
-            self.table.insert_new(pack(entry.prefix, entry.last), self.vocab_size + index as u32);
+            self.table.insert_new(
+                pack(entry.prefix, entry.last),
+                self.vocab_size + index as u32,
+            );
         }
     }
 

@@ -10,7 +10,9 @@ use thiserror::Error;
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum CodecError {
     /// A base id given to the encoder is negative or not below the vocabulary size.
-    #[error("base id {id} at position {position} is out of range: valid base ids are 0..{vocab_size}")]
+    #[error(
+        "base id {id} at position {position} is out of range: valid base ids are 0..{vocab_size}"
+    )]
     IdOutOfRange {
         /// The offending value, as given.
         id: i128,

@@ -50,17 +50,34 @@ fn encode_with<T: TokenValue>(state: &mut CodecState, ids: &[T]) -> Result<Encod
     state.reset();
     let mut codes = Vec::with_capacity(ids.len() / 2 + 1);
     let mut installed = Vec::with_capacity(ids.len() / 2 + 1);
-    state.feed_ids(ids, CodeSink { codes: &mut codes, installed: Some(&mut installed) })?;
-    state.finish(CodeSink { codes: &mut codes, installed: Some(&mut installed) });
+    state.feed_ids(
+        ids,
+        CodeSink {
+            codes: &mut codes,
+            installed: Some(&mut installed),
+        },
+    )?;
+    state.finish(CodeSink {
+        codes: &mut codes,
+        installed: Some(&mut installed),
+    });
     let (phrases, lengths) = state.phrases(0, state.installed(), 0);
-    Ok(Encoding { codes, installed, phrases, lengths })
+    Ok(Encoding {
+        codes,
+        installed,
+        phrases,
+        lengths,
+    })
 }
 
 /// Encodes base ids from an empty state.
 ///
 /// # Errors
 /// [`CodecError::IdOutOfRange`] naming the first id that is not below `V`.
-pub fn encode_ids<T: TokenValue>(config: &Arc<CodebookConfig>, ids: &[T]) -> Result<Encoding, CodecError> {
+pub fn encode_ids<T: TokenValue>(
+    config: &Arc<CodebookConfig>,
+    ids: &[T],
+) -> Result<Encoding, CodecError> {
     encode_with(&mut CodecState::new(Arc::clone(config)), ids)
 }
 
@@ -68,14 +85,20 @@ pub fn encode_ids<T: TokenValue>(config: &Arc<CodebookConfig>, ids: &[T]) -> Res
 ///
 /// # Errors
 /// [`CodecError::CodeOutOfRange`] or [`CodecError::UnknownCode`] naming the first bad code.
-pub fn decode_ids<T: TokenValue>(config: &Arc<CodebookConfig>, codes: &[T]) -> Result<Vec<u32>, CodecError> {
+pub fn decode_ids<T: TokenValue>(
+    config: &Arc<CodebookConfig>,
+    codes: &[T],
+) -> Result<Vec<u32>, CodecError> {
     let mut out = Vec::with_capacity(codes.len() * 2);
     CodecState::new(Arc::clone(config)).feed_codes(codes, &mut out)?;
     Ok(out)
 }
 
 fn in_batch(index: usize) -> impl Fn(CodecError) -> CodecError {
-    move |source| CodecError::InBatch { index, source: Box::new(source) }
+    move |source| CodecError::InBatch {
+        index,
+        source: Box::new(source),
+    }
 }
 
 /// Encodes many sequences in parallel (rayon), each from an empty state.

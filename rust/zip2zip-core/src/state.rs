@@ -65,7 +65,13 @@ impl CodecState {
     /// An empty state: no entries, nothing pending.
     pub fn new(config: Arc<CodebookConfig>) -> Self {
         let dictionary = Dictionary::new(config.vocab_size(), config.max_codebook_size());
-        Self { config, dictionary, pending_code: 0, pending_first: 0, pending_len: 0 }
+        Self {
+            config,
+            dictionary,
+            pending_code: 0,
+            pending_first: 0,
+            pending_len: 0,
+        }
     }
 
     /// The configuration.
@@ -135,7 +141,8 @@ impl CodecState {
             let id = self.config.vocab_size() + index;
             let len = self.dictionary.phrase_len(id);
             let offset = row * width;
-            self.dictionary.write_phrase(id, &mut table[offset..offset + len as usize]);
+            self.dictionary
+                .write_phrase(id, &mut table[offset..offset + len as usize]);
             lengths.push(len);
         }
         (table, lengths)
@@ -154,7 +161,11 @@ impl CodecState {
             .enumerate()
             .find(|(_, id)| !(0..limit).contains(&id.widen()))
             .expect("an invalid id exists");
-        Err(CodecError::IdOutOfRange { id: id.widen(), position, vocab_size })
+        Err(CodecError::IdOutOfRange {
+            id: id.widen(),
+            position,
+            vocab_size,
+        })
     }
 
     /// Encodes base ids, appending the codes they complete to `sink`. The pending phrase stays
@@ -163,15 +174,26 @@ impl CodecState {
     /// # Errors
     /// [`CodecError::IdOutOfRange`] if any id is not below `V`; the state is then unchanged
     /// (all ids are checked before any is fed).
-    pub fn feed_ids<T: TokenValue>(&mut self, ids: &[T], sink: CodeSink<'_>) -> Result<(), CodecError> {
+    pub fn feed_ids<T: TokenValue>(
+        &mut self,
+        ids: &[T],
+        sink: CodeSink<'_>,
+    ) -> Result<(), CodecError> {
         self.validate_ids(ids)?;
         let CodeSink { codes, installed } = sink;
+        // At most one code per id plus the flushed pending phrase: reserving keeps pushes cheap.
+        codes.reserve(ids.len() + 1);
         match installed {
-            Some(installed) => self.run(ids.iter().map(|&id| id.widen() as u32), |code, count| {
-                codes.push(code);
-                installed.push(count);
+            Some(installed) => {
+                installed.reserve(ids.len() + 1);
+                self.run(ids.iter().map(|&id| id.widen() as u32), |code, count| {
+                    codes.push(code);
+                    installed.push(count);
+                })
+            }
+            None => self.run(ids.iter().map(|&id| id.widen() as u32), |code, _| {
+                codes.push(code)
             }),
-            None => self.run(ids.iter().map(|&id| id.widen() as u32), |code, _| codes.push(code)),
         }
         Ok(())
     }
@@ -195,7 +217,9 @@ impl CodecState {
         I: Iterator<Item = u32>,
         F: FnMut(u32, u32),
     {
-        let config = Arc::clone(&self.config);
+        // Borrow the fields apart (no Arc clone: this runs once per code when tracking).
+        let config: &CodebookConfig = &self.config;
+        let dictionary = &mut self.dictionary;
         let max_entries = config.max_codebook_size();
         let max_len = config.max_subtokens();
         let mut code = self.pending_code;
@@ -204,32 +228,32 @@ impl CodecState {
         for id in ids {
             if config.is_disabled(id) {
                 if len > 0 {
-                    emit(code, self.dictionary.len());
+                    emit(code, dictionary.len());
                     len = 0;
                 }
-                emit(id, self.dictionary.len());
+                emit(id, dictionary.len());
                 continue;
             }
             if len == 0 {
                 code = id;
                 first = id;
                 len = 1;
-            } else if let Some(entry) = self.dictionary.get(code, id) {
+            } else if let Some(entry) = dictionary.get(code, id) {
                 code = entry;
                 len += 1;
             } else {
-                let count = self.dictionary.len();
+                let count = dictionary.len();
                 // A decoder learns this entry only from the next code: report the count before it.
                 emit(code, count);
                 if count < max_entries {
-                    self.dictionary.push(code, id, len + 1);
+                    dictionary.push(code, id, len + 1);
                 }
                 code = id;
                 first = id;
                 len = 1;
             }
             if len == max_len {
-                emit(code, self.dictionary.len());
+                emit(code, dictionary.len());
                 len = 0;
             }
         }
@@ -242,7 +266,11 @@ impl CodecState {
         let wide = code.widen();
         let limit = self.config.code_limit();
         if wide < 0 || wide >= i128::from(limit) {
-            return Err(CodecError::CodeOutOfRange { code: wide, position, limit: u64::from(limit) });
+            return Err(CodecError::CodeOutOfRange {
+                code: wide,
+                position,
+                limit: u64::from(limit),
+            });
         }
         Ok(wide as u32)
     }
@@ -267,8 +295,14 @@ impl CodecState {
             Some("; the codebook is full")
         } else if self.pending_len + 1 > self.config.max_subtokens() {
             Some("; it is the next id, but P + P[0] would exceed max_subtokens")
-        } else if self.dictionary.get(self.pending_code, self.pending_first).is_some() {
-            Some("; it is the next id, but P + P[0] is already an entry, so reading it creates none")
+        } else if self
+            .dictionary
+            .get(self.pending_code, self.pending_first)
+            .is_some()
+        {
+            Some(
+                "; it is the next id, but P + P[0] is already an entry, so reading it creates none",
+            )
         } else {
             None
         }
@@ -281,14 +315,24 @@ impl CodecState {
     /// [`CodecError::CodeOutOfRange`] for a code not below `V + K`; [`CodecError::UnknownCode`]
     /// for an entry id not installed that is not the valid KwKwK code. On error the state and
     /// `out` are exactly as before the call.
-    pub fn feed_codes<T: TokenValue>(&mut self, codes: &[T], out: &mut Vec<u32>) -> Result<u32, CodecError> {
-        let saved = (self.dictionary.len(), self.pending_code, self.pending_first, self.pending_len);
+    pub fn feed_codes<T: TokenValue>(
+        &mut self,
+        codes: &[T],
+        out: &mut Vec<u32>,
+    ) -> Result<u32, CodecError> {
+        let saved = (
+            self.dictionary.len(),
+            self.pending_code,
+            self.pending_first,
+            self.pending_len,
+        );
         let out_start = out.len();
         match self.track(codes, out) {
             Ok(()) => Ok(self.dictionary.len() - saved.0),
             Err(error) => {
                 self.dictionary.truncate(saved.0);
-                (self.pending_code, self.pending_first, self.pending_len) = (saved.1, saved.2, saved.3);
+                (self.pending_code, self.pending_first, self.pending_len) =
+                    (saved.1, saved.2, saved.3);
                 out.truncate(out_start);
                 Err(error)
             }
@@ -339,7 +383,11 @@ impl CodecState {
             words.push(last);
         }
         words.push(self.pending_len);
-        words.push(if self.pending_len > 0 { self.pending_code } else { 0 });
+        words.push(if self.pending_len > 0 {
+            self.pending_code
+        } else {
+            0
+        });
         let mut bytes = Vec::with_capacity(4 + 4 * words.len());
         bytes.extend_from_slice(SNAPSHOT_MAGIC);
         for word in words {
@@ -360,12 +408,19 @@ impl CodecState {
             return Err(invalid("missing the Z2ZS header".into()));
         }
         if (bytes.len() - 4) % 4 != 0 {
-            return Err(invalid(format!("length {} is not a whole number of words", bytes.len())));
+            return Err(invalid(format!(
+                "length {} is not a whole number of words",
+                bytes.len()
+            )));
         }
         let mut words = bytes[4..]
             .chunks_exact(4)
             .map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]));
-        let mut next = |what: &str| words.next().ok_or_else(|| invalid(format!("truncated before {what}")));
+        let mut next = |what: &str| {
+            words
+                .next()
+                .ok_or_else(|| invalid(format!("truncated before {what}")))
+        };
         let version = next("the version")?;
         if version != SNAPSHOT_VERSION {
             return Err(invalid(format!("unsupported version {version}")));
@@ -387,21 +442,32 @@ impl CodecState {
         let mut state = CodecState::new(Arc::new(config));
         let entries = next("the entry count")?;
         if entries > max_codebook_size {
-            return Err(invalid(format!("{entries} entries exceed max_codebook_size {max_codebook_size}")));
+            return Err(invalid(format!(
+                "{entries} entries exceed max_codebook_size {max_codebook_size}"
+            )));
         }
         for index in 0..entries {
             let prefix = next("an entry prefix")?;
             let last = next("an entry's last id")?;
             let id = state.next_id();
             if !state.dictionary.contains_code(prefix) {
-                return Err(invalid(format!("entry {id} has prefix {prefix}, which does not exist before it")));
+                return Err(invalid(format!(
+                    "entry {id} has prefix {prefix}, which does not exist before it"
+                )));
             }
-            if last >= vocab_size || state.config.is_disabled(last) || (prefix < vocab_size && state.config.is_disabled(prefix)) {
-                return Err(invalid(format!("entry {id} contains a disabled or out-of-range base id")));
+            if last >= vocab_size
+                || state.config.is_disabled(last)
+                || (prefix < vocab_size && state.config.is_disabled(prefix))
+            {
+                return Err(invalid(format!(
+                    "entry {id} contains a disabled or out-of-range base id"
+                )));
             }
             let length = state.dictionary.phrase_len(prefix) + 1;
             if length > max_subtokens {
-                return Err(invalid(format!("entry {id} is longer than max_subtokens {max_subtokens}")));
+                return Err(invalid(format!(
+                    "entry {id} is longer than max_subtokens {max_subtokens}"
+                )));
             }
             if state.dictionary.get(prefix, last).is_some() {
                 return Err(invalid(format!("entry {index} repeats an earlier entry")));
@@ -419,7 +485,9 @@ impl CodecState {
                 && pending_len < max_subtokens
                 && !(pending_code < vocab_size && state.config.is_disabled(pending_code));
             if !valid {
-                return Err(invalid(format!("pending code {pending_code} of length {pending_len} is not valid")));
+                return Err(invalid(format!(
+                    "pending code {pending_code} of length {pending_len} is not valid"
+                )));
             }
             let mut phrase = vec![0; pending_len as usize];
             state.dictionary.write_phrase(pending_code, &mut phrase);

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use zip2zip_core::{
-    decode_batch, decode_ids, encode_batch, encode_ids, CodeSink, CodebookConfig, CodecError, CodecState,
+    decode_batch, decode_ids, encode_batch, encode_ids, CodeSink, CodebookConfig, CodecError,
+    CodecState,
 };
 
 /// The contract, written as plainly as possible: phrases as vectors in a `HashMap`.
@@ -14,7 +15,8 @@ fn oracle(v: u32, k: u32, s: u32, disabled: &[u32], ids: &[u32]) -> (Vec<u32>, V
     let mut entries: Vec<Vec<u32>> = Vec::new();
     let mut pending: Vec<u32> = Vec::new();
     let mut out = Vec::new();
-    let code = |p: &Vec<u32>, table: &HashMap<Vec<u32>, u32>| if p.len() == 1 { p[0] } else { table[p] };
+    let code =
+        |p: &Vec<u32>, table: &HashMap<Vec<u32>, u32>| if p.len() == 1 { p[0] } else { table[p] };
     for &t in ids {
         if disabled.contains(&t) {
             if !pending.is_empty() {
@@ -59,7 +61,9 @@ struct Case {
 impl Case {
     fn config(&self) -> Arc<CodebookConfig> {
         let disabled = self.disabled.iter().map(|&d| u64::from(d));
-        Arc::new(CodebookConfig::new(self.v.into(), self.k.into(), self.s.into(), disabled).unwrap())
+        Arc::new(
+            CodebookConfig::new(self.v.into(), self.k.into(), self.s.into(), disabled).unwrap(),
+        )
     }
 }
 
@@ -68,18 +72,34 @@ fn case() -> impl Strategy<Value = Case> {
     (1u32..8, 0u32..40, 1u32..6).prop_flat_map(|(v, k, s)| {
         let disabled = proptest::collection::vec(0..v, 0..3);
         let ids = proptest::collection::vec(0..v, 0..200);
-        (Just(v), Just(k), Just(s), disabled, ids).prop_map(|(v, k, s, disabled, ids)| Case { v, k, s, disabled, ids })
+        (Just(v), Just(k), Just(s), disabled, ids).prop_map(|(v, k, s, disabled, ids)| Case {
+            v,
+            k,
+            s,
+            disabled,
+            ids,
+        })
     })
 }
 
 fn entries_of(state: &CodecState) -> Vec<Vec<u32>> {
     let v = state.config().vocab_size();
-    (0..state.installed()).map(|i| state.phrase(v + i).unwrap()).collect()
+    (0..state.installed())
+        .map(|i| state.phrase(v + i).unwrap())
+        .collect()
 }
 
 fn encode_stream(state: &mut CodecState, ids: &[u32]) -> Vec<u32> {
     let mut codes = Vec::new();
-    state.feed_ids(ids, CodeSink { codes: &mut codes, installed: None }).unwrap();
+    state
+        .feed_ids(
+            ids,
+            CodeSink {
+                codes: &mut codes,
+                installed: None,
+            },
+        )
+        .unwrap();
     codes
 }
 
@@ -274,17 +294,48 @@ fn kwkwk_is_decoded() {
 fn bad_codes_name_position_and_reason() {
     let config = Arc::new(CodebookConfig::new(4, 3, 4, [0]).unwrap());
     let error = decode_ids(&config, &[1u32, 2, 9]).unwrap_err();
-    assert_eq!(error, CodecError::CodeOutOfRange { code: 9, position: 2, limit: 7 });
+    assert_eq!(
+        error,
+        CodecError::CodeOutOfRange {
+            code: 9,
+            position: 2,
+            limit: 7
+        }
+    );
     let error = decode_ids(&config, &[1i64, 6]).unwrap_err();
-    assert!(matches!(error, CodecError::UnknownCode { code: 6, position: 1, installed: 0, .. }), "{error}");
+    assert!(
+        matches!(
+            error,
+            CodecError::UnknownCode {
+                code: 6,
+                position: 1,
+                installed: 0,
+                ..
+            }
+        ),
+        "{error}"
+    );
     // Next id with nothing pending is not a KwKwK code.
     let error = decode_ids(&config, &[4u32]).unwrap_err();
-    assert!(error.to_string().contains("no phrase is pending"), "{error}");
+    assert!(
+        error.to_string().contains("no phrase is pending"),
+        "{error}"
+    );
     // After a disabled id nothing is pending either.
     let error = decode_ids(&config, &[1u32, 0, 4]).unwrap_err();
-    assert!(error.to_string().contains("no phrase is pending"), "{error}");
+    assert!(
+        error.to_string().contains("no phrase is pending"),
+        "{error}"
+    );
     let error = decode_ids(&config, &[-1i64]).unwrap_err();
-    assert!(matches!(error, CodecError::CodeOutOfRange { code: -1, position: 0, .. }));
+    assert!(matches!(
+        error,
+        CodecError::CodeOutOfRange {
+            code: -1,
+            position: 0,
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -294,8 +345,23 @@ fn bad_ids_are_reported_and_change_nothing() {
     encode_stream(&mut state, &[1, 2, 1, 2]);
     let before = state.clone();
     let mut codes = Vec::new();
-    let error = state.feed_ids(&[1i64, 2, 10, 3], CodeSink { codes: &mut codes, installed: None }).unwrap_err();
-    assert_eq!(error, CodecError::IdOutOfRange { id: 10, position: 2, vocab_size: 10 });
+    let error = state
+        .feed_ids(
+            &[1i64, 2, 10, 3],
+            CodeSink {
+                codes: &mut codes,
+                installed: None,
+            },
+        )
+        .unwrap_err();
+    assert_eq!(
+        error,
+        CodecError::IdOutOfRange {
+            id: 10,
+            position: 2,
+            vocab_size: 10
+        }
+    );
     assert_eq!(state, before);
     assert!(codes.is_empty());
     let error = encode_batch(&config, &[vec![1i32], vec![-5]]).unwrap_err();
@@ -314,7 +380,10 @@ fn invalid_configs_are_rejected() {
     assert_eq!(largest.disabled_ids(), &[1, 3]);
     // Disabled ids far up a huge vocabulary: looked up without a giant bitmap.
     let huge = CodebookConfig::new(2_000_000_000, 10, 4, [5, 1_999_999_999, 40_000_000]).unwrap();
-    let disabled: Vec<u32> = [0, 5, 6, 40_000_000, 40_000_001, 1_999_999_999].into_iter().filter(|&id| huge.is_disabled(id)).collect();
+    let disabled: Vec<u32> = [0, 5, 6, 40_000_000, 40_000_001, 1_999_999_999]
+        .into_iter()
+        .filter(|&id| huge.is_disabled(id))
+        .collect();
     assert_eq!(disabled, vec![5, 40_000_000, 1_999_999_999]);
 }
 
@@ -333,8 +402,14 @@ fn worst_cases() {
     assert_eq!(decode_ids(&config, &encoding.codes).unwrap(), distinct);
     // Unlimited codebook: the table grows far past its initial size.
     let unlimited = Arc::new(CodebookConfig::new(300, (i32::MAX - 300) as u64, 8, []).unwrap());
-    let ids: Vec<u32> = (0..200_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % 300).collect();
+    let ids: Vec<u32> = (0..200_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) % 300)
+        .collect();
     let encoding = encode_ids(&unlimited, &ids).unwrap();
-    assert!(encoding.lengths.len() > 20_000, "{} entries", encoding.lengths.len());
+    assert!(
+        encoding.lengths.len() > 20_000,
+        "{} entries",
+        encoding.lengths.len()
+    );
     assert_eq!(decode_ids(&unlimited, &encoding.codes).unwrap(), ids);
 }

@@ -7,18 +7,48 @@
 use std::borrow::Cow;
 use std::sync::Arc;
 
-use numpy::{IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
 use zip2zip_core::{CodeSink, CodebookConfig, CodecError, CodecState, Encoding};
 
-create_exception!(zip2zip._core, Zip2ZipError, PyValueError, "Base class of every zip2zip codec error (a ValueError).");
-create_exception!(zip2zip._core, InvalidIdError, Zip2ZipError, "A base id is negative or not below vocab_size.");
-create_exception!(zip2zip._core, InvalidCodeError, Zip2ZipError, "A code is out of range or not a hypertoken the state knows.");
-create_exception!(zip2zip._core, ConfigError, Zip2ZipError, "A codebook configuration that the codec cannot honour.");
-create_exception!(zip2zip._core, StateError, Zip2ZipError, "Serialized codec state that is truncated or inconsistent.");
+create_exception!(
+    zip2zip._core,
+    Zip2ZipError,
+    PyValueError,
+    "Base class of every zip2zip codec error (a ValueError)."
+);
+create_exception!(
+    zip2zip._core,
+    InvalidIdError,
+    Zip2ZipError,
+    "A base id is negative or not below vocab_size."
+);
+create_exception!(
+    zip2zip._core,
+    InvalidCodeError,
+    Zip2ZipError,
+    "A code is out of range or not a hypertoken the state knows."
+);
+create_exception!(
+    zip2zip._core,
+    ConfigError,
+    Zip2ZipError,
+    "A codebook configuration that the codec cannot honour."
+);
+create_exception!(
+    zip2zip._core,
+    StateError,
+    Zip2ZipError,
+    "Serialized codec state that is truncated or inconsistent."
+);
+
+type Int32Array<'py> = Bound<'py, PyArray1<i32>>;
+type Int32Table<'py> = Bound<'py, PyArray2<i32>>;
 
 /// Below this many ids a call keeps the GIL: releasing it costs more than the work.
 const DETACH_THRESHOLD: usize = 4096;
@@ -27,7 +57,9 @@ fn to_py_err(error: CodecError) -> PyErr {
     let message = error.to_string();
     match error.root() {
         CodecError::IdOutOfRange { .. } => InvalidIdError::new_err(message),
-        CodecError::CodeOutOfRange { .. } | CodecError::UnknownCode { .. } => InvalidCodeError::new_err(message),
+        CodecError::CodeOutOfRange { .. } | CodecError::UnknownCode { .. } => {
+            InvalidCodeError::new_err(message)
+        }
         CodecError::InvalidConfig(_) => ConfigError::new_err(message),
         CodecError::InvalidState(_) | CodecError::InBatch { .. } => StateError::new_err(message),
     }
@@ -53,14 +85,23 @@ impl<'py> IdArray<'py> {
         if let Some(array) = Self::extract_exact(object) {
             return Ok(array);
         }
-        let converted = object.py().import("zip2zip._ids")?.getattr("as_id_array")?.call1((object, what))?;
-        Self::extract_exact(&converted)
-            .ok_or_else(|| PyTypeError::new_err(format!("{what} could not be converted to an int32 or int64 array")))
+        let converted = object
+            .py()
+            .import("zip2zip._ids")?
+            .getattr("as_id_array")?
+            .call1((object, what))?;
+        Self::extract_exact(&converted).ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "{what} could not be converted to an int32 or int64 array"
+            ))
+        })
     }
 
     fn extract_exact(object: &Bound<'py, PyAny>) -> Option<Self> {
         let contiguous = |array: &Bound<'py, PyAny>| {
-            array.cast::<numpy::PyUntypedArray>().is_ok_and(|a| a.is_c_contiguous())
+            array
+                .cast::<numpy::PyUntypedArray>()
+                .is_ok_and(|a| a.is_c_contiguous())
         };
         if !contiguous(object) {
             return None;
@@ -96,7 +137,11 @@ fn int32_array(py: Python<'_>, values: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
     bytemuck::cast_vec::<u32, i32>(values).into_pyarray(py)
 }
 
-fn phrase_table(py: Python<'_>, phrases: Vec<u32>, width: u32) -> PyResult<Bound<'_, PyArray2<i32>>> {
+fn phrase_table(
+    py: Python<'_>,
+    phrases: Vec<u32>,
+    width: u32,
+) -> PyResult<Bound<'_, PyArray2<i32>>> {
     let rows = phrases.len() / width as usize;
     int32_array(py, phrases).reshape([rows, width as usize])
 }
@@ -110,18 +155,29 @@ struct PyCodebookConfig {
 }
 
 fn non_negative(name: &str, value: i64) -> PyResult<u64> {
-    u64::try_from(value).map_err(|_| ConfigError::new_err(format!("invalid codebook config: {name} must be non-negative, got {value}")))
+    u64::try_from(value).map_err(|_| {
+        ConfigError::new_err(format!(
+            "invalid codebook config: {name} must be non-negative, got {value}"
+        ))
+    })
 }
 
 #[pymethods]
 impl PyCodebookConfig {
     #[new]
     #[pyo3(signature = (vocab_size, max_codebook_size = 2048, max_subtokens = 4, disabled_ids = None))]
-    fn new(vocab_size: i64, max_codebook_size: i64, max_subtokens: i64, disabled_ids: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
+    fn new(
+        vocab_size: i64,
+        max_codebook_size: i64,
+        max_subtokens: i64,
+        disabled_ids: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
         let mut disabled = Vec::new();
         if let Some(ids) = disabled_ids {
             for item in ids.try_iter()? {
-                let id: i64 = item?.extract().map_err(|_| PyTypeError::new_err("disabled_ids must be integers"))?;
+                let id: i64 = item?
+                    .extract()
+                    .map_err(|_| PyTypeError::new_err("disabled_ids must be integers"))?;
                 disabled.push(non_negative("a disabled id", id)?);
             }
         }
@@ -132,7 +188,9 @@ impl PyCodebookConfig {
             disabled,
         )
         .map_err(to_py_err)?;
-        Ok(Self { inner: Arc::new(config) })
+        Ok(Self {
+            inner: Arc::new(config),
+        })
     }
 
     /// V: the number of base ids; hypertoken ids start here.
@@ -177,10 +235,17 @@ impl PyCodebookConfig {
         )
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let inner = &slf.get().inner;
-        let args = (inner.vocab_size(), inner.max_codebook_size(), inner.max_subtokens(), PyTuple::new(py, inner.disabled_ids())?);
+        let args = (
+            inner.vocab_size(),
+            inner.max_codebook_size(),
+            inner.max_subtokens(),
+            PyTuple::new(py, inner.disabled_ids())?,
+        );
         Ok((slf.get_type().into_any(), args.into_pyobject(py)?))
     }
 }
@@ -196,12 +261,16 @@ struct PyCodecState {
 impl PyCodecState {
     #[new]
     fn new(config: PyRef<'_, PyCodebookConfig>) -> Self {
-        Self { inner: CodecState::new(Arc::clone(&config.inner)) }
+        Self {
+            inner: CodecState::new(Arc::clone(&config.inner)),
+        }
     }
 
     #[getter]
     fn config(&self) -> PyCodebookConfig {
-        PyCodebookConfig { inner: Arc::clone(self.inner.config()) }
+        PyCodebookConfig {
+            inner: Arc::clone(self.inner.config()),
+        }
     }
 
     #[getter]
@@ -229,26 +298,40 @@ impl PyCodecState {
         int32_array(py, self.inner.pending_phrase())
     }
 
-    fn feed_ids<'py>(&mut self, py: Python<'py>, ids: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+    fn feed_ids<'py>(
+        &mut self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<i32>>> {
         let ids = IdArray::extract(ids, "ids")?;
         let slice = ids.slice()?;
         let inner = &mut self.inner;
         let mut work = move || {
             let mut codes = Vec::new();
-            let sink = CodeSink { codes: &mut codes, installed: None };
+            let sink = CodeSink {
+                codes: &mut codes,
+                installed: None,
+            };
             match slice {
                 IdSlice::I32(values) => inner.feed_ids(values, sink),
                 IdSlice::I64(values) => inner.feed_ids(values, sink),
             }
             .map(|()| codes)
         };
-        let codes = if ids.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+        let codes = if ids.len() >= DETACH_THRESHOLD {
+            py.detach(work)
+        } else {
+            work()
+        };
         Ok(int32_array(py, codes.map_err(to_py_err)?))
     }
 
     fn finish<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
         let mut codes = Vec::new();
-        self.inner.finish(CodeSink { codes: &mut codes, installed: None });
+        self.inner.finish(CodeSink {
+            codes: &mut codes,
+            installed: None,
+        });
         int32_array(py, codes)
     }
 
@@ -256,7 +339,7 @@ impl PyCodecState {
         &mut self,
         py: Python<'py>,
         codes: &Bound<'py, PyAny>,
-    ) -> PyResult<(Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<i32>>)> {
+    ) -> PyResult<(Int32Array<'py>, Int32Array<'py>)> {
         let codes = IdArray::extract(codes, "codes")?;
         let slice = codes.slice()?;
         let first_new = self.inner.next_id();
@@ -269,7 +352,11 @@ impl PyCodecState {
             }
             .map(|added| (ids, added))
         };
-        let result = if codes.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+        let result = if codes.len() >= DETACH_THRESHOLD {
+            py.detach(work)
+        } else {
+            work()
+        };
         let (ids, added) = result.map_err(to_py_err)?;
         let new_ids: Vec<u32> = (first_new..first_new + added).collect();
         Ok((int32_array(py, ids), int32_array(py, new_ids)))
@@ -286,10 +373,13 @@ impl PyCodecState {
         start: u32,
         end: Option<u32>,
         pad: i32,
-    ) -> PyResult<(Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>)> {
+    ) -> PyResult<(Int32Table<'py>, Int32Array<'py>)> {
         let end = end.unwrap_or(u32::MAX);
         let (phrases, lengths) = self.inner.phrases(start, end, pad as u32);
-        Ok((phrase_table(py, phrases, self.inner.config().max_subtokens())?, int32_array(py, lengths)))
+        Ok((
+            phrase_table(py, phrases, self.inner.config().max_subtokens())?,
+            int32_array(py, lengths),
+        ))
     }
 
     fn reset(&mut self) {
@@ -297,7 +387,9 @@ impl PyCodecState {
     }
 
     fn copy(&self) -> Self {
-        Self { inner: self.inner.clone() }
+        Self {
+            inner: self.inner.clone(),
+        }
     }
 
     fn __copy__(&self) -> Self {
@@ -314,10 +406,14 @@ impl PyCodecState {
 
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        Ok(Self { inner: CodecState::from_bytes(data).map_err(to_py_err)? })
+        Ok(Self {
+            inner: CodecState::from_bytes(data).map_err(to_py_err)?,
+        })
     }
 
-    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+    ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let from_bytes = slf.get_type().getattr("from_bytes")?;
         let data = slf.borrow().to_bytes(py);
@@ -337,9 +433,18 @@ impl PyCodecState {
     }
 }
 
-type EncodingArrays<'py> = (Bound<'py, PyArray1<i32>>, Bound<'py, PyArray1<i32>>, Bound<'py, PyArray2<i32>>, Bound<'py, PyArray1<i32>>);
+type EncodingArrays<'py> = (
+    Int32Array<'py>,
+    Int32Array<'py>,
+    Int32Table<'py>,
+    Int32Array<'py>,
+);
 
-fn encoding_arrays<'py>(py: Python<'py>, encoding: Encoding, width: u32) -> PyResult<EncodingArrays<'py>> {
+fn encoding_arrays<'py>(
+    py: Python<'py>,
+    encoding: Encoding,
+    width: u32,
+) -> PyResult<EncodingArrays<'py>> {
     Ok((
         int32_array(py, encoding.codes),
         int32_array(py, encoding.installed),
@@ -350,7 +455,11 @@ fn encoding_arrays<'py>(py: Python<'py>, encoding: Encoding, width: u32) -> PyRe
 
 /// Encodes one sequence from an empty state: `(codes, installed, phrases, lengths)`.
 #[pyfunction]
-fn encode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, ids: &Bound<'py, PyAny>) -> PyResult<EncodingArrays<'py>> {
+fn encode_ids<'py>(
+    py: Python<'py>,
+    config: PyRef<'py, PyCodebookConfig>,
+    ids: &Bound<'py, PyAny>,
+) -> PyResult<EncodingArrays<'py>> {
     let ids = IdArray::extract(ids, "ids")?;
     let slice = ids.slice()?;
     let config = Arc::clone(&config.inner);
@@ -359,13 +468,21 @@ fn encode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, ids: &
         IdSlice::I32(values) => zip2zip_core::encode_ids(&config, values),
         IdSlice::I64(values) => zip2zip_core::encode_ids(&config, values),
     };
-    let encoding = if ids.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+    let encoding = if ids.len() >= DETACH_THRESHOLD {
+        py.detach(work)
+    } else {
+        work()
+    };
     encoding_arrays(py, encoding.map_err(to_py_err)?, width)
 }
 
 /// Decodes one code stream from an empty state to base ids.
 #[pyfunction]
-fn decode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, codes: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+fn decode_ids<'py>(
+    py: Python<'py>,
+    config: PyRef<'py, PyCodebookConfig>,
+    codes: &Bound<'py, PyAny>,
+) -> PyResult<Bound<'py, PyArray1<i32>>> {
     let codes = IdArray::extract(codes, "codes")?;
     let slice = codes.slice()?;
     let config = Arc::clone(&config.inner);
@@ -373,7 +490,11 @@ fn decode_ids<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, codes:
         IdSlice::I32(values) => zip2zip_core::decode_ids(&config, values),
         IdSlice::I64(values) => zip2zip_core::decode_ids(&config, values),
     };
-    let ids = if codes.len() >= DETACH_THRESHOLD { py.detach(work) } else { work() };
+    let ids = if codes.len() >= DETACH_THRESHOLD {
+        py.detach(work)
+    } else {
+        work()
+    };
     Ok(int32_array(py, ids.map_err(to_py_err)?))
 }
 
@@ -385,9 +506,20 @@ enum BatchSlices<'a> {
 }
 
 fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
-    let slices = arrays.iter().map(IdArray::slice).collect::<PyResult<Vec<_>>>()?;
-    let narrow: Option<Vec<&[i32]>> =
-        slices.iter().map(|s| if let IdSlice::I32(v) = s { Some(*v) } else { None }).collect();
+    let slices = arrays
+        .iter()
+        .map(IdArray::slice)
+        .collect::<PyResult<Vec<_>>>()?;
+    let narrow: Option<Vec<&[i32]>> = slices
+        .iter()
+        .map(|s| {
+            if let IdSlice::I32(v) = s {
+                Some(*v)
+            } else {
+                None
+            }
+        })
+        .collect();
     Ok(match narrow {
         Some(narrow) => BatchSlices::I32(narrow),
         None => BatchSlices::I64(
@@ -403,12 +535,19 @@ fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
 }
 
 fn extract_batch<'py>(sequences: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<IdArray<'py>>> {
-    sequences.try_iter()?.map(|item| IdArray::extract(&item?, what)).collect()
+    sequences
+        .try_iter()?
+        .map(|item| IdArray::extract(&item?, what))
+        .collect()
 }
 
 /// Encodes many sequences in parallel with the GIL released.
 #[pyfunction]
-fn encode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequences: &Bound<'py, PyAny>) -> PyResult<Vec<EncodingArrays<'py>>> {
+fn encode_batch<'py>(
+    py: Python<'py>,
+    config: PyRef<'py, PyCodebookConfig>,
+    sequences: &Bound<'py, PyAny>,
+) -> PyResult<Vec<EncodingArrays<'py>>> {
     let arrays = extract_batch(sequences, "ids")?;
     let slices = batch_slices(&arrays)?;
     let config = Arc::clone(&config.inner);
@@ -419,12 +558,19 @@ fn encode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequ
             BatchSlices::I64(values) => zip2zip_core::encode_batch(&config, values),
         })
         .map_err(to_py_err)?;
-    encodings.into_iter().map(|encoding| encoding_arrays(py, encoding, width)).collect()
+    encodings
+        .into_iter()
+        .map(|encoding| encoding_arrays(py, encoding, width))
+        .collect()
 }
 
 /// Decodes many code streams in parallel with the GIL released.
 #[pyfunction]
-fn decode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequences: &Bound<'py, PyAny>) -> PyResult<Vec<Bound<'py, PyArray1<i32>>>> {
+fn decode_batch<'py>(
+    py: Python<'py>,
+    config: PyRef<'py, PyCodebookConfig>,
+    sequences: &Bound<'py, PyAny>,
+) -> PyResult<Vec<Bound<'py, PyArray1<i32>>>> {
     let arrays = extract_batch(sequences, "codes")?;
     let slices = batch_slices(&arrays)?;
     let config = Arc::clone(&config.inner);
@@ -434,7 +580,10 @@ fn decode_batch<'py>(py: Python<'py>, config: PyRef<'py, PyCodebookConfig>, sequ
             BatchSlices::I64(values) => zip2zip_core::decode_batch(&config, values),
         })
         .map_err(to_py_err)?;
-    Ok(decoded.into_iter().map(|ids| int32_array(py, ids)).collect())
+    Ok(decoded
+        .into_iter()
+        .map(|ids| int32_array(py, ids))
+        .collect())
 }
 
 #[pymodule]
