@@ -6,6 +6,20 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+__all__ = [
+    "CodebookConfig",
+    "CodecState",
+    "ConfigError",
+    "InvalidCodeError",
+    "InvalidIdError",
+    "StateError",
+    "Zip2ZipError",
+    "__version__",
+    "decode_batch",
+    "decode_ids",
+    "encode_batch",
+    "encode_ids",
+]
 
 _Int32Array = npt.NDArray[np.int32]
 _IdsLike = Any
@@ -54,7 +68,7 @@ class CodebookConfig:
     def max_subtokens(self) -> int: ...
     @property
     def disabled_ids(self) -> tuple[int, ...]: ...
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __hash__(self) -> int: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
 
@@ -119,7 +133,7 @@ class CodecState:
         Raises:
             StateError: the bytes are truncated or describe an impossible state.
         """
-    def __eq__(self, other: object) -> bool: ...
+    def __eq__(self, value: object, /) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
 
 def encode_ids(

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs every test of the project from a clean checkout: Rust format, lints and tests, the Python
+# tests against the abi3 wheel installed in a fresh virtual environment (what `pip install
+# zip2zip` gives a user), the stub check, and a short fuzzing pass.
+#
+#   bash scripts/test.sh            # everything
+#   FUZZ_SECONDS=300 bash scripts/test.sh   # longer fuzzing
+#   ZIP2ZIP_HYPOTHESIS_EXAMPLES=2000 bash scripts/test.sh   # more property examples
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+venv=${ZIP2ZIP_TEST_VENV:-$root/.venv-test}
+fuzz_seconds=${FUZZ_SECONDS:-30}
+export PIP_DISABLE_PIP_VERSION_CHECK=1 CARGO_TERM_COLOR=never
+
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "Rust: format, lints, tests"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace
+
+step "Python: build the abi3 wheel and install it in a fresh virtual environment"
+rm -rf "$venv" dist
+python3 -m venv "$venv"
+"$venv/bin/pip" install -q --upgrade pip
+"$venv/bin/pip" install -q maturin
+"$venv/bin/maturin" build --release --out dist
+wheel=$(ls dist/zip2zip-*.whl)
+"$venv/bin/pip" install -q "$wheel[test]"
+
+step "Python: the stub matches the compiled module"
+"$venv/bin/python" -m mypy.stubtest zip2zip._core
+
+step "Python: tests"
+# Run from the repository root, importing zip2zip from the installed wheel (python/ is not on
+# sys.path), so that the tests see what users get.
+"$venv/bin/python" -m pytest tests
+
+step "Fuzzing: each target for ${fuzz_seconds}s"
+if ! command -v cargo-fuzz >/dev/null; then
+  cargo install cargo-fuzz --locked
+fi
+for target in round_trip round_trip_chunked track_codes configs; do
+  # -s none: no sanitizer, so stable Rust suffices (the core has no unsafe code).
+  cargo fuzz run -s none "$target" -- -max_total_time="$fuzz_seconds" -print_final_stats=0 2>&1 | tail -n 2
+done
+
+step "All checks passed"
