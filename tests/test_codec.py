@@ -380,3 +380,16 @@ class CodecMachine(RuleBasedStateMachine):
 
 
 TestCodecMachine = CodecMachine.TestCase
+
+
+@given(cases(), st.integers(0, 60), st.integers(0, 60), st.integers(-5, 5))
+def test_phrase_tables_match_single_phrases(case, start, length, pad):
+    config, ids = case
+    state = fresh_state_after(config, ids)
+    table, lengths = state.phrases(start, start + length, pad)
+    end = min(start + length, state.installed)
+    assert table.shape == (max(0, end - start), config.max_subtokens) and len(lengths) == table.shape[0]
+    for row, index in enumerate(range(start, end)):
+        phrase = state.phrase(config.vocab_size + index).tolist()
+        assert lengths[row] == len(phrase)
+        assert table[row].tolist() == phrase + [pad] * (config.max_subtokens - len(phrase))

@@ -52,3 +52,28 @@ def test_identical_to_reference_on_long_skewed_streams(k, s):
     ids = np.minimum(rng.zipf(1.3, size=30_000) - 1, 49_151)
     disabled = set(range(10)) | {49_000}
     assert ours(49_152, k, s, 0, disabled, ids) == reference_encode(49_152, k, s, 0, disabled, ids)
+
+
+@pytest.mark.parametrize("protect_digits", [True, False], ids=["digits-protected", "digits-merged"])
+def test_identical_to_reference_on_real_token_streams(smollm2_tokenizer, corpus_token_ids, protect_digits):
+    """Every corpus file, SmolLM2 ids, cut in 8,192-id windows plus each file whole (frozen codebook)."""
+    from zip2zip.sources import default_disabled_ids
+
+    vocab = len(smollm2_tokenizer)
+    pad = smollm2_tokenizer.pad_token_id
+    disabled = set(default_disabled_ids(smollm2_tokenizer, protect_digits=protect_digits))
+    assert pad in disabled and len(disabled) >= 17 + (10 if protect_digits else 0)
+    compressor = reference.LZWCompressor(vocab, 2048, 4, pad, sorted(disabled))
+    config = z.CodebookConfig(vocab, 2048, 4, disabled)
+    compared = 0
+    for name, ids in corpus_token_ids.items():
+        windows = [ids[i : i + 8192] for i in range(0, len(ids), 8192)] + [ids]
+        for window, ours in zip(windows, z.encode_ids_batch(config, windows)):
+            codes, _mask, codebook = compressor.encode(window.tolist())
+            assert ours.codes.tolist() == list(codes), name
+            entries = codebook.to_dict()
+            assert len(entries) == ours.num_entries, name
+            for row, length in enumerate(ours.codebook_lengths):
+                assert entries[vocab + row] == ours.codebook[row, :length].tolist(), name
+            compared += len(window)
+    assert compared >= 2 * sum(len(ids) for ids in corpus_token_ids.values())

@@ -1,8 +1,8 @@
 //! Single-core encode/decode throughput of the core, without Python.
 //!
-//! Usage: `cargo run --release -p zip2zip-core --example throughput -- IDS.u32 [VOCAB] [WINDOW]`
+//! Usage: `cargo run --release -p zip2zip-core --example throughput -- IDS.u32 [VOCAB] [WINDOW] [DISABLED.u32]`
 //! where `IDS.u32` holds little-endian `u32` base ids (the codec benchmark writes one with
-//! `--dump-ids`). The stream is cut into windows of `WINDOW` ids (default 4096), each encoded
+//! `--rust`), and `DISABLED.u32` the disabled ids in the same format. The stream is cut into windows of `WINDOW` ids (default 4096), each encoded
 //! from an empty codebook with K=2048, S=4, as the Python benchmark does.
 
 use std::sync::Arc;
@@ -10,16 +10,19 @@ use std::time::Instant;
 
 use zip2zip_core::{CodeSink, CodebookConfig, CodecState};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let path = args
-        .get(1)
-        .expect("usage: throughput IDS.u32 [VOCAB] [WINDOW]");
-    let bytes = std::fs::read(path).expect("cannot read the ids file");
-    let ids: Vec<u32> = bytes
+fn read_u32s(path: &str) -> Vec<u32> {
+    let bytes = std::fs::read(path).expect("cannot read the file");
+    bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect();
+        .collect()
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let usage = "usage: throughput IDS.u32 [VOCAB] [WINDOW] [DISABLED.u32]";
+    let ids = read_u32s(args.get(1).expect(usage));
+    let disabled = args.get(4).map(|path| read_u32s(path)).unwrap_or_default();
     let vocab: u64 = args
         .get(2)
         .map_or(
@@ -28,7 +31,10 @@ fn main() {
         )
         .expect("VOCAB");
     let window: usize = args.get(3).map_or(Ok(4096), |w| w.parse()).expect("WINDOW");
-    let config = Arc::new(CodebookConfig::new(vocab, 2048, 4, []).expect("config"));
+    let config = Arc::new(
+        CodebookConfig::new(vocab, 2048, 4, disabled.iter().map(|&d| u64::from(d)))
+            .expect("config"),
+    );
     let mut state = CodecState::new(Arc::clone(&config));
     let mut codes = Vec::with_capacity(window);
     let mut all_codes: Vec<Vec<u32>> = Vec::new();

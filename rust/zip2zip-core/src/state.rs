@@ -137,13 +137,21 @@ impl CodecState {
         let count = (end - start) as usize;
         let mut table = vec![pad; count * width];
         let mut lengths = Vec::with_capacity(count);
+        let vocab_size = self.config.vocab_size();
         for (row, index) in (start..end).enumerate() {
-            let id = self.config.vocab_size() + index;
-            let len = self.dictionary.phrase_len(id);
+            let id = vocab_size + index;
+            let len = self.dictionary.phrase_len(id) as usize;
             let offset = row * width;
-            self.dictionary
-                .write_phrase(id, &mut table[offset..offset + len as usize]);
-            lengths.push(len);
+            let (prefix, last) = self.dictionary.entry_parts(id);
+            if prefix >= vocab_size + start {
+                // The prefix is an earlier row of this table: copy it instead of walking.
+                let source = (prefix - vocab_size - start) as usize * width;
+                table.copy_within(source..source + len - 1, offset);
+                table[offset + len - 1] = last;
+            } else {
+                self.dictionary.write_phrase(id, &mut table[offset..offset + len]);
+            }
+            lengths.push(len as u32);
         }
         (table, lengths)
     }
