@@ -149,7 +149,8 @@ impl CodecState {
                 table.copy_within(source..source + len - 1, offset);
                 table[offset + len - 1] = last;
             } else {
-                self.dictionary.write_phrase(id, &mut table[offset..offset + len]);
+                self.dictionary
+                    .write_phrase(id, &mut table[offset..offset + len]);
             }
             lengths.push(len as u32);
         }
