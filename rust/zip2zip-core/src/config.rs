@@ -70,11 +70,15 @@ impl CodebookConfig {
         }
         ids.sort_unstable();
         ids.dedup();
-        // A bitmap over the ids up to the largest disabled one (capped, so that a config never
-        // costs more than 2 MiB); disabled ids above the cap are found by binary search.
-        let dense_end = ids
-            .last()
-            .map_or(0, |&last| (last + 1).min(DENSE_DISABLED_LIMIT));
+        // A bitmap over the whole vocabulary when it is at most 2^24 ids (2 MiB), so that the
+        // per-token check has no range branch; above that, a bitmap up to the largest disabled
+        // id under the cap, and binary search beyond it.
+        let dense_end = if vocab_size <= DENSE_DISABLED_LIMIT {
+            vocab_size
+        } else {
+            ids.last()
+                .map_or(0, |&last| (last + 1).min(DENSE_DISABLED_LIMIT))
+        };
         let mut bits = vec![0u64; (dense_end as usize).div_ceil(64)];
         for &id in ids.iter().take_while(|&&id| id < dense_end) {
             bits[(id / 64) as usize] |= 1 << (id % 64);

@@ -38,20 +38,34 @@ impl Table {
         }
     }
 
+    /// The value of `key`, or the empty slot where it would be inserted.
     #[inline(always)]
-    fn get(&self, key: u64) -> Option<u32> {
+    fn find(&self, key: u64) -> Result<u32, usize> {
         let mask = self.keys.len() - 1;
         let mut slot = (key.wrapping_mul(HASH_MULTIPLIER) >> self.shift) as usize;
         loop {
             let found = self.keys[slot];
             if found == key {
-                return Some(self.values[slot]);
+                return Ok(self.values[slot]);
             }
             if found == EMPTY {
-                return None;
+                return Err(slot);
             }
             slot = (slot + 1) & mask;
         }
+    }
+
+    /// Inserts an absent key at the empty slot [`Table::find`] returned for it, unless the table
+    /// must grow first (then the slot is found again).
+    #[inline(always)]
+    fn insert_at(&mut self, slot: usize, key: u64, value: u32) {
+        if (self.count + 1) * 2 > self.keys.len() {
+            self.insert_new(key, value);
+            return;
+        }
+        self.keys[slot] = key;
+        self.values[slot] = value;
+        self.count += 1;
     }
 
     /// Inserts a key known to be absent.
@@ -85,6 +99,12 @@ impl Table {
         self.keys.fill(EMPTY);
         self.count = 0;
     }
+}
+
+/// Where an absent phrase would go in the lookup table; valid until the dictionary changes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vacancy {
+    slot: usize,
 }
 
 /// One entry: the code of its prefix, its last base id and its phrase length.
@@ -123,7 +143,28 @@ impl Dictionary {
     /// The id of the phrase `phrase(prefix) + [last]`, if it is an entry.
     #[inline(always)]
     pub(crate) fn get(&self, prefix: u32, last: u32) -> Option<u32> {
-        self.table.get(pack(prefix, last))
+        self.table.find(pack(prefix, last)).ok()
+    }
+
+    /// The id of `phrase(prefix) + [last]` if it is an entry, else where to add it.
+    #[inline(always)]
+    pub(crate) fn find(&self, prefix: u32, last: u32) -> Result<u32, Vacancy> {
+        self.table
+            .find(pack(prefix, last))
+            .map_err(|slot| Vacancy { slot })
+    }
+
+    /// Adds the entry `phrase(prefix) + [last]` found absent by [`Dictionary::find`], with no
+    /// change to the dictionary in between.
+    #[inline(always)]
+    pub(crate) fn push_at(&mut self, vacancy: Vacancy, prefix: u32, last: u32, length: u32) {
+        let id = self.vocab_size + self.len();
+        self.table.insert_at(vacancy.slot, pack(prefix, last), id);
+        self.entries.push(Entry {
+            prefix,
+            last,
+            length,
+        });
     }
 
     /// Appends the entry `phrase(prefix) + [last]` of the given length, which must be absent.

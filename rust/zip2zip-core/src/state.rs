@@ -247,19 +247,25 @@ impl CodecState {
                 code = id;
                 first = id;
                 len = 1;
-            } else if let Some(entry) = dictionary.get(code, id) {
-                code = entry;
-                len += 1;
             } else {
-                let count = dictionary.len();
-                // A decoder learns this entry only from the next code: report the count before it.
-                emit(code, count);
-                if count < max_entries {
-                    dictionary.push(code, id, len + 1);
+                match dictionary.find(code, id) {
+                    Ok(entry) => {
+                        code = entry;
+                        len += 1;
+                    }
+                    Err(vacancy) => {
+                        let count = dictionary.len();
+                        // A decoder learns this entry only from the next code: report the count
+                        // before it.
+                        emit(code, count);
+                        if count < max_entries {
+                            dictionary.push_at(vacancy, code, id, len + 1);
+                        }
+                        code = id;
+                        first = id;
+                        len = 1;
+                    }
                 }
-                code = id;
-                first = id;
-                len = 1;
             }
             if len == max_len {
                 emit(code, dictionary.len());
