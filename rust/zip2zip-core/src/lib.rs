@@ -24,6 +24,7 @@ mod dictionary;
 mod error;
 mod state;
 
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use rayon::prelude::*;
@@ -78,7 +79,19 @@ pub fn encode_ids<T: TokenValue>(
     config: &Arc<CodebookConfig>,
     ids: &[T],
 ) -> Result<Encoding, CodecError> {
-    encode_with(&mut CodecState::new(Arc::clone(config)), ids)
+    // Reuse one state per thread: a fresh one allocates and clears its lookup table, which costs
+    // about as much as encoding a few hundred ids.
+    thread_local! {
+        static SCRATCH: RefCell<Option<CodecState>> = const { RefCell::new(None) };
+    }
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let state = match scratch.as_mut() {
+            Some(state) if Arc::ptr_eq(state.config(), config) => state,
+            _ => scratch.insert(CodecState::new(Arc::clone(config))),
+        };
+        encode_with(state, ids)
+    })
 }
 
 /// Decodes a complete code stream that starts from an empty state back to base ids.
