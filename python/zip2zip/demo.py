@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         state_free = code < config.vocab_size
         piece_ids = [int(code)] if state_free else encoding.codebook[code - config.vocab_size][
             : encoding.codebook_lengths[code - config.vocab_size]].tolist()
-        piece = tokenizer.decode(piece_ids)
+        piece = str(tokenizer.decode(piece_ids))
         pieces.append(piece if state_free else _colour(piece, index, colour))
     print("".join(pieces))
 
