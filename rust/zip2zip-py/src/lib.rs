@@ -47,13 +47,22 @@ create_exception!(
     "Serialized codec state that is truncated or inconsistent."
 );
 
-type Int32Array<'py> = Bound<'py, PyArray1<i32>>;
-type Int32Table<'py> = Bound<'py, PyArray2<i32>>;
+create_exception!(
+    zip2zip._core,
+    TokenizerError,
+    Zip2ZipError,
+    "The base tokenizer failed, or its JSON did not load."
+);
+
+mod text;
+
+pub(crate) type Int32Array<'py> = Bound<'py, PyArray1<i32>>;
+pub(crate) type Int32Table<'py> = Bound<'py, PyArray2<i32>>;
 
 /// Below this many ids a call keeps the GIL: releasing it costs more than the work.
-const DETACH_THRESHOLD: usize = 4096;
+pub(crate) const DETACH_THRESHOLD: usize = 4096;
 
-fn to_py_err(error: CodecError) -> PyErr {
+pub(crate) fn to_py_err(error: CodecError) -> PyErr {
     let message = error.to_string();
     match error.root() {
         CodecError::IdOutOfRange { .. } => InvalidIdError::new_err(message),
@@ -61,19 +70,20 @@ fn to_py_err(error: CodecError) -> PyErr {
             InvalidCodeError::new_err(message)
         }
         CodecError::InvalidConfig(_) => ConfigError::new_err(message),
+        CodecError::Tokenizer(_) => TokenizerError::new_err(message),
         CodecError::InvalidState(_) | CodecError::InBatch { .. } => StateError::new_err(message),
     }
 }
 
 /// A one-dimensional, contiguous int32 or int64 NumPy array (what the Python layer passes).
-enum IdArray<'py> {
+pub(crate) enum IdArray<'py> {
     I32(PyReadonlyArray1<'py, i32>),
     I64(PyReadonlyArray1<'py, i64>),
 }
 
 /// A borrowed view of an [`IdArray`], usable without the GIL.
 #[derive(Clone, Copy)]
-enum IdSlice<'a> {
+pub(crate) enum IdSlice<'a> {
     I32(&'a [i32]),
     I64(&'a [i64]),
 }
@@ -81,7 +91,7 @@ enum IdSlice<'a> {
 impl<'py> IdArray<'py> {
     /// Reads an int32 or int64 array as it is; converts anything else (lists, tensors, other
     /// dtypes, strided views) with `zip2zip._ids.as_id_array`, which also validates it.
-    fn extract(object: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+    pub(crate) fn extract(object: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
         if let Some(array) = Self::extract_exact(object) {
             return Ok(array);
         }
@@ -115,7 +125,7 @@ impl<'py> IdArray<'py> {
         None
     }
 
-    fn slice(&self) -> PyResult<IdSlice<'_>> {
+    pub(crate) fn slice(&self) -> PyResult<IdSlice<'_>> {
         let not_contiguous = |_| PyValueError::new_err("ids must be a contiguous array");
         // extract_exact only accepts C-contiguous arrays, so this cannot fail in practice.
         Ok(match self {
@@ -124,7 +134,7 @@ impl<'py> IdArray<'py> {
         })
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             Self::I32(array) => array.len(),
             Self::I64(array) => array.len(),
@@ -132,12 +142,12 @@ impl<'py> IdArray<'py> {
     }
 }
 
-fn int32_array(py: Python<'_>, values: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
+pub(crate) fn int32_array(py: Python<'_>, values: Vec<u32>) -> Bound<'_, PyArray1<i32>> {
     // Every code and id is below 2^31 (the config guarantees it), so the bits are the same.
     bytemuck::cast_vec::<u32, i32>(values).into_pyarray(py)
 }
 
-fn phrase_table(
+pub(crate) fn phrase_table(
     py: Python<'_>,
     phrases: Vec<u32>,
     width: u32,
@@ -150,8 +160,8 @@ fn phrase_table(
 /// `max_subtokens` (S) and the disabled ids that never join a hypertoken.
 #[pyclass(name = "CodebookConfig", module = "zip2zip._core", frozen, eq, hash)]
 #[derive(PartialEq, Eq, Hash)]
-struct PyCodebookConfig {
-    inner: Arc<CodebookConfig>,
+pub(crate) struct PyCodebookConfig {
+    pub(crate) inner: Arc<CodebookConfig>,
 }
 
 fn non_negative(name: &str, value: i64) -> PyResult<u64> {
@@ -253,8 +263,8 @@ impl PyCodebookConfig {
 /// Streaming codebook state: encodes base ids and tracks code streams with one LZW machine.
 #[pyclass(name = "CodecState", module = "zip2zip._core", eq)]
 #[derive(PartialEq)]
-struct PyCodecState {
-    inner: CodecState,
+pub(crate) struct PyCodecState {
+    pub(crate) inner: CodecState,
 }
 
 #[pymethods]
@@ -433,14 +443,14 @@ impl PyCodecState {
     }
 }
 
-type EncodingArrays<'py> = (
+pub(crate) type EncodingArrays<'py> = (
     Int32Array<'py>,
     Int32Array<'py>,
     Int32Table<'py>,
     Int32Array<'py>,
 );
 
-fn encoding_arrays<'py>(
+pub(crate) fn encoding_arrays<'py>(
     py: Python<'py>,
     encoding: Encoding,
     width: u32,
@@ -500,12 +510,12 @@ fn decode_ids<'py>(
 
 /// A batch of id sequences as one element type: int32 when all are, else int64 (int32 ones are
 /// widened, a copy that only mixed batches pay).
-enum BatchSlices<'a> {
+pub(crate) enum BatchSlices<'a> {
     I32(Vec<&'a [i32]>),
     I64(Vec<Cow<'a, [i64]>>),
 }
 
-fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
+pub(crate) fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
     let slices = arrays
         .iter()
         .map(IdArray::slice)
@@ -534,7 +544,10 @@ fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
     })
 }
 
-fn extract_batch<'py>(sequences: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<IdArray<'py>>> {
+pub(crate) fn extract_batch<'py>(
+    sequences: &Bound<'py, PyAny>,
+    what: &str,
+) -> PyResult<Vec<IdArray<'py>>> {
     sequences
         .try_iter()?
         .map(|item| IdArray::extract(&item?, what))
@@ -595,6 +608,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("InvalidCodeError", py.get_type::<InvalidCodeError>())?;
     m.add("ConfigError", py.get_type::<ConfigError>())?;
     m.add("StateError", py.get_type::<StateError>())?;
+    m.add("TokenizerError", py.get_type::<TokenizerError>())?;
+    m.add_class::<text::PyHyperTokenizer>()?;
+    m.add_class::<text::PyTextStream>()?;
     m.add_class::<PyCodebookConfig>()?;
     m.add_class::<PyCodecState>()?;
     m.add_function(wrap_pyfunction!(encode_ids, m)?)?;
