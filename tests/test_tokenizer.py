@@ -46,15 +46,23 @@ def byte_fallback_tokenizer() -> tokenizers.Tokenizer:
     return tokenizer
 
 
-@pytest.fixture(scope="module", params=["smollm2", "byte-fallback"])
-def pair(request, smollm2_tokenizer):
-    """(Zip2ZipTokenizer, base transformers tokenizer) for each tokenizer under test."""
-    if request.param == "smollm2":
-        base = smollm2_tokenizer
-    else:
+# Byte-level BPE: smollm2, llama3, qwen2, gpt2, starcoder. SentencePiece with byte fallback:
+# phi3, mistral-spm, and the tiny in-process one.
+TOKENIZERS_UNDER_TEST = ["smollm2", "llama3", "phi3", "qwen2", "gpt2", "starcoder", "mistral-spm", "byte-fallback"]
+
+
+@pytest.fixture(scope="module", params=TOKENIZERS_UNDER_TEST)
+def pair(request):
+    """(Zip2ZipTokenizer, base transformers tokenizer) for each tokenizer under test; a small K
+    so that codebooks fill and freeze within the examples."""
+    if request.param == "byte-fallback":
         from transformers import PreTrainedTokenizerFast
 
         base = PreTrainedTokenizerFast(tokenizer_object=byte_fallback_tokenizer(), bos_token="<s>", eos_token="</s>")
+    else:
+        from real_tokenizers import load_real_tokenizer
+
+        base = load_real_tokenizer(request.param)
     return z.Zip2ZipTokenizer.from_base(base, max_codebook_size=64), base
 
 
@@ -138,9 +146,9 @@ def test_call_pads_truncates_and_returns_tensors(smollm2_tokenizer):
             assert batch["attention_mask"][row].sum() == n
             assert batch["attention_mask"][row, span].all()
             entries = len(single["codebook_lengths"])
-            assert batch["codebook_lengths"][row, :entries].tolist() == single["codebook_lengths"]
+            assert batch["codebook_lengths"][row, :entries].tolist() == single["codebook_lengths"].tolist()
             assert not batch["codebook_lengths"][row, entries:].any()
-            assert batch["codebook"][row, :entries].tolist() == single["codebook"]
+            assert batch["codebook"][row, :entries].tolist() == single["codebook"].tolist()
     as_np = tok(texts_, padding="max_length", max_length=40, return_tensors="np")
     assert isinstance(as_np["input_ids"], np.ndarray) and as_np["input_ids"].shape == (2, 40)
     cut = tok(texts_[0], truncation=True, max_length=5)

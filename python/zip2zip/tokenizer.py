@@ -276,8 +276,9 @@ class Zip2ZipTokenizer:
             A transformers ``BatchEncoding`` with ``input_ids`` (codes), ``attention_mask``,
             ``codebook`` ([batch, entries, S] phrases padded with 0), ``codebook_lengths``
             ([batch, entries], 0 for padding rows) and ``installed`` ([batch, length]: entries
-            a decoder has after each code; 0 at padding). Unbatched input gives unbatched
-            fields when ``return_tensors`` is None.
+            a decoder has after each code; 0 at padding). With ``return_tensors=None`` the
+            ids, mask and installed counts are lists (unbatched for a single text) and the
+            codebooks NumPy arrays (per text when not padded).
 
         Raises:
             ValueError: bad padding/truncation arguments; TypeError: ``text`` is not str/list.
@@ -320,11 +321,13 @@ class Zip2ZipTokenizer:
         if padding_strategy == "do_not_pad" and return_tensors is not None and len({len(c) for c in codes_list}) > 1:
             raise ValueError("sequences have different lengths: pass padding=True to return tensors")
         if padding_strategy == "do_not_pad" and return_tensors is None:
+            # The codebooks stay NumPy arrays: as nested lists they would cost more than the
+            # tokenization itself (a list per entry), and no consumer wants them as lists.
             data: dict[str, Any] = {
                 "input_ids": [c.tolist() for c in codes_list],
                 "installed": [i.tolist() for i in installed_list],
-                "codebook": [c.tolist() for c in codebooks],
-                "codebook_lengths": [l.tolist() for l in lengths_list],
+                "codebook": codebooks,
+                "codebook_lengths": lengths_list,
             }
             if return_attention_mask:
                 data["attention_mask"] = [[1] * len(c) for c in codes_list]
@@ -356,7 +359,7 @@ class Zip2ZipTokenizer:
         if return_attention_mask:
             data["attention_mask"] = attention
         if return_tensors is None:
-            data = {key: value.tolist() for key, value in data.items()}
+            data = {key: value if key.startswith("codebook") else value.tolist() for key, value in data.items()}
             if not batched:
                 data = {key: value[0] for key, value in data.items()}
         return BatchEncoding(data, tensor_type=return_tensors)
