@@ -289,3 +289,18 @@ def test_batch_encoding_runs_in_parallel_and_matches_singles(smollm2_tokenizer, 
         ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
         assert codes == z.encode_ids(tok.config, ids).codes.tolist()
     assert tok.batch_decode(batch["input_ids"]) == [smollm2_tokenizer.decode(smollm2_tokenizer.encode(t, add_special_tokens=False)) for t in texts_]
+
+
+def test_very_long_input_is_exact(pair):
+    """100,000 characters of mixed scripts, emoji and whitespace in one sequence: the codebook
+    fills and freezes, and everything still round-trips."""
+    tok, base = pair
+    rng = np.random.default_rng(7)
+    text = "".join(SPECIAL_PIECES[i] for i in rng.integers(0, len(SPECIAL_PIECES), size=10_000))[:100_000]
+    base_ids = base.encode(text, add_special_tokens=False)
+    codes = tok.encode(text, add_special_tokens=False)
+    assert codes == z.encode_ids(tok.config, base_ids).codes.tolist()
+    assert tok.state_after(codes).is_full
+    assert tok.decode(codes) == base.decode(base_ids)
+    stream = tok.stream()
+    assert "".join(stream.step(codes[i : i + 97]) for i in range(0, len(codes), 97)) + stream.flush() == base.decode(base_ids)
