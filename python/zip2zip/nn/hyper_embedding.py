@@ -1,0 +1,135 @@
+"""The model-agnostic core of a zip2zip model: hypertoken rows, input embeddings, positions,
+logits over ``[base vocabulary; installed hypertokens]`` and the loss.
+
+`Zip2ZipForCausalLM` (to come: DESIGN.md section 4) composes these around any Hugging Face
+causal LM; they only need the base model's input embedding and LM-head weights.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zip2zip.nn.hyper_encoder import HyperEncoder
+
+PositionMode = Literal["base", "compressed"]
+IGNORE_INDEX = -100
+
+
+class HyperEmbedding(nn.Module):
+    """Input and output hyper-encoders plus the tensor plumbing around them.
+
+    Args:
+        vocab_size: V, rows of the base embedding; hypertoken ids are ``V + slot``.
+        max_codebook_size: K, hypertoken slots per sequence; logits are ``V + K`` wide.
+        max_subtokens: S.
+        hidden_size: the base model's hidden size.
+        tied: one encoder for input and output rows (default: two, untied).
+        num_layers, num_heads, latent_size: passed to each :class:`HyperEncoder`.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        max_codebook_size: int,
+        max_subtokens: int,
+        hidden_size: int,
+        *,
+        tied: bool = False,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        latent_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.max_codebook_size = max_codebook_size
+        self.max_subtokens = max_subtokens
+        options = {"num_layers": num_layers, "num_heads": num_heads, "latent_size": latent_size}
+        self.input_encoder = HyperEncoder(hidden_size, max_subtokens, **options)  # type: ignore[arg-type]
+        self.output_encoder = (
+            self.input_encoder if tied else HyperEncoder(hidden_size, max_subtokens, **options)  # type: ignore[arg-type]
+        )
+
+    def encode_rows(
+        self, weight: torch.Tensor, codebook: torch.Tensor, lengths: torch.Tensor, encoder: HyperEncoder
+    ) -> torch.Tensor:
+        """``[B, E, hidden]`` rows of every entry, computed over the real entries only.
+
+        Args:
+            weight: ``[V, hidden]`` base rows (input embedding or LM head).
+            codebook: ``[B, E, S]`` phrases (padding sub-tokens may hold any valid id).
+            lengths: ``[B, E]`` phrase lengths, 0 for padding entries.
+        """
+        batch, entries, _ = codebook.shape
+        out = weight.new_zeros(batch, entries, weight.shape[1])
+        real = lengths > 0
+        if real.any():
+            phrases = codebook[real].long()
+            rows = F.embedding(phrases, weight)
+            out[real] = encoder(rows, lengths[real]).to(out.dtype)
+        return out
+
+    def input_embeddings(
+        self, input_ids: torch.Tensor, embedding: torch.Tensor, hyper_rows: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, L, hidden]``: base ids take the base embedding, hyper ids their entry's row."""
+        is_hyper = input_ids >= self.vocab_size
+        base_ids = torch.where(is_hyper, torch.zeros_like(input_ids), input_ids)
+        embeds = F.embedding(base_ids, embedding)
+        if is_hyper.any():
+            slots = (input_ids - self.vocab_size).clamp(min=0)
+            gathered = torch.gather(hyper_rows, 1, slots[..., None].expand(-1, -1, hyper_rows.shape[-1]))
+            embeds = torch.where(is_hyper[..., None], gathered.to(embeds.dtype), embeds)
+        return embeds
+
+    def position_ids(
+        self,
+        input_ids: torch.Tensor,
+        codebook_lengths: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        mode: PositionMode = "base",
+    ) -> torch.Tensor:
+        """``[B, L]`` positions: ``"base"`` puts each code at the base-token index of its last
+        token (RoPE distances stay in text units); ``"compressed"`` gives one per code. Padding
+        (mask 0) positions get 0 and do not advance the count."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
+        if mode == "compressed":
+            steps = mask
+        elif mode == "base":
+            is_hyper = input_ids >= self.vocab_size
+            slots = (input_ids - self.vocab_size).clamp(min=0)
+            if codebook_lengths.shape[1] == 0:
+                hyper_len = torch.ones_like(input_ids)
+            else:
+                hyper_len = torch.gather(codebook_lengths.long(), 1, slots.clamp(max=codebook_lengths.shape[1] - 1))
+            steps = torch.where(is_hyper, hyper_len, torch.ones_like(input_ids)) * mask
+        else:
+            raise ValueError(f"position_mode must be 'base' or 'compressed', got {mode!r}")
+        return ((steps.cumsum(dim=1) - 1) * mask).clamp(min=0)
+
+    def logits(
+        self, hidden: torch.Tensor, lm_head: torch.Tensor, hyper_rows: torch.Tensor, installed: torch.Tensor
+    ) -> torch.Tensor:
+        """``[B, L, V + K]`` logits: base logits, then ``hidden @ hyper_rows.T`` for the
+        entries installed at each position and ``-inf`` for every other slot."""
+        base = F.linear(hidden, lm_head)  # exactly what the base model's LM head computes
+        batch, length, _ = hidden.shape
+        hyper = hidden.new_full((batch, length, self.max_codebook_size), float("-inf"))
+        entries = hyper_rows.shape[1]
+        if entries:
+            scores = hidden @ hyper_rows.transpose(1, 2).to(hidden.dtype)
+            available = torch.arange(entries, device=hidden.device)[None, None, :] < installed[..., None]
+            hyper[..., :entries] = scores.masked_fill(~available, float("-inf"))
+        return torch.cat([base, hyper], dim=-1)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor, installed: torch.Tensor) -> torch.Tensor:
+        """Next-code cross-entropy. Position t predicts label t+1; a target that is a hypertoken
+        not yet installed after code t (the rare KwKwK code) is ignored, as is ``-100``."""
+        logits = logits[:, :-1]
+        targets = labels[:, 1:].clone()
+        not_installed = targets >= self.vocab_size + installed[:, :-1]
+        targets[not_installed & (targets != IGNORE_INDEX)] = IGNORE_INDEX
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)

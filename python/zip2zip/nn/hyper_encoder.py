@@ -1,0 +1,82 @@
+"""The hyper-encoder: turns the base rows of a hypertoken's sub-tokens into one row.
+
+One encoder maps an entry's base *input embeddings* to its input vector, another maps its base
+*LM-head rows* to its output (unembedding) row. Architecture (DESIGN.md section 4): learned
+positions over at most S slots, a few pre-norm transformer layers (optionally in a narrower
+latent width), mean pooling over the real sub-tokens only, and a residual
+``first-token row + W_out(pooled)`` with ``W_out`` zero-initialised, so that an untrained
+hypertoken starts out exactly as its first token.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class HyperEncoder(nn.Module):
+    """Encode ragged phrases of base rows into single rows.
+
+    Args:
+        hidden_size: width of the base rows (the model's hidden size).
+        max_subtokens: S, the most sub-tokens an entry has.
+        num_layers: transformer layers (0 gives a pure "first token + mean" encoder).
+        num_heads: attention heads; must divide the latent width.
+        latent_size: width inside the encoder (default: ``hidden_size``).
+
+    Raises:
+        ValueError: a size is not positive, or ``num_heads`` does not divide the latent width.
+    """
+
+    def __init__(
+        self,
+        hidden_size: int,
+        max_subtokens: int,
+        *,
+        num_layers: int = 2,
+        num_heads: int = 4,
+        latent_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        latent = latent_size or hidden_size
+        if hidden_size < 1 or max_subtokens < 1 or latent < 1 or num_layers < 0 or num_heads < 1:
+            raise ValueError(
+                f"invalid HyperEncoder sizes: hidden_size={hidden_size}, max_subtokens={max_subtokens}, "
+                f"latent_size={latent}, num_layers={num_layers}, num_heads={num_heads}"
+            )
+        if latent % num_heads:
+            raise ValueError(f"num_heads={num_heads} must divide the latent width {latent}")
+        self.max_subtokens = max_subtokens
+        self.project_in: nn.Module = nn.Linear(hidden_size, latent) if latent != hidden_size else nn.Identity()
+        self.positions = nn.Parameter(torch.randn(max_subtokens, latent) * 0.02)
+        layer = nn.TransformerEncoderLayer(
+            latent, num_heads, dim_feedforward=4 * latent, dropout=0.0, batch_first=True, norm_first=True
+        )
+        # enable_nested_tensor only helps post-norm layers; off, so torch does not warn.
+        self.layers = nn.TransformerEncoder(layer, num_layers, enable_nested_tensor=False) if num_layers else None
+        self.norm = nn.LayerNorm(latent)
+        self.project_out = nn.Linear(latent, hidden_size)
+        nn.init.zeros_(self.project_out.weight)
+        nn.init.zeros_(self.project_out.bias)
+
+    def forward(self, rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Encode phrases.
+
+        Args:
+            rows: ``[n, S, hidden]`` base rows of each phrase's sub-tokens (padding rows ignored).
+            lengths: ``[n]`` number of real sub-tokens of each phrase, 1..S.
+
+        Returns:
+            ``[n, hidden]``: ``rows[:, 0] + W_out(mean of the encoded real sub-tokens)``.
+        """
+        if rows.shape[0] == 0:
+            return rows[:, 0]
+        slots = rows.shape[1]
+        real = torch.arange(slots, device=rows.device)[None, :] < lengths[:, None]
+        x = self.project_in(rows) + self.positions[:slots].to(rows.dtype)
+        if self.layers is not None:
+            x = self.layers(x, src_key_padding_mask=~real)
+        x = self.norm(x) * real[..., None].to(x.dtype)
+        pooled = x.sum(dim=1) / lengths.clamp(min=1)[:, None].to(x.dtype)
+        out: torch.Tensor = rows[:, 0] + self.project_out(pooled)
+        return out
