@@ -46,10 +46,10 @@ def batch_of(config: z.CodebookConfig, sequences: list[list[int]], left_pad: boo
 
 
 def forward(base, hyper: HyperEmbedding, batch: dict[str, torch.Tensor], mode: str = "base") -> torch.Tensor:
-    embed = base.get_input_embeddings().weight
+    embed = base.get_input_embeddings()
     head = base.get_output_embeddings().weight
     in_rows = hyper.encode_rows(embed, batch["codebook"], batch["codebook_lengths"], hyper.input_encoder)
-    out_rows = hyper.encode_rows(head, batch["codebook"], batch["codebook_lengths"], hyper.output_encoder)
+    out_rows = hyper.encode_rows(lambda ids: head[ids], batch["codebook"], batch["codebook_lengths"], hyper.output_encoder)
     inputs = hyper.input_embeddings(batch["input_ids"], embed, in_rows)
     positions = hyper.position_ids(batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], mode)
     hidden = base.model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], position_ids=positions).last_hidden_state
@@ -77,12 +77,13 @@ def test_without_hypertokens_the_logits_are_the_base_models(base, mode):
 
 def test_untrained_hypertokens_start_as_their_first_token(base):
     hyper = HyperEmbedding(V, 16, S, 32)
-    embed = base.get_input_embeddings().weight
+    module = base.get_input_embeddings()
+    embed = module.weight
     codebook = torch.tensor([[[5, 6, 0, 0], [7, 8, 9, 0]]])
     lengths = torch.tensor([[2, 3]])
-    rows = hyper.encode_rows(embed, codebook, lengths, hyper.input_encoder)
+    rows = hyper.encode_rows(module, codebook, lengths, hyper.input_encoder)
     assert torch.equal(rows[0, 0], embed[5]) and torch.equal(rows[0, 1], embed[7])
-    inputs = hyper.input_embeddings(torch.tensor([[3, V + 1, V]]), embed, rows)
+    inputs = hyper.input_embeddings(torch.tensor([[3, V + 1, V]]), module, rows)
     assert torch.equal(inputs[0], torch.stack([embed[3], embed[7], embed[5]]))
 
 

@@ -7,6 +7,7 @@ causal LM; they only need the base model's input embedding and LM-head weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -16,6 +17,7 @@ from torch import nn
 from zip2zip.nn.hyper_encoder import HyperEncoder
 
 PositionMode = Literal["base", "compressed"]
+RowLookup = Callable[[torch.Tensor], torch.Tensor]
 IGNORE_INDEX = -100
 
 
@@ -54,31 +56,32 @@ class HyperEmbedding(nn.Module):
         )
 
     def encode_rows(
-        self, weight: torch.Tensor, codebook: torch.Tensor, lengths: torch.Tensor, encoder: HyperEncoder
+        self, lookup: RowLookup, codebook: torch.Tensor, lengths: torch.Tensor, encoder: HyperEncoder
     ) -> torch.Tensor:
         """``[B, E, hidden]`` rows of every entry, computed over the real entries only.
 
         Args:
-            weight: ``[V, hidden]`` base rows (input embedding or LM head).
+            lookup: base ids -> base rows: the model's input embedding module (so that any
+                scaling it applies, as Gemma's does, applies to sub-tokens too) or a lookup in
+                the LM-head weight.
             codebook: ``[B, E, S]`` phrases (padding sub-tokens may hold any valid id).
             lengths: ``[B, E]`` phrase lengths, 0 for padding entries.
         """
         batch, entries, _ = codebook.shape
-        out = weight.new_zeros(batch, entries, weight.shape[1])
         real = lengths > 0
-        if real.any():
-            phrases = codebook[real].long()
-            rows = F.embedding(phrases, weight)
+        phrases = codebook[real].long()
+        rows = lookup(phrases)
+        out = rows.new_zeros(batch, entries, rows.shape[-1])
+        if phrases.shape[0]:
             out[real] = encoder(rows, lengths[real]).to(out.dtype)
         return out
 
-    def input_embeddings(
-        self, input_ids: torch.Tensor, embedding: torch.Tensor, hyper_rows: torch.Tensor
-    ) -> torch.Tensor:
-        """``[B, L, hidden]``: base ids take the base embedding, hyper ids their entry's row."""
+    def input_embeddings(self, input_ids: torch.Tensor, lookup: RowLookup, hyper_rows: torch.Tensor) -> torch.Tensor:
+        """``[B, L, hidden]``: base ids take ``lookup`` (the model's embedding), hyper ids their
+        entry's row."""
         is_hyper = input_ids >= self.vocab_size
         base_ids = torch.where(is_hyper, torch.zeros_like(input_ids), input_ids)
-        embeds = F.embedding(base_ids, embedding)
+        embeds = lookup(base_ids)
         if is_hyper.any():
             slots = (input_ids - self.vocab_size).clamp(min=0)
             gathered = torch.gather(hyper_rows, 1, slots[..., None].expand(-1, -1, hyper_rows.shape[-1]))
@@ -111,18 +114,28 @@ class HyperEmbedding(nn.Module):
         return ((steps.cumsum(dim=1) - 1) * mask).clamp(min=0)
 
     def logits(
-        self, hidden: torch.Tensor, lm_head: torch.Tensor, hyper_rows: torch.Tensor, installed: torch.Tensor
+        self,
+        hidden: torch.Tensor,
+        lm_head: torch.Tensor,
+        hyper_rows: torch.Tensor,
+        installed: torch.Tensor,
+        softcap: float | None = None,
     ) -> torch.Tensor:
         """``[B, L, V + K]`` logits: base logits, then ``hidden @ hyper_rows.T`` for the
-        entries installed at each position and ``-inf`` for every other slot."""
+        entries installed at each position and ``-inf`` for every other slot. ``softcap``
+        applies the base model's final logit soft-capping (Gemma) to both parts."""
         base = F.linear(hidden, lm_head)  # exactly what the base model's LM head computes
         batch, length, _ = hidden.shape
         hyper = hidden.new_full((batch, length, self.max_codebook_size), float("-inf"))
         entries = hyper_rows.shape[1]
         if entries:
             scores = hidden @ hyper_rows.transpose(1, 2).to(hidden.dtype)
+            if softcap is not None:
+                scores = torch.tanh(scores / softcap) * softcap
             available = torch.arange(entries, device=hidden.device)[None, None, :] < installed[..., None]
             hyper[..., :entries] = scores.masked_fill(~available, float("-inf"))
+        if softcap is not None:
+            base = torch.tanh(base / softcap) * softcap
         return torch.cat([base, hyper], dim=-1)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, installed: torch.Tensor) -> torch.Tensor:

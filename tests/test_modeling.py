@@ -1,0 +1,141 @@
+"""Zip2ZipForCausalLM around tiny random models of each supported family (CPU)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import zip2zip as z
+from zip2zip.modeling import Zip2ZipConfig, Zip2ZipForCausalLM
+
+V = 64
+ATTENTION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+FAMILIES = {
+    "llama": ATTENTION,
+    "qwen2": ATTENTION,
+    "qwen3": {**ATTENTION, "head_dim": 8},
+    "mistral": ATTENTION,
+    "phi3": {**ATTENTION, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1},
+    "gemma3_text": {**ATTENTION, "head_dim": 8, "final_logit_softcapping": 30.0},
+    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=1),
+    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
+}
+
+
+class CodecOnly:
+    """What from_base needs of a tokenizer: its codebook config."""
+
+    def __init__(self, config: z.CodebookConfig) -> None:
+        self.config = config
+
+
+def tiny(family: str, vocab: int = V) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, vocab_size=vocab, **FAMILIES[family])).eval()
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_without_hypertokens_the_wrapper_is_the_base_model(family, tmp_path):
+    base = tiny(family)
+    config_before = base.config.to_dict()
+    weights_before = {k: v.clone() for k, v in base.state_dict().items()}
+    model = Zip2ZipForCausalLM.from_base(base, CodecOnly(z.CodebookConfig(V, 0, 4))).eval()
+    ids = torch.randint(1, V, (2, 20), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones_like(ids)
+    mask[1, :5] = 0  # left padding
+    with torch.no_grad():
+        ours = model(input_ids=ids, attention_mask=mask).logits
+        expected = base(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).logits
+    assert torch.equal(ours[mask.bool()], expected[mask.bool()])
+    assert base.config.to_dict() == config_before
+    assert all(torch.equal(weights_before[k], v) for k, v in base.state_dict().items())
+    model.save_pretrained(tmp_path)
+    loaded = Zip2ZipForCausalLM.from_pretrained(tmp_path).eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(input_ids=ids, attention_mask=mask).logits, ours)
+
+
+@pytest.fixture(scope="module")
+def smol_pair(smollm2_tokenizer):
+    """SmolLM2's real tokenizer with a tiny random Llama of its vocabulary, encoders perturbed so
+    that hypertokens differ from their first token."""
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    torch.manual_seed(2)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    return tok, model
+
+
+TEXTS = ["def f(x):\n    return x + x\n\ndef g(x):\n    return x + x + 1\n" * 2, "hello hello hello, world world"]
+
+
+def test_model_takes_the_tokenizer_output(smol_pair):
+    tok, model = smol_pair
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    out = model(**batch, labels=labels)
+    assert out.logits.shape == (*batch["input_ids"].shape, tok.vocab_size + 256)
+    assert torch.isfinite(out.loss)
+    out.loss.backward()
+    assert model.hyper.output_encoder.project_out.weight.grad.abs().sum() > 0
+    model.zero_grad()
+    # Each row alone gives the same logits at its positions.
+    with torch.no_grad():
+        together = model(**batch).logits
+        for row, text in enumerate(TEXTS):
+            single = tok(text, return_tensors="pt", padding=True)
+            alone = model(**single).logits[0]
+            mask = batch["attention_mask"][row].bool()
+            torch.testing.assert_close(together[row][mask], alone, rtol=1e-4, atol=1e-4)
+    # Slots a decoder has not installed yet are -inf at every position.
+    installed = batch["installed"][0][batch["attention_mask"][0].bool()]
+    logits = together[0][batch["attention_mask"][0].bool()]
+    for position, count in enumerate(installed.tolist()):
+        assert torch.isneginf(logits[position, tok.vocab_size + count :]).all()
+        assert torch.isfinite(logits[position, tok.vocab_size : tok.vocab_size + count]).all()
+
+
+def test_save_and_load_reproduce_the_logits_and_reject_bad_checkpoints(smol_pair, tmp_path):
+    tok, model = smol_pair
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    model.save_pretrained(tmp_path / "good")
+    loaded = Zip2ZipForCausalLM.from_pretrained(tmp_path / "good").eval()
+    with torch.no_grad():
+        assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+    # Missing encoder weights raise instead of being initialised at random.
+    weights = load_file(tmp_path / "good" / "model.safetensors")
+    dropped = {k: v for k, v in weights.items() if "output_encoder.project_out" not in k}
+    (tmp_path / "missing").mkdir()
+    save_file(dropped, tmp_path / "missing" / "model.safetensors", metadata={"format": "pt"})
+    (tmp_path / "missing" / "config.json").write_text((tmp_path / "good" / "config.json").read_text())
+    with pytest.raises(ValueError, match="missing_keys"):
+        Zip2ZipForCausalLM.from_pretrained(tmp_path / "missing")
+    # Encoders of another shape raise too.
+    (tmp_path / "shape").mkdir()
+    save_file(weights, tmp_path / "shape" / "model.safetensors", metadata={"format": "pt"})
+    config = json.loads((tmp_path / "good" / "config.json").read_text())
+    config["encoder_latent_size"] = 16
+    (tmp_path / "shape" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="does not match"):
+        Zip2ZipForCausalLM.from_pretrained(tmp_path / "shape")
+
+
+def test_bad_inputs_raise(smol_pair):
+    tok, model = smol_pair
+    with pytest.raises(z.ConfigError, match="embedding has 64 rows"):
+        Zip2ZipForCausalLM.from_base(tiny("llama"), tok)
+    with pytest.raises(ValueError, match="position_mode"):
+        Zip2ZipConfig(position_mode="sideways")
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    with pytest.raises(ValueError, match="installed counts are required"):
+        model(input_ids=batch["input_ids"], codebook=batch["codebook"], codebook_lengths=batch["codebook_lengths"])
+    with pytest.raises(ValueError, match="does not have"):
+        model(input_ids=torch.tensor([[tok.vocab_size + 5]]))
+    with pytest.raises(ValueError, match="codebook must be"):
+        model(input_ids=batch["input_ids"], codebook=batch["codebook"][:, :, :2], codebook_lengths=batch["codebook_lengths"],
+              installed=batch["installed"])
