@@ -20,7 +20,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +27,10 @@ import zip2zip_compression as reference
 
 import zip2zip as z
 from zip2zip.corpus import corpus_files
+from _timing import best_time  # benchmarks/ is on sys.path when a script runs
 from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
 
 K, S = 2048, 4
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

@@ -14,12 +14,12 @@ import argparse
 import os
 import platform
 import time
-from collections.abc import Callable
 
 import zip2zip_compression as reference
 
 import zip2zip as z
 from zip2zip.corpus import corpus_files
+from _timing import best_time  # benchmarks/ is on sys.path when a script runs
 from zip2zip.sources import load_smollm2_tokenizer
 
 
@@ -34,15 +34,6 @@ def pieces_of(text: str, size: int) -> list[str]:
     if current:
         pieces.append("".join(current))
     return pieces
-
-
-def best_time(fn: Callable[[], object], repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 def main() -> None:

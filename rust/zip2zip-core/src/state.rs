@@ -161,20 +161,14 @@ impl CodecState {
     fn validate_ids<T: TokenValue>(&self, ids: &[T]) -> Result<(), CodecError> {
         let vocab_size = self.config.vocab_size();
         let limit = i128::from(vocab_size);
-        // A branch-free scan first: the common case is all valid.
-        if ids.iter().all(|&id| (0..limit).contains(&id.widen())) {
-            return Ok(());
+        match ids.iter().position(|&id| !(0..limit).contains(&id.widen())) {
+            None => Ok(()),
+            Some(position) => Err(CodecError::IdOutOfRange {
+                id: ids[position].widen(),
+                position,
+                vocab_size,
+            }),
         }
-        let (position, &id) = ids
-            .iter()
-            .enumerate()
-            .find(|(_, id)| !(0..limit).contains(&id.widen()))
-            .expect("an invalid id exists");
-        Err(CodecError::IdOutOfRange {
-            id: id.widen(),
-            position,
-            vocab_size,
-        })
     }
 
     /// Encodes base ids, appending the codes they complete to `sink`. The pending phrase stays
