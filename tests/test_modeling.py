@@ -155,3 +155,92 @@ def test_smollm2_from_its_gguf_equals_the_base_model_without_hypertokens(smollm2
         expected = model.base(input_ids=batch["input_ids"]).logits
     assert torch.equal(ours, expected)
     assert tok.decode([int(ours[0, -1].argmax())]).strip() == "The"
+    generated = model.generate(**batch, max_new_tokens=8, do_sample=False)
+    assert torch.equal(generated, model.base.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                                      max_new_tokens=8, do_sample=False))
+    assert "Paris" in tok.decode(generated[0, batch["input_ids"].shape[1] :])
+
+
+def test_generate_without_hypertokens_is_the_base_models(smollm2_tokenizer):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=0)
+    base = tiny("llama", vocab=tok.vocab_size)
+    model = Zip2ZipForCausalLM.from_base(base, tok).eval()
+    batch = tok(["hello hello hello", "a b"], padding=True, padding_side="left", return_tensors="pt")
+    ours = model.generate(**batch, max_new_tokens=8, do_sample=False)
+    expected = base.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8, do_sample=False)
+    assert torch.equal(ours, expected)
+
+
+def tracked_batch(tok, rows):
+    """Tokenizer-style fields for code rows read from empty states (same length, no padding)."""
+    states = [z.CodecState(tok.config) for _ in rows]
+    installed = [[len(s.feed_codes([c])[1]) * 0 + s.installed for c in row] for s, row in zip(states, rows)]
+    entries = max(s.installed for s in states)
+    codebook = torch.zeros(len(rows), entries, tok.config.max_subtokens, dtype=torch.long)
+    lengths = torch.zeros(len(rows), entries, dtype=torch.long)
+    for b, s in enumerate(states):
+        table, n = s.phrases()
+        codebook[b, : len(n)] = torch.from_numpy(table.astype("int64"))
+        lengths[b, : len(n)] = torch.from_numpy(n.astype("int64"))
+    return {
+        "input_ids": torch.tensor(rows),
+        "attention_mask": torch.ones(len(rows), len(rows[0]), dtype=torch.long),
+        "installed": torch.tensor(installed),
+        "codebook": codebook,
+        "codebook_lengths": lengths,
+    }
+
+
+@pytest.mark.parametrize("mode", ["base", "compressed"])
+def test_generation_steps_equal_a_full_forward_and_keep_the_codebook_canonical(smollm2_tokenizer, mode):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok, position_mode=mode).eval()
+    torch.manual_seed(3)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class PreferHypertokens(LogitsProcessor):
+        """Pushes every installed hypertoken (finite slot) far above the base ids, so that the
+        generation reads and writes hypertokens at every step where one exists."""
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            scores = scores.clone()
+            scores[:, tok.vocab_size :] += 1000.0
+            return scores
+
+    with torch.no_grad():
+        prompt = "the cat the cat the cat the cat"
+        batch = tok([prompt], return_tensors="pt", padding=True)
+        out = model.generate(
+            **batch, max_new_tokens=12, do_sample=True, top_k=5, output_logits=True, return_dict_in_generate=True,
+            logits_processor=LogitsProcessorList([PreferHypertokens()]),
+        )
+        codes = out.sequences[0].tolist()
+        assert sum(code >= tok.vocab_size for code in codes[batch["input_ids"].shape[1] :]) >= 6
+        prompt_len = batch["input_ids"].shape[1]
+        full = model(**tracked_batch(tok, [codes])).logits[0]
+    for step, step_logits in enumerate(out.logits):
+        position = prompt_len - 1 + step
+        torch.testing.assert_close(step_logits[0], full[position], rtol=1e-4, atol=1e-4)
+    state = tok.state_after(batch["input_ids"][0])
+    generated_ids = tok.expand(codes[prompt_len:], state).tolist()
+    canonical = z.CodecState(tok.config)
+    canonical.feed_ids(tok.expand(batch["input_ids"][0]).tolist() + generated_ids)
+    assert tok.state_after(codes) == canonical
+
+
+def test_generation_options(smollm2_tokenizer):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=32)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    batch = tok(["one two one two one two", "three"], padding=True, padding_side="left", return_tensors="pt")
+    out = model.generate(**batch, max_new_tokens=5, do_sample=True, num_return_sequences=2)
+    assert out.shape[0] == 4
+    for row in range(4):
+        prompt = batch["input_ids"][row // 2][batch["attention_mask"][row // 2].bool()]
+        tok.decode(out[row, batch["input_ids"].shape[1] :], state=tok.state_after(prompt))  # valid codes
+    with pytest.raises(ValueError, match="beam search"):
+        model.generate(**batch, max_new_tokens=2, num_beams=2)
+    right = tok(["one two one two", "three"], padding=True, padding_side="right", return_tensors="pt")
+    with pytest.raises(ValueError, match="left padding"):
+        model.generate(**right, max_new_tokens=2)

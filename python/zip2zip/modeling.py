@@ -7,7 +7,9 @@ The wrapper owns the base model unchanged (its config and weights are never muta
 installed counts that `Zip2ZipTokenizer.__call__` returns, so
 ``model(**tokenizer(texts, padding=True, return_tensors="pt"))`` works.
 
-Status: forward (with the loss) and save/load; ``generate()`` is not implemented yet.
+Generation keeps one Rust `CodecState` per row (in the generation kwargs, never in the module):
+each step reads the new code into its row's state, encodes only the entries that step created,
+and writes their rows into preallocated per-row buffers of K slots.
 """
 
 from __future__ import annotations
@@ -16,10 +18,12 @@ import os
 from typing import Any
 
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM, PretrainedConfig, PreTrainedModel
+from dataclasses import dataclass, field
+
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from zip2zip._core import ConfigError
+from zip2zip._core import CodebookConfig, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding
 
 POSITION_MODES = ("base", "compressed")
@@ -83,7 +87,19 @@ class Zip2ZipConfig(PretrainedConfig):
         return AutoConfig.for_model(data.pop("model_type"), **data)
 
 
-class Zip2ZipForCausalLM(PreTrainedModel):
+@dataclass
+class GenerationState:
+    """Per-row codebook state of one `generate()` call, filled at the prompt's forward."""
+
+    started: bool = False
+    trackers: list[CodecState] = field(default_factory=list)
+    input_rows: torch.Tensor | None = None
+    output_rows: torch.Tensor | None = None
+    installed: torch.Tensor | None = None
+    last_position: torch.Tensor | None = None
+
+
+class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
     """A causal LM over codes: base ids and hypertokens whose rows are computed on the fly.
 
     Create with :meth:`from_base`; load with ``Zip2ZipForCausalLM.from_pretrained(folder)``.
@@ -180,7 +196,9 @@ class Zip2ZipForCausalLM(PreTrainedModel):
             disabled_ids=list(codec.disabled_ids),
             **overrides,
         )
-        return cls(config, base_model=base)
+        model = cls(config, base_model=base)
+        model.generation_config = base.generation_config
+        return model
 
     def forward(
         self,
@@ -193,6 +211,7 @@ class Zip2ZipForCausalLM(PreTrainedModel):
         position_ids: torch.Tensor | None = None,
         past_key_values: Any = None,
         use_cache: bool | None = None,
+        zip2zip_state: GenerationState | None = None,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Run the base model over codes.
@@ -206,6 +225,7 @@ class Zip2ZipForCausalLM(PreTrainedModel):
             labels: ``[B, L]`` codes to predict (shifted inside; -100 ignored; targets not yet
                 installed, the KwKwK case, are ignored too).
             position_ids: explicit positions; default from ``config.position_mode``.
+            zip2zip_state: set by ``generate()``: the per-row codebook states of a generation.
 
         Returns:
             ``CausalLMOutputWithPast`` with ``logits`` ``[B, L, V + K]`` (slots not installed
@@ -215,6 +235,8 @@ class Zip2ZipForCausalLM(PreTrainedModel):
             ValueError: codes out of range, hypertokens without codebook or installed counts,
                 or shapes that disagree.
         """
+        if zip2zip_state is not None and zip2zip_state.started:
+            return self._decode_step(input_ids, attention_mask, past_key_values, zip2zip_state, **kwargs)
         batch, length = input_ids.shape
         config = self.config
         if codebook is None:
@@ -251,7 +273,7 @@ class Zip2ZipForCausalLM(PreTrainedModel):
         output_rows = self.hyper.encode_rows(head_rows, codebook, codebook_lengths, self.hyper.output_encoder)
         inputs_embeds = self.hyper.input_embeddings(input_ids, embedding, input_rows)
         if position_ids is None:
-            if past_key_values is not None:
+            if past_key_values is not None and past_key_values.get_seq_length() > 0:
                 raise ValueError("with past_key_values, pass position_ids (positions continue the cache)")
             position_ids = self.hyper.position_ids(input_ids, codebook_lengths, attention_mask, config.position_mode)
         outputs = self.base.get_decoder()(
@@ -262,9 +284,10 @@ class Zip2ZipForCausalLM(PreTrainedModel):
             use_cache=use_cache,
             **kwargs,
         )
-        softcap = getattr(self.base.config.get_text_config(), "final_logit_softcapping", None)
-        logits = self.hyper.logits(outputs.last_hidden_state, head, output_rows, installed, softcap)
+        logits = self.hyper.logits(outputs.last_hidden_state, head, output_rows, installed, self._softcap())
         loss = None if labels is None else self.hyper.loss(logits, labels, installed)
+        if zip2zip_state is not None:
+            self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
@@ -272,3 +295,137 @@ class Zip2ZipForCausalLM(PreTrainedModel):
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
+
+    # ------------------------------------------------------------------ generation
+
+    def _softcap(self) -> float | None:
+        return getattr(self.base.config.get_text_config(), "final_logit_softcapping", None)
+
+    def codebook_config(self) -> CodebookConfig:
+        """The codec configuration the model reads codes with."""
+        config = self.config
+        return CodebookConfig(config.vocab_size, config.max_codebook_size, config.max_subtokens, config.disabled_ids)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate`` over codes: pass what the tokenizer returns
+        (``input_ids``, ``attention_mask``, ``codebook``, ``codebook_lengths``, ``installed``),
+        left-padded. Returns codes; decode the new ones with the state after the prompt.
+
+        Raises:
+            ValueError: beam search (per-row codebook states are not reordered yet), or a
+                right-padded batch.
+        """
+        generation_config = kwargs.get("generation_config") or self.generation_config
+        if (kwargs.get("num_beams") or generation_config.num_beams or 1) > 1:
+            raise ValueError("beam search is not supported: per-row codebook states would need reordering")
+        kwargs["zip2zip_state"] = GenerationState()
+        kwargs.setdefault("past_key_values", DynamicCache(config=self.base.config))
+        return super().generate(*args, **kwargs)  # type: ignore[misc]
+
+    def prepare_inputs_for_generation(
+        self,
+        input_ids: torch.LongTensor,
+        next_sequence_length: int | None = None,
+        past_key_values: Any = None,
+        attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The new codes (everything not in the cache yet) and the codebook fields."""
+        if inputs_embeds is not None:
+            raise ValueError("zip2zip generates from codes (input_ids), not inputs_embeds")
+        cached = past_key_values.get_seq_length() if past_key_values is not None else 0
+        return {
+            "input_ids": input_ids[:, cached:],
+            "attention_mask": attention_mask,
+            "past_key_values": past_key_values,
+            "use_cache": True,
+            "codebook": kwargs.get("codebook"),
+            "codebook_lengths": kwargs.get("codebook_lengths"),
+            "installed": kwargs.get("installed"),
+            "zip2zip_state": kwargs.get("zip2zip_state"),
+        }
+
+    def _start_generation(
+        self,
+        state: GenerationState,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        input_rows: torch.Tensor,
+        output_rows: torch.Tensor,
+        position_ids: torch.Tensor,
+    ) -> None:
+        """After the prompt's forward: one tracking state per row, row buffers of K slots."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if not bool(mask[:, -1].all()):
+            raise ValueError("generate() needs left padding: the last position of every row must be real")
+        codec = self.codebook_config()
+        state.trackers = []
+        for row in range(input_ids.shape[0]):
+            tracker = CodecState(codec)
+            tracker.feed_codes(input_ids[row][mask[row].bool()].cpu().numpy())
+            state.trackers.append(tracker)
+        batch, entries, hidden = input_rows.shape
+        slots = self.config.max_codebook_size
+        state.input_rows = input_rows.new_zeros(batch, slots, hidden)
+        state.output_rows = output_rows.new_zeros(batch, slots, output_rows.shape[-1])
+        state.input_rows[:, :entries] = input_rows
+        state.output_rows[:, :entries] = output_rows
+        state.installed = torch.tensor([t.installed for t in state.trackers], device=input_ids.device)
+        state.last_position = position_ids[:, -1].clone()
+        state.started = True
+
+    def _decode_step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        past_key_values: Any,
+        state: GenerationState,
+        **kwargs: Any,
+    ) -> CausalLMOutputWithPast:
+        """One generation step: read each row's new code, encode the entries it creates, run
+        the base model on one position per row."""
+        assert state.input_rows is not None and state.output_rows is not None
+        assert state.installed is not None and state.last_position is not None
+        vocab = self.config.vocab_size
+        codes = input_ids[:, -1]
+        embedding = self.base.get_input_embeddings()
+        head = self.base.get_output_embeddings().weight
+        inputs_embeds = self.hyper.input_embeddings(codes[:, None], embedding, state.input_rows)
+        steps: list[int] = []
+        new_rows: list[tuple[int, int]] = []
+        new_phrases: list[torch.Tensor] = []
+        new_lengths: list[torch.Tensor] = []
+        width = self.config.max_subtokens
+        for row, (code, tracker) in enumerate(zip(codes.tolist(), state.trackers)):
+            phrase_length = 1 if code < vocab else len(tracker.phrase(code))
+            steps.append(phrase_length if self.config.position_mode == "base" else 1)
+            _ids, created = tracker.feed_codes([code])
+            if len(created):
+                table, lengths = tracker.phrases(int(created[0]) - vocab, int(created[-1]) - vocab + 1)
+                new_rows.extend((row, int(slot) - vocab) for slot in created)
+                new_phrases.append(torch.from_numpy(table))
+                new_lengths.append(torch.from_numpy(lengths))
+        if new_rows:
+            phrases = torch.cat(new_phrases).to(codes.device).long().view(-1, width)
+            phrase_lengths = torch.cat(new_lengths).to(codes.device).long()
+            rows_in = self.hyper.input_encoder(embedding(phrases), phrase_lengths)
+            rows_out = self.hyper.output_encoder(torch.nn.functional.embedding(phrases, head), phrase_lengths)
+            index_rows = torch.tensor([r for r, _ in new_rows], device=codes.device)
+            index_slots = torch.tensor([s for _, s in new_rows], device=codes.device)
+            state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
+            state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
+        state.installed = torch.tensor([t.installed for t in state.trackers], device=codes.device)
+        state.last_position = state.last_position + torch.tensor(steps, device=codes.device)
+        outputs = self.base.get_decoder()(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=state.last_position[:, None],
+            past_key_values=past_key_values,
+            use_cache=True,
+        )
+        logits = self.hyper.logits(
+            outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
+        )
+        return CausalLMOutputWithPast(logits=logits, past_key_values=getattr(outputs, "past_key_values", None))
