@@ -244,3 +244,36 @@ def test_generation_options(smollm2_tokenizer):
     right = tok(["one two one two", "three"], padding=True, padding_side="right", return_tensors="pt")
     with pytest.raises(ValueError, match="left padding"):
         model.generate(**right, max_new_tokens=2)
+
+
+def test_streamer_prints_the_decoded_text_and_stop_conditions(smollm2_tokenizer):
+    from zip2zip.generation import Zip2ZipStreamer
+
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    torch.manual_seed(4)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    batch = tok(["the cat the cat the cat"], return_tensors="pt", padding=True)
+    pieces: list[tuple[str, bool]] = []
+    streamer = Zip2ZipStreamer(tok, on_text=lambda text, end: pieces.append((text, end)))
+    out = model.generate(**batch, max_new_tokens=15, do_sample=True, streamer=streamer)
+    prompt = batch["input_ids"][0]
+    expected = tok.decode(out[0, len(prompt) :], state=tok.state_after(prompt))
+    assert "".join(text for text, _ in pieces) == expected == streamer.text
+    assert pieces[-1][1] is True
+    # A budget of base tokens.
+    out = model.generate(**batch, max_new_tokens=40, do_sample=True, max_new_base_tokens=5, tokenizer=tok)
+    generated = tok.expand(out[0, len(prompt) :], tok.state_after(prompt))
+    assert 5 <= len(generated) < 5 + tok.config.max_subtokens
+    # A stop string taken from what an unconstrained run generates.
+    torch.manual_seed(5)
+    free = model.generate(**batch, max_new_tokens=20, do_sample=False)
+    text = tok.decode(free[0, len(prompt) :], state=tok.state_after(prompt))
+    stop = text[len(text) // 2 : len(text) // 2 + 3]
+    assert stop
+    stopped = model.generate(**batch, max_new_tokens=20, do_sample=False, stop_strings=[stop], tokenizer=tok)
+    stopped_text = tok.decode(stopped[0, len(prompt) :], state=tok.state_after(prompt))
+    assert stop in stopped_text and len(stopped[0]) < len(free[0]) and text.startswith(stopped_text)
+    with pytest.raises(ValueError, match="need tokenizer"):
+        model.generate(**batch, max_new_tokens=2, stop_strings=["x"])

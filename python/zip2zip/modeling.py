@@ -309,7 +309,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
     def generate(self, *args: Any, **kwargs: Any) -> Any:
         """``GenerationMixin.generate`` over codes: pass what the tokenizer returns
         (``input_ids``, ``attention_mask``, ``codebook``, ``codebook_lengths``, ``installed``),
-        left-padded. Returns codes; decode the new ones with the state after the prompt.
+        left-padded, as keywords. Returns codes; decode the new ones with the state after the
+        prompt. ``max_new_tokens`` counts codes; ``max_new_base_tokens`` (with ``tokenizer=``)
+        also limits base tokens, and ``stop_strings`` (with ``tokenizer=``) are matched on the
+        generated text. For printing as it goes, ``streamer=zip2zip.generation.Zip2ZipStreamer(tok)``.
 
         Raises:
             ValueError: beam search (per-row codebook states are not reordered yet), or a
@@ -318,6 +321,26 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         generation_config = kwargs.get("generation_config") or self.generation_config
         if (kwargs.get("num_beams") or generation_config.num_beams or 1) > 1:
             raise ValueError("beam search is not supported: per-row codebook states would need reordering")
+        stop_strings = kwargs.pop("stop_strings", None)
+        max_new_base_tokens = kwargs.pop("max_new_base_tokens", None)
+        tokenizer = kwargs.pop("tokenizer", None)
+        if stop_strings or max_new_base_tokens is not None:
+            if tokenizer is None:
+                raise ValueError("stop_strings and max_new_base_tokens need tokenizer= (the Zip2ZipTokenizer)")
+            from transformers import StoppingCriteriaList
+
+            from zip2zip.generation import CodeTextStopping
+
+            repeats = kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
+            prompts = kwargs["input_ids"].repeat_interleave(repeats, dim=0)
+            mask = kwargs.get("attention_mask")
+            mask = None if mask is None else mask.repeat_interleave(repeats, dim=0)
+            criteria = CodeTextStopping(
+                tokenizer, prompts, mask,
+                stop_strings=[stop_strings] if isinstance(stop_strings, str) else list(stop_strings or ()),
+                max_new_base_tokens=max_new_base_tokens,
+            )
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), criteria])
         kwargs["zip2zip_state"] = GenerationState()
         kwargs.setdefault("past_key_values", DynamicCache(config=self.base.config))
         return super().generate(*args, **kwargs)  # type: ignore[misc]
