@@ -277,3 +277,22 @@ def test_streamer_prints_the_decoded_text_and_stop_conditions(smollm2_tokenizer)
     assert stop in stopped_text and len(stopped[0]) < len(free[0]) and text.startswith(stopped_text)
     with pytest.raises(ValueError, match="need tokenizer"):
         model.generate(**batch, max_new_tokens=2, stop_strings=["x"])
+
+
+def test_generation_buffers_grow_with_the_entries(smollm2_tokenizer):
+    from transformers import DynamicCache
+
+    from zip2zip.modeling import GenerationState
+
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=2048)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    batch = tok(["ab ab ab ab"], return_tensors="pt", padding=True)
+    state = GenerationState()
+    with torch.no_grad():
+        model(**batch, zip2zip_state=state, past_key_values=DynamicCache(config=model.base.config))
+    entries = batch["codebook"].shape[1]
+    assert state.started and state.input_rows.shape[1] == entries < 2048
+    model._grow_rows(state, entries + 1)
+    assert entries + 1 <= state.input_rows.shape[1] <= max(16, 2 * entries)
+    model._grow_rows(state, 5000)
+    assert state.input_rows.shape[1] == 2048 == state.output_rows.shape[1]

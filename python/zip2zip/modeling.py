@@ -9,7 +9,7 @@ installed counts that `Zip2ZipTokenizer.__call__` returns, so
 
 Generation keeps one Rust `CodecState` per row (in the generation kwargs, never in the module):
 each step reads the new code into its row's state, encodes only the entries that step created,
-and writes their rows into preallocated per-row buffers of K slots.
+and writes their rows into per-row buffers that grow with the entries (doubling, capped at K).
 """
 
 from __future__ import annotations
@@ -389,15 +389,28 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             tracker = CodecState(codec)
             tracker.feed_codes(input_ids[row][mask[row].bool()].cpu().numpy())
             state.trackers.append(tracker)
-        batch, entries, hidden = input_rows.shape
-        slots = self.config.max_codebook_size
-        state.input_rows = input_rows.new_zeros(batch, slots, hidden)
-        state.output_rows = output_rows.new_zeros(batch, slots, output_rows.shape[-1])
-        state.input_rows[:, :entries] = input_rows
-        state.output_rows[:, :entries] = output_rows
+        # Row buffers hold the entries that exist and grow (doubling, capped at K) as
+        # generation creates more: memory follows the codebook, not K.
+        state.input_rows = input_rows.detach().clone()
+        state.output_rows = output_rows.detach().clone()
         state.installed = torch.tensor([t.installed for t in state.trackers], device=input_ids.device)
         state.last_position = position_ids[:, -1].clone()
         state.started = True
+
+    def _grow_rows(self, state: GenerationState, needed: int) -> None:
+        """Make the row buffers hold at least ``needed`` slots (doubling, capped at K)."""
+        assert state.input_rows is not None and state.output_rows is not None
+        current = state.input_rows.shape[1]
+        if needed <= current:
+            return
+        size = min(max(needed, 2 * current, 16), self.config.max_codebook_size)
+        batch = state.input_rows.shape[0]
+        state.input_rows = torch.cat(
+            [state.input_rows, state.input_rows.new_zeros(batch, size - current, state.input_rows.shape[2])], dim=1
+        )
+        state.output_rows = torch.cat(
+            [state.output_rows, state.output_rows.new_zeros(batch, size - current, state.output_rows.shape[2])], dim=1
+        )
 
     def _decode_step(
         self,
@@ -437,6 +450,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             rows_out = self.hyper.output_encoder(torch.nn.functional.embedding(phrases, head), phrase_lengths)
             index_rows = torch.tensor([r for r, _ in new_rows], device=codes.device)
             index_slots = torch.tensor([s for _, s in new_rows], device=codes.device)
+            self._grow_rows(state, int(index_slots.max()) + 1)
             state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
             state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
         state.installed = torch.tensor([t.installed for t in state.trackers], device=codes.device)
