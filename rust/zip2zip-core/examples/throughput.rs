@@ -1,39 +1,50 @@
 //! Single-core encode/decode throughput of the core, without Python.
 //!
-//! Usage: `cargo run --release -p zip2zip-core --example throughput -- IDS.u32 [VOCAB] [WINDOW] [DISABLED.u32]`
-//! where `IDS.u32` holds little-endian `u32` base ids (the codec benchmark writes one with
-//! `--rust`), and `DISABLED.u32` the disabled ids in the same format. The stream is cut into windows of `WINDOW` ids (default 4096), each encoded
-//! from an empty codebook with K=2048, S=4, as the Python benchmark does.
+//! Usage: `cargo run --release -p zip2zip-core --example throughput -- IDS.u32 [VOCAB]
+//! [WINDOW] [DISABLED.u32]` where `IDS.u32` holds little-endian `u32` base ids (the codec
+//! benchmark writes one with `--rust`), and `DISABLED.u32` the disabled ids in the same format.
+//! The stream is cut into windows of `WINDOW` ids (default 4096), each encoded from an empty
+//! codebook with K=2048, S=4, as the Python benchmark does. Bad arguments print a message.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use zip2zip_core::{CodeSink, CodebookConfig, CodecState};
 
-fn read_u32s(path: &str) -> Vec<u32> {
-    let bytes = std::fs::read(path).expect("cannot read the file");
-    bytes
+fn read_u32s(path: &str) -> Result<Vec<u32>, String> {
+    let bytes = std::fs::read(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    Ok(bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-        .collect()
+        .collect())
 }
 
-fn main() {
+fn main() -> Result<(), String> {
     let args: Vec<String> = std::env::args().collect();
     let usage = "usage: throughput IDS.u32 [VOCAB] [WINDOW] [DISABLED.u32]";
-    let ids = read_u32s(args.get(1).expect(usage));
-    let disabled = args.get(4).map(|path| read_u32s(path)).unwrap_or_default();
+    let ids = read_u32s(args.get(1).ok_or(usage)?)?;
+    let disabled = args
+        .get(4)
+        .map(|path| read_u32s(path))
+        .transpose()?
+        .unwrap_or_default();
     let vocab: u64 = args
         .get(2)
         .map_or(
             Ok(u64::from(ids.iter().max().copied().unwrap_or(0)) + 1),
             |v| v.parse(),
         )
-        .expect("VOCAB");
-    let window: usize = args.get(3).map_or(Ok(4096), |w| w.parse()).expect("WINDOW");
+        .map_err(|error| format!("VOCAB: {error}"))?;
+    let window: usize = args
+        .get(3)
+        .map_or(Ok(4096), |w| w.parse())
+        .map_err(|error| format!("WINDOW: {error}"))?;
+    if window == 0 {
+        return Err("WINDOW must be at least 1".into());
+    }
     let config = Arc::new(
         CodebookConfig::new(vocab, 2048, 4, disabled.iter().map(|&d| u64::from(d)))
-            .expect("config"),
+            .map_err(|error| error.to_string())?,
     );
     let mut state = CodecState::new(Arc::clone(&config));
     let mut codes = Vec::with_capacity(window);
@@ -55,7 +66,7 @@ fn main() {
                         installed: None,
                     },
                 )
-                .expect("valid ids");
+                .map_err(|error| error.to_string())?;
             state.finish(CodeSink {
                 codes: &mut codes,
                 installed: None,
@@ -82,7 +93,9 @@ fn main() {
         for chunk in &all_codes {
             state.reset();
             out.clear();
-            state.feed_codes(chunk, &mut out).expect("valid codes");
+            state
+                .feed_codes(chunk, &mut out)
+                .map_err(|error| error.to_string())?;
         }
         best_decode = best_decode.min(start.elapsed().as_secs_f64());
     }
@@ -95,4 +108,5 @@ fn main() {
         "decode: {:.1} M base tokens/s (one core, best of {rounds})",
         n / best_decode / 1e6
     );
+    Ok(())
 }

@@ -62,6 +62,20 @@ pub(crate) type Int32Table<'py> = Bound<'py, PyArray2<i32>>;
 /// Below this many ids a call keeps the GIL: releasing it costs more than the work.
 pub(crate) const DETACH_THRESHOLD: usize = 4096;
 
+/// Runs `work` with the GIL released when `size` reaches `threshold`, else holding it: for
+/// small inputs releasing and re-taking the GIL costs more than the work.
+pub(crate) fn detach_if_large<T, F>(py: Python<'_>, size: usize, threshold: usize, work: F) -> T
+where
+    T: Send,
+    F: FnOnce() -> T + Send,
+{
+    if size >= threshold {
+        py.detach(work)
+    } else {
+        work()
+    }
+}
+
 pub(crate) fn to_py_err(error: CodecError) -> PyErr {
     let message = error.to_string();
     match error.root() {
@@ -316,7 +330,7 @@ impl PyCodecState {
         let ids = IdArray::extract(ids, "ids")?;
         let slice = ids.slice()?;
         let inner = &mut self.inner;
-        let mut work = move || {
+        let work = move || {
             let mut codes = Vec::new();
             let sink = CodeSink {
                 codes: &mut codes,
@@ -328,11 +342,7 @@ impl PyCodecState {
             }
             .map(|()| codes)
         };
-        let codes = if ids.len() >= DETACH_THRESHOLD {
-            py.detach(work)
-        } else {
-            work()
-        };
+        let codes = detach_if_large(py, ids.len(), DETACH_THRESHOLD, work);
         Ok(int32_array(py, codes.map_err(to_py_err)?))
     }
 
@@ -354,7 +364,7 @@ impl PyCodecState {
         let slice = codes.slice()?;
         let first_new = self.inner.next_id();
         let inner = &mut self.inner;
-        let mut work = move || {
+        let work = move || {
             let mut ids = Vec::new();
             match slice {
                 IdSlice::I32(values) => inner.feed_codes(values, &mut ids),
@@ -362,11 +372,7 @@ impl PyCodecState {
             }
             .map(|added| (ids, added))
         };
-        let result = if codes.len() >= DETACH_THRESHOLD {
-            py.detach(work)
-        } else {
-            work()
-        };
+        let result = detach_if_large(py, codes.len(), DETACH_THRESHOLD, work);
         let (ids, added) = result.map_err(to_py_err)?;
         let new_ids: Vec<u32> = (first_new..first_new + added).collect();
         Ok((int32_array(py, ids), int32_array(py, new_ids)))
@@ -478,11 +484,7 @@ fn encode_ids<'py>(
         IdSlice::I32(values) => zip2zip_core::encode_ids(&config, values),
         IdSlice::I64(values) => zip2zip_core::encode_ids(&config, values),
     };
-    let encoding = if ids.len() >= DETACH_THRESHOLD {
-        py.detach(work)
-    } else {
-        work()
-    };
+    let encoding = detach_if_large(py, ids.len(), DETACH_THRESHOLD, work);
     encoding_arrays(py, encoding.map_err(to_py_err)?, width)
 }
 
@@ -500,11 +502,7 @@ fn decode_ids<'py>(
         IdSlice::I32(values) => zip2zip_core::decode_ids(&config, values),
         IdSlice::I64(values) => zip2zip_core::decode_ids(&config, values),
     };
-    let ids = if codes.len() >= DETACH_THRESHOLD {
-        py.detach(work)
-    } else {
-        work()
-    };
+    let ids = detach_if_large(py, codes.len(), DETACH_THRESHOLD, work);
     Ok(int32_array(py, ids.map_err(to_py_err)?))
 }
 

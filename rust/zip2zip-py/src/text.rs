@@ -9,8 +9,9 @@ use pyo3::types::PyTuple;
 use zip2zip_core::{HyperTokenizer, TextEncoding, TextStream};
 
 use crate::{
-    batch_slices, encoding_arrays, extract_batch, int32_array, to_py_err, BatchSlices,
-    EncodingArrays, IdArray, IdSlice, PyCodebookConfig, PyCodecState, DETACH_THRESHOLD,
+    batch_slices, detach_if_large, encoding_arrays, extract_batch, int32_array, to_py_err,
+    BatchSlices, EncodingArrays, IdArray, IdSlice, PyCodebookConfig, PyCodecState,
+    DETACH_THRESHOLD,
 };
 
 /// Texts longer than this many bytes are tokenized with the GIL released.
@@ -69,11 +70,7 @@ impl PyHyperTokenizer {
         add_special_tokens: bool,
     ) -> PyResult<TextArrays<'py>> {
         let work = || self.inner.encode(&text, add_special_tokens);
-        let encoding = if text.len() >= DETACH_TEXT_BYTES {
-            py.detach(work)
-        } else {
-            work()
-        };
+        let encoding = detach_if_large(py, text.len(), DETACH_TEXT_BYTES, work);
         text_arrays(
             py,
             encoding.map_err(to_py_err)?,
@@ -111,11 +108,7 @@ impl PyHyperTokenizer {
             IdSlice::I32(values) => self.inner.decode_base(values, skip_special_tokens),
             IdSlice::I64(values) => self.inner.decode_base(values, skip_special_tokens),
         };
-        let text = if ids.len() >= DETACH_THRESHOLD {
-            py.detach(work)
-        } else {
-            work()
-        };
+        let text = detach_if_large(py, ids.len(), DETACH_THRESHOLD, work);
         text.map_err(to_py_err)
     }
 
@@ -134,11 +127,7 @@ impl PyHyperTokenizer {
             IdSlice::I32(values) => self.inner.decode(values, state, skip_special_tokens),
             IdSlice::I64(values) => self.inner.decode(values, state, skip_special_tokens),
         };
-        let text = if codes.len() >= DETACH_THRESHOLD {
-            py.detach(work)
-        } else {
-            work()
-        };
+        let text = detach_if_large(py, codes.len(), DETACH_THRESHOLD, work);
         text.map_err(to_py_err)
     }
 
