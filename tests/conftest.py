@@ -1,5 +1,14 @@
 import os
 
+# Without CUDA the Triton kernels run under Triton's interpreter (tests/test_ops.py). Triton
+# reads this once, when it is first imported (torch and transformers may import it), so it is
+# set here, before any test module is collected.
+if "TRITON_INTERPRET" not in os.environ:
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["TRITON_INTERPRET"] = "1"
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

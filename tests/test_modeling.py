@@ -11,6 +11,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
 from zip2zip.modeling import Zip2ZipConfig, Zip2ZipForCausalLM
+from zip2zip.nn import MeanHyperEncoder, RowTable
 
 V = 64
 ATTENTION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -125,6 +126,53 @@ def test_save_and_load_reproduce_the_logits_and_reject_bad_checkpoints(smol_pair
         Zip2ZipForCausalLM.from_pretrained(tmp_path / "shape")
 
 
+@pytest.mark.parametrize("family", ["llama", "gemma3_text"])
+def test_fused_loss_equals_the_loss_over_logits(smollm2_tokenizer, family):
+    """return_logits=False computes the same loss with zip2zip.ops.hyper_cross_entropy, chunked,
+    and the same gradients (Gemma: logit soft-capping and a scaled embedding)."""
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+    model = Zip2ZipForCausalLM.from_base(tiny(family, vocab=tok.vocab_size), tok)
+    torch.manual_seed(5)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    batch = tok(TEXTS, padding=True, return_tensors="pt")
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+    labels[0, 7] = tok.vocab_size + 200  # a hypertoken not installed there: ignored by both
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    expected = model(**batch, labels=labels)
+    expected_grads = torch.autograd.grad(expected.loss, parameters)
+    fused = model(**batch, labels=labels, return_logits=False)
+    assert fused.logits is None
+    grads = torch.autograd.grad(fused.loss, parameters)
+    torch.testing.assert_close(fused.loss, expected.loss, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, expected_grads):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_mean_encoder_pools_with_hyper_gather(smollm2_tokenizer):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    model = Zip2ZipForCausalLM.from_base(tiny("gemma3_text", vocab=tok.vocab_size), tok, encoder_type="mean")
+    assert isinstance(model.hyper.input_encoder, MeanHyperEncoder)
+    batch = tok(TEXTS[:1], return_tensors="pt", padding=True)
+    codebook, lengths = batch["codebook"][0], batch["codebook_lengths"][0]
+    embedding = model.base.get_input_embeddings()
+    # Untrained: each hypertoken's input row is its first token's embedding (scaled, Gemma).
+    rows = model.hyper.encode_rows(RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"],
+                                   model.hyper.input_encoder)[0]
+    torch.testing.assert_close(rows, embedding(codebook[:, 0]))
+    # Trained: first + W(mean), the same through hyper_gather as through gathered rows.
+    torch.nn.init.normal_(model.hyper.input_encoder.project_out.weight, std=0.05)
+    pooled = model.hyper.encode_rows(RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"],
+                                     model.hyper.input_encoder)[0]
+    gathered = model.hyper.encode_rows(embedding, batch["codebook"], batch["codebook_lengths"], model.hyper.input_encoder)[0]
+    torch.testing.assert_close(pooled, gathered, rtol=1e-5, atol=1e-6)
+    real = torch.arange(codebook.shape[1])[None, :] < lengths[:, None]
+    mean = (embedding(codebook) * real[..., None]).sum(1) / lengths[:, None]
+    torch.testing.assert_close(pooled, embedding(codebook[:, 0]) + model.hyper.input_encoder.project_out(mean), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="encoder_type"):
+        Zip2ZipConfig(encoder_type="max")
+
+
 def test_bad_inputs_raise(smol_pair):
     tok, model = smol_pair
     with pytest.raises(z.ConfigError, match="embedding has 64 rows"):
@@ -193,10 +241,11 @@ def tracked_batch(tok, rows):
     }
 
 
-@pytest.mark.parametrize("mode", ["base", "compressed"])
-def test_generation_steps_equal_a_full_forward_and_keep_the_codebook_canonical(smollm2_tokenizer, mode):
+@pytest.mark.parametrize(("mode", "encoder_type"), [("base", "transformer"), ("compressed", "transformer"), ("base", "mean")])
+def test_generation_steps_equal_a_full_forward_and_keep_the_codebook_canonical(smollm2_tokenizer, mode, encoder_type):
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
-    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok, position_mode=mode).eval()
+    model = Zip2ZipForCausalLM.from_base(tiny("gemma3_text" if encoder_type == "mean" else "llama", vocab=tok.vocab_size),
+                                         tok, position_mode=mode, encoder_type=encoder_type).eval()
     torch.manual_seed(3)
     for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
         torch.nn.init.normal_(encoder.project_out.weight, std=0.05)

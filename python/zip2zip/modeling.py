@@ -24,7 +24,8 @@ from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, Generat
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from zip2zip._core import CodebookConfig, CodecState, ConfigError
-from zip2zip.nn import HyperEmbedding
+from zip2zip.nn import HyperEmbedding, RowTable
+from zip2zip.nn.hyper_embedding import ENCODER_TYPES
 from zip2zip.sources import base_source_name, load_base_model
 
 POSITION_MODES = ("base", "compressed")
@@ -68,6 +69,8 @@ class Zip2ZipConfig(PretrainedConfig):
         disabled_ids: base ids never merged (from the tokenizer).
         encoder_layers, encoder_heads, encoder_latent_size: the hyper-encoders' shape.
         tied_encoders: one encoder for input and output rows (default: two).
+        encoder_type: ``"transformer"`` (default) or ``"mean"`` (first token + a linear map of
+            the mean of the sub-token rows, pooled by `zip2zip.ops.hyper_gather`).
         position_mode: ``"base"`` (a code sits at the base-token index of its last token) or
             ``"compressed"`` (one position per code).
         base_source: where the base weights come from when a saved model holds only its
@@ -90,12 +93,15 @@ class Zip2ZipConfig(PretrainedConfig):
         encoder_heads: int = 4,
         encoder_latent_size: int | None = None,
         tied_encoders: bool = False,
+        encoder_type: str = "transformer",
         position_mode: str = "base",
         base_source: str | None = None,
         **kwargs: Any,
     ) -> None:
         if position_mode not in POSITION_MODES:
             raise ValueError(f"position_mode must be one of {POSITION_MODES}, got {position_mode!r}")
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         if encoder_layers < 0 or encoder_heads < 1:
             raise ValueError(f"invalid encoder shape: layers={encoder_layers}, heads={encoder_heads}")
         self.base_config = dict(base_config or {})
@@ -107,6 +113,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.encoder_heads = encoder_heads
         self.encoder_latent_size = encoder_latent_size
         self.tied_encoders = tied_encoders
+        self.encoder_type = encoder_type
         self.position_mode = position_mode
         self.base_source = base_source
         super().__init__(**kwargs)
@@ -160,6 +167,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             num_layers=config.encoder_layers,
             num_heads=config.encoder_heads,
             latent_size=config.encoder_latent_size,
+            encoder_type=config.encoder_type,  # type: ignore[arg-type]  # validated by Zip2ZipConfig
         ).to(dtype=embedding.weight.dtype, device=embedding.weight.device)
         self.post_init()
 
@@ -368,6 +376,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         past_key_values: Any = None,
         use_cache: bool | None = None,
         zip2zip_state: GenerationState | None = None,
+        return_logits: bool = True,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Run the base model over codes.
@@ -382,6 +391,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
                 installed, the KwKwK case, are ignored too).
             position_ids: explicit positions; default from ``config.position_mode``.
             zip2zip_state: set by ``generate()``: the per-row codebook states of a generation.
+            return_logits: with ``labels``, ``False`` computes the loss with
+                `zip2zip.ops.hyper_cross_entropy` (chunked, no ``[B, L, V + K]`` logits in memory:
+                the training path) and returns ``logits=None``.
 
         Returns:
             ``CausalLMOutputWithPast`` with ``logits`` ``[B, L, V + K]`` (slots not installed
@@ -422,11 +434,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         embedding = self.base.get_input_embeddings()
         head = self.base.get_output_embeddings().weight
 
-        def head_rows(ids: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.embedding(ids, head)
-
-        input_rows = self.hyper.encode_rows(embedding, codebook, codebook_lengths, self.hyper.input_encoder)
-        output_rows = self.hyper.encode_rows(head_rows, codebook, codebook_lengths, self.hyper.output_encoder)
+        input_table = RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
+        input_rows = self.hyper.encode_rows(input_table, codebook, codebook_lengths, self.hyper.input_encoder)
+        output_rows = self.hyper.encode_rows(RowTable(head), codebook, codebook_lengths, self.hyper.output_encoder)
         inputs_embeds = self.hyper.input_embeddings(input_ids, embedding, input_rows)
         if position_ids is None:
             if past_key_values is not None and past_key_values.get_seq_length() > 0:
@@ -440,8 +450,15 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             use_cache=use_cache,
             **kwargs,
         )
-        logits = self.hyper.logits(outputs.last_hidden_state, head, output_rows, installed, self._softcap())
-        loss = None if labels is None else self.hyper.loss(logits, labels, installed)
+        hidden = outputs.last_hidden_state
+        logits: torch.Tensor | None
+        loss: torch.Tensor | None
+        if labels is not None and not return_logits:
+            logits = None
+            loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
+        else:
+            logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap())
+            loss = None if labels is None else self.hyper.loss(logits, labels, installed)
         if zip2zip_state is not None:
             self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
         return CausalLMOutputWithPast(
@@ -602,8 +619,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         if new_rows:
             phrases = torch.cat(new_phrases).to(codes.device).long().view(-1, width)
             phrase_lengths = torch.cat(new_lengths).to(codes.device).long()
-            rows_in = self.hyper.input_encoder(embedding(phrases), phrase_lengths)
-            rows_out = self.hyper.output_encoder(torch.nn.functional.embedding(phrases, head), phrase_lengths)
+            input_table = RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
+            rows_in = self.hyper.encode_phrases(input_table, phrases, phrase_lengths, self.hyper.input_encoder)
+            rows_out = self.hyper.encode_phrases(RowTable(head), phrases, phrase_lengths, self.hyper.output_encoder)
             index_rows = torch.tensor([r for r, _ in new_rows], device=codes.device)
             index_slots = torch.tensor([s for _, s in new_rows], device=codes.device)
             self._grow_rows(state, int(index_slots.max()) + 1)

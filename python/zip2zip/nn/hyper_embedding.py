@@ -1,24 +1,62 @@
 """The model-agnostic core of a zip2zip model: hypertoken rows, input embeddings, positions,
-logits over ``[base vocabulary; installed hypertokens]`` and the loss.
+logits over ``[base vocabulary; installed hypertokens]`` and the loss (over logits, or fused and
+chunked with `zip2zip.ops.hyper_cross_entropy`).
 
-`Zip2ZipForCausalLM` (to come: DESIGN.md section 4) composes these around any Hugging Face
-causal LM; they only need the base model's input embedding and LM-head weights.
+`Zip2ZipForCausalLM` composes these around any Hugging Face causal LM; they only need the base
+model's input embedding and LM-head weights.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zip2zip.nn.hyper_encoder import HyperEncoder
+from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
+from zip2zip.ops import hyper_cross_entropy, hyper_gather
 
 PositionMode = Literal["base", "compressed"]
-RowLookup = Callable[[torch.Tensor], torch.Tensor]
+EncoderType = Literal["transformer", "mean"]
+ENCODER_TYPES = ("transformer", "mean")
 IGNORE_INDEX = -100
+
+
+@dataclass
+class RowTable:
+    """Base rows as a table: ``weight[ids] * scale``. A `RowLookup` that also lets the "mean"
+    encoder pool straight from the table with :func:`zip2zip.ops.hyper_gather`.
+
+    Args:
+        weight: ``[V, hidden]`` (an input embedding or an LM head).
+        scale: a factor the embedding module applies to its rows (Gemma's), or ``None``.
+    """
+
+    weight: torch.Tensor
+    scale: torch.Tensor | float | None = None
+
+    @classmethod
+    def of_embedding(cls, module: nn.Module) -> RowTable:
+        """The table of an input embedding module, with the scale it applies (``embed_scale``)."""
+        weight = module.weight
+        assert isinstance(weight, torch.Tensor)
+        return cls(weight, getattr(module, "embed_scale", None))
+
+    def scaled(self, rows: torch.Tensor) -> torch.Tensor:
+        if self.scale is None:
+            return rows
+        scale = self.scale.to(self.weight.dtype) if isinstance(self.scale, torch.Tensor) else self.scale
+        return rows * scale
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.scaled(F.embedding(ids, self.weight))
+
+
+RowLookup = Union[Callable[[torch.Tensor], torch.Tensor], RowTable]
+Encoder = Union[HyperEncoder, MeanHyperEncoder]
 
 
 class HyperEmbedding(nn.Module):
@@ -31,6 +69,8 @@ class HyperEmbedding(nn.Module):
         hidden_size: the base model's hidden size.
         tied: one encoder for input and output rows (default: two, untied).
         num_layers, num_heads, latent_size: passed to each :class:`HyperEncoder`.
+        encoder_type: ``"transformer"`` (:class:`HyperEncoder`) or ``"mean"``
+            (:class:`MeanHyperEncoder`, first token + a linear map of the mean).
     """
 
     def __init__(
@@ -44,19 +84,35 @@ class HyperEmbedding(nn.Module):
         num_layers: int = 2,
         num_heads: int = 4,
         latent_size: int | None = None,
+        encoder_type: EncoderType = "transformer",
     ) -> None:
         super().__init__()
+        if encoder_type not in ENCODER_TYPES:
+            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         self.vocab_size = vocab_size
         self.max_codebook_size = max_codebook_size
         self.max_subtokens = max_subtokens
-        options = {"num_layers": num_layers, "num_heads": num_heads, "latent_size": latent_size}
-        self.input_encoder = HyperEncoder(hidden_size, max_subtokens, **options)  # type: ignore[arg-type]
-        self.output_encoder = (
-            self.input_encoder if tied else HyperEncoder(hidden_size, max_subtokens, **options)  # type: ignore[arg-type]
-        )
+        def make() -> Encoder:
+            if encoder_type == "mean":
+                return MeanHyperEncoder(hidden_size)
+            return HyperEncoder(hidden_size, max_subtokens, num_layers=num_layers, num_heads=num_heads, latent_size=latent_size)
+
+        self.input_encoder: Encoder = make()
+        self.output_encoder: Encoder = self.input_encoder if tied else make()
+
+    def encode_phrases(self, lookup: RowLookup, phrases: torch.Tensor, lengths: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+        """``[n, hidden]`` rows of ``n`` real phrases (``phrases [n, S]``, ``lengths [n]`` in 1..S).
+
+        A "mean" encoder given a `RowTable` pools straight from the table (`hyper_gather`);
+        otherwise the sub-token rows are looked up and encoded."""
+        if isinstance(encoder, MeanHyperEncoder) and isinstance(lookup, RowTable):
+            first, mean = hyper_gather(lookup.weight, phrases, lengths, check=False)
+            return encoder.pool(lookup.scaled(first), lookup.scaled(mean))
+        rows: torch.Tensor = encoder(lookup(phrases.long()), lengths)
+        return rows
 
     def encode_rows(
-        self, lookup: RowLookup, codebook: torch.Tensor, lengths: torch.Tensor, encoder: HyperEncoder
+        self, lookup: RowLookup, codebook: torch.Tensor, lengths: torch.Tensor, encoder: Encoder
     ) -> torch.Tensor:
         """``[B, E, hidden]`` rows of every entry, computed over the real entries only.
 
@@ -70,10 +126,10 @@ class HyperEmbedding(nn.Module):
         batch, entries, _ = codebook.shape
         real = lengths > 0
         phrases = codebook[real].long()
-        rows = lookup(phrases)
+        rows = self.encode_phrases(lookup, phrases, lengths[real], encoder)
         out = rows.new_zeros(batch, entries, rows.shape[-1])
         if phrases.shape[0]:
-            out[real] = encoder(rows, lengths[real]).to(out.dtype)
+            out[real] = rows
         return out
 
     def input_embeddings(self, input_ids: torch.Tensor, lookup: RowLookup, hyper_rows: torch.Tensor) -> torch.Tensor:
@@ -146,3 +202,18 @@ class HyperEmbedding(nn.Module):
         not_installed = targets >= self.vocab_size + installed[:, :-1]
         targets[not_installed & (targets != IGNORE_INDEX)] = IGNORE_INDEX
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+
+    def fused_loss(
+        self,
+        hidden: torch.Tensor,
+        lm_head: torch.Tensor,
+        hyper_rows: torch.Tensor,
+        labels: torch.Tensor,
+        installed: torch.Tensor,
+        softcap: float | None = None,
+    ) -> torch.Tensor:
+        """The same loss as :meth:`loss` over the logits :meth:`logits` would give, computed by
+        :func:`zip2zip.ops.hyper_cross_entropy` in chunks without materialising them."""
+        return hyper_cross_entropy(
+            hidden[:, :-1], lm_head, hyper_rows, labels[:, 1:], installed[:, :-1].to(labels.dtype), softcap=softcap
+        )

@@ -80,3 +80,36 @@ class HyperEncoder(nn.Module):
         pooled = x.sum(dim=1) / lengths.clamp(min=1)[:, None].to(x.dtype)
         out: torch.Tensor = rows[:, 0] + self.project_out(pooled)
         return out
+
+
+class MeanHyperEncoder(nn.Module):
+    """The cheap encoder: ``first-token row + W_out(mean of the sub-token rows)``, ``W_out``
+    zero-initialised (an untrained hypertoken is its first token).
+
+    Its input stage is :func:`zip2zip.ops.hyper_gather`, which reads each sub-token row once and
+    never materialises the ``[n, S, hidden]`` rows (see `HyperEmbedding.encode_rows`).
+
+    Args:
+        hidden_size: width of the base rows.
+    """
+
+    def __init__(self, hidden_size: int) -> None:
+        super().__init__()
+        if hidden_size < 1:
+            raise ValueError(f"invalid MeanHyperEncoder hidden_size={hidden_size}")
+        self.project_out = nn.Linear(hidden_size, hidden_size)
+        nn.init.zeros_(self.project_out.weight)
+        nn.init.zeros_(self.project_out.bias)
+
+    def pool(self, first: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """``[n, hidden]`` rows from the first and the mean sub-token rows."""
+        out: torch.Tensor = first + self.project_out(mean.to(self.project_out.weight.dtype)).to(first.dtype)
+        return out
+
+    def forward(self, rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """Encode already gathered phrases (``rows [n, S, hidden]``, ``lengths [n]`` in 1..S)."""
+        if rows.shape[0] == 0:
+            return rows[:, 0]
+        real = torch.arange(rows.shape[1], device=rows.device)[None, :] < lengths[:, None]
+        mean = (rows.float() * real[..., None]).sum(dim=1) / lengths.clamp(min=1)[:, None].float()
+        return self.pool(rows[:, 0], mean.to(rows.dtype))
