@@ -360,6 +360,15 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--max-chars", type=int, metavar="N", help="only the first N characters")
     show.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto",
                       help="colour hypertokens (auto: when stdout is a terminal)")
+
+    from zip2zip import evaluate, train
+
+    train_parser = commands.add_parser("train", help="LoRA-uptrain a base model into a zip2zip model",
+                                       description="LoRA uptraining (runs under accelerate launch too).")
+    train.add_arguments(train_parser)
+    eval_parser = commands.add_parser("eval", help="bits per byte and compression, base vs zip2zip",
+                                      description="Evaluate a trained zip2zip model against its base model.")
+    evaluate.add_arguments(eval_parser)
     return parser
 
 
@@ -375,6 +384,16 @@ def main(argv: Sequence[str] | None = None, *, base_tokenizer: Any = None) -> in
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2), already printed by argparse
         return exit_.code if isinstance(exit_.code, int) else 2
+    if args.command in ("train", "eval"):
+        from zip2zip import evaluate, train
+
+        try:
+            return train.run(args) if args.command == "train" else evaluate.run(args)
+        except (ValueError, FileNotFoundError, FileExistsError) as error:
+            print(f"zip2zip {args.command}: error: {error}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
     try:
         # Check the input before the slow tokenizer load.
         if args.command == "show":

@@ -147,3 +147,12 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
         raise FileNotFoundError(f"base model source {text!r} does not exist")
     model = AutoModelForCausalLM.from_pretrained(text, **kwargs)
     return model
+
+
+def base_tokenizer_source(source: str | os.PathLike[str]) -> Any:
+    """What `Zip2ZipTokenizer.from_base` should read for a base source: SmolLM2's repaired
+    tokenizer (see :func:`load_smollm2_tokenizer`) for :data:`SMOLLM2_SOURCE` or its GGUF, the
+    source itself otherwise."""
+    if base_source_name(source) == SMOLLM2_SOURCE:
+        return load_smollm2_tokenizer()
+    return os.fspath(source)

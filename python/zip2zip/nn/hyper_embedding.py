@@ -214,6 +214,12 @@ class HyperEmbedding(nn.Module):
     ) -> torch.Tensor:
         """The same loss as :meth:`loss` over the logits :meth:`logits` would give, computed by
         :func:`zip2zip.ops.hyper_cross_entropy` in chunks without materialising them."""
+        device = hidden.device.type
+        if torch.is_autocast_enabled(device):  # what F.linear would compute under autocast
+            dtype = torch.get_autocast_dtype(device)
+            hidden, lm_head = hidden.to(dtype), lm_head.to(dtype)
+        elif hidden.dtype != lm_head.dtype:
+            hidden = hidden.to(lm_head.dtype)
         return hyper_cross_entropy(
             hidden[:, :-1], lm_head, hyper_rows, labels[:, 1:], installed[:, :-1].to(labels.dtype), softcap=softcap
         )

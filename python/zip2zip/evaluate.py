@@ -1,0 +1,203 @@
+"""``zip2zip eval``: a zip2zip model against its own base model (DESIGN.md section 7).
+
+* Bits per byte on held-out text, per domain (a file's domain is its folder's name): the text is
+  tokenized, cut into windows of ``--window`` base tokens; the base model (the adapter disabled)
+  scores tokens 1.. of each window, the zip2zip model scores codes 1.. of the window's canonical
+  encoding (strict: one segmentation, the one the tokenizer gives). Bytes are those of the
+  scored tokens or codes. A code whose entry is not installed when it is read (the rare KwKwK
+  case) cannot be predicted at all; it is left out with its bytes, and counted.
+* Input compression: base tokens per code of the same windows.
+* Generation compression: base tokens per generated code, greedy, on built-in chat and code
+  prompts (or ``--prompts FILE``, one per line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+PROMPTS = {
+    "chat": [
+        "What is the capital of France?",
+        "Give me three tips for sleeping better.",
+        "Explain what a hash table is in two sentences.",
+        "Write a short thank-you note to a colleague who helped me move.",
+    ],
+    "code": [
+        "Write a Python function that returns the n-th Fibonacci number.",
+        "Write a Python function that checks whether a string is a palindrome.",
+        "Write a JavaScript function that removes duplicates from an array.",
+        "Write a Python class for a stack with push, pop and peek.",
+    ],
+}
+
+
+@contextlib.contextmanager
+def base_only(model: Any) -> Iterator[Any]:
+    """The wrapped base model with its adapter (if any) disabled."""
+    if model.has_adapter:
+        with model.base.disable_adapter():
+            yield model.base
+    else:
+        yield model.base
+
+
+def _device(model: Any) -> torch.device:
+    device: torch.device = next(model.parameters()).device
+    return device
+
+
+def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: int | None = None) -> dict[str, float]:
+    """Sums over the windows of ``text``: base and zip2zip NLL (nats), scored bytes, tokens,
+    codes, KwKwK codes left out."""
+    from zip2zip.data import code_lengths
+
+    base = tokenizer.base
+    ids = base.backend_tokenizer.encode(text, add_special_tokens=False).ids
+    device = _device(model)
+    vocab = tokenizer.vocab_size
+    totals = dict(base_nats=0.0, base_bytes=0, zip_nats=0.0, zip_bytes=0, tokens=0, codes=0, kwkwk=0)
+    starts = range(0, max(len(ids) - 1, 0), window)
+    for number, start in enumerate(starts):
+        if max_windows is not None and number >= max_windows:
+            break
+        piece = ids[start : start + window]
+        if len(piece) < 2:
+            continue
+        tensor = torch.tensor([piece], device=device)
+        with torch.no_grad(), base_only(model) as plain:
+            logits = plain(input_ids=tensor).logits[0, :-1].float()
+        totals["base_nats"] += float(F.cross_entropy(logits, tensor[0, 1:], reduction="sum"))
+        totals["base_bytes"] += len(base.decode(piece[1:]).encode("utf-8"))
+        totals["tokens"] += len(piece)
+
+        encoding = tokenizer.encode_ids(piece)
+        codes = torch.from_numpy(encoding.codes.astype("int64"))
+        installed = torch.from_numpy(encoding.installed.astype("int64"))
+        lengths = code_lengths(encoding, vocab)
+        # Code t+1 is predictable only if its entry was installed after code t.
+        predictable = codes[1:] < vocab + installed[:-1]
+        labels = codes.clone()
+        labels[1:][~predictable] = -100
+        batch = {
+            "input_ids": codes[None].to(device),
+            "installed": installed[None].to(device),
+            "codebook": torch.from_numpy(encoding.codebook.astype("int64"))[None].to(device),
+            "codebook_lengths": torch.from_numpy(encoding.codebook_lengths.astype("int64"))[None].to(device),
+        }
+        with torch.no_grad():
+            loss = model(**batch, labels=labels[None].to(device), return_logits=False).loss
+        count = int(predictable.sum())
+        totals["zip_nats"] += float(loss) * count
+        expanded = tokenizer.expand(encoding.codes)
+        scored_tokens = expanded[int(lengths[0]) :]
+        totals["zip_bytes"] += len(base.decode(scored_tokens.tolist()).encode("utf-8"))
+        left_out = (~predictable).nonzero()[:, 0] + 1
+        if len(left_out):
+            totals["kwkwk"] += len(left_out)
+            ends = lengths.cumsum()
+            for position in left_out.tolist():
+                phrase = expanded[int(ends[position] - lengths[position]) : int(ends[position])]
+                totals["zip_bytes"] -= len(base.decode(phrase.tolist()).encode("utf-8"))
+        totals["codes"] += len(codes)
+    return totals
+
+
+def generation_compression(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_codes: int) -> dict[str, Any]:
+    """Base tokens per generated code (greedy), and the answers."""
+    device = _device(model)
+    generated_codes = generated_tokens = 0
+    answers = []
+    for prompt in prompts:
+        messages = [{"role": "user", "content": prompt}]
+        batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new_codes, do_sample=False)
+        prompt_codes = batch["input_ids"][0].tolist()
+        new = out[0, len(prompt_codes) :].tolist()
+        state = tokenizer.state_after(prompt_codes)
+        tokens = tokenizer.expand(new, state)
+        generated_codes += len(new)
+        generated_tokens += len(tokens)
+        answers.append({"prompt": prompt, "codes": len(new), "base_tokens": len(tokens), "text": tokenizer.decode(new, state=state)})
+    return {"codes": generated_codes, "base_tokens": generated_tokens,
+            "tokens_per_code": generated_tokens / max(generated_codes, 1), "answers": answers}
+
+
+def evaluate(model: Any, tokenizer: Any, files: Sequence[str], *, window: int = 1024, max_windows: int | None = None,
+             prompts: dict[str, list[str]] | None = None, max_new_codes: int = 64) -> dict[str, Any]:
+    """Per-domain scores and generation compression; see the module's docstring."""
+    domains: dict[str, dict[str, float]] = {}
+    for name in files:
+        path = Path(name)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such evaluation file: {path}")
+        scores = score_text(model, tokenizer, path.read_text(encoding="utf-8", errors="replace"), window, max_windows)
+        sums = domains.setdefault(path.parent.name or "text", {k: 0.0 for k in scores})
+        for key, value in scores.items():
+            sums[key] += value
+    rows: dict[str, dict[str, float]] = {}
+    for domain, t in domains.items():
+        rows[domain] = {
+            **t,
+            "base_bpb": t["base_nats"] / max(t["base_bytes"], 1) / math.log(2),
+            "zip_bpb": t["zip_nats"] / max(t["zip_bytes"], 1) / math.log(2),
+            "input_compression": t["tokens"] / max(t["codes"], 1),
+        }
+        rows[domain]["bpb_ratio"] = rows[domain]["zip_bpb"] / max(rows[domain]["base_bpb"], 1e-12)
+    generation = {name: generation_compression(model, tokenizer, ps, max_new_codes) for name, ps in (prompts or {}).items()}
+    return {"domains": rows, "generation": generation}
+
+
+def format_report(report: dict[str, Any]) -> str:
+    lines = ["| domain | base tokens | codes | input compression | base bits/byte | zip2zip bits/byte | ratio | KwKwK left out |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for domain, r in report["domains"].items():
+        lines.append(f"| {domain} | {int(r['tokens']):,} | {int(r['codes']):,} | {r['input_compression']:.3f} | "
+                     f"{r['base_bpb']:.4f} | {r['zip_bpb']:.4f} | {r['bpb_ratio']:.3f} | {int(r['kwkwk'])} |")
+    if report["generation"]:
+        lines += ["", "| prompts | generated codes | base tokens | base tokens per code |", "|---|---:|---:|---:|"]
+        for name, g in report["generation"].items():
+            lines.append(f"| {name} | {g['codes']} | {g['base_tokens']} | {g['tokens_per_code']:.3f} |")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``zip2zip eval`` command line."""
+    parser.add_argument("--model", required=True, help="a folder written by zip2zip train (or save_pretrained)")
+    parser.add_argument("--data", nargs="+", required=True, help="text files; the folder name is the domain")
+    parser.add_argument("--window", type=int, default=1024, help="base tokens per scored window")
+    parser.add_argument("--max-windows", type=int, default=None, help="windows per file at most")
+    parser.add_argument("--prompts", choices=["none", "builtin"], default="builtin", help="generation prompts")
+    parser.add_argument("--max-new-codes", type=int, default=64)
+    parser.add_argument("--json", help="also write the full report (answers included) here")
+    parser.add_argument("--bf16", action="store_true", help="run in bf16")
+
+
+def run(args: Any) -> int:
+    """Entry point of ``zip2zip eval``."""
+    from zip2zip.modeling import Zip2ZipForCausalLM
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    if args.window < 2:
+        raise ValueError(f"--window must be at least 2, got {args.window}")
+    tokenizer = Zip2ZipTokenizer.from_pretrained(args.model)
+    kwargs = {"dtype": torch.bfloat16} if args.bf16 else {}
+    model: Any = Zip2ZipForCausalLM.from_pretrained(args.model, **kwargs)
+    model.eval()
+    if torch.cuda.is_available():
+        model = model.cuda()
+    report = evaluate(model, tokenizer, args.data, window=args.window, max_windows=args.max_windows,
+                      prompts=PROMPTS if args.prompts == "builtin" else None, max_new_codes=args.max_new_codes)
+    print(format_report(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=1))
+    return 0

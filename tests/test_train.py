@@ -1,0 +1,202 @@
+"""Training data, `zip2zip train` and `zip2zip eval` on the CPU with a tiny model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from test_modeling import tiny
+
+import zip2zip as z
+from zip2zip.cli import main
+from zip2zip.corpus import corpus_files
+from zip2zip.data import CodeWindows, Document, code_lengths, collate_windows, read_documents, tokenize_documents
+from zip2zip.modeling import Zip2ZipForCausalLM
+
+
+@pytest.fixture(scope="module")
+def tok(smollm2_tokenizer):
+    return z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+
+
+@pytest.fixture(scope="module")
+def workspace(smollm2_tokenizer, tmp_path_factory):
+    """A tiny random Llama of SmolLM2's vocabulary with SmolLM2's tokenizer, saved as a base
+    folder, and two small text files (training and held-out)."""
+    root = tmp_path_factory.mktemp("train")
+    tiny("llama", vocab=smollm2_tokenizer.vocab_size).save_pretrained(root / "base")
+    smollm2_tokenizer.save_pretrained(root / "base")
+    code = next(f for f in corpus_files() if f.domain == "code").read()
+    (root / "data").mkdir()
+    (root / "data" / "train.txt").write_text(code[:20000])
+    (root / "held" / "code").mkdir(parents=True)
+    (root / "held" / "code" / "held.txt").write_text(code[40000:46000])
+    return root
+
+
+def train_args(workspace, out, *extra):
+    return ["train", "--base", str(workspace / "base"), "--data", str(workspace / "data"), "--out", str(out),
+            "--max-codebook-size", "256", "--window-codes", "48", "--batch-size", "2", "--warmup", "1",
+            "--lr", "3e-2", "--encoder-lr", "3e-2", "--lora-r", "4", "--cpu", *extra]
+
+
+def log_of(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def test_windows_cover_every_token_with_canonical_codes(tok):
+    rng = np.random.default_rng(0)
+    motifs = [rng.integers(100, 5000, size=6) for _ in range(4)]
+    ids = np.concatenate([motifs[i % 4] for i in rng.integers(0, 4, size=400)]).astype(np.int32)
+    mask = np.ones(len(ids), dtype=np.uint8)
+    mask[50:90] = 0
+    windows = CodeWindows(tok, ids, mask, window_codes=40)
+    covered = []
+    for index in range(len(windows)):
+        item = windows[index]
+        codes = item["input_ids"].numpy()
+        assert len(codes) == 40 or index == len(windows) - 1  # every window but the last is full
+        expanded = tok.expand(codes)
+        assert int(item["base_tokens"]) == len(expanded)
+        covered.extend(expanded.tolist())
+        encoding = z.encode_ids(tok.config, expanded)  # canonical encoding of the window itself
+        assert np.array_equal(encoding.codes, codes)
+        assert np.array_equal(encoding.installed, item["installed"].numpy())
+        # A code is scored iff all its base tokens are.
+        start = int(windows.starts[index])
+        ends = np.cumsum(code_lengths(encoding, tok.vocab_size))
+        for position, end in enumerate(ends):
+            begin = end - code_lengths(encoding, tok.vocab_size)[position]
+            scored = bool(mask[start + begin : start + end].all())
+            assert (int(item["labels"][position]) != -100) == scored
+    assert covered == ids.tolist()  # no base token dropped or repeated at a boundary
+    batch = collate_windows([windows[0], windows[len(windows) - 1]])
+    assert batch["input_ids"].shape == (2, 40) and batch["labels"][1, len(windows[len(windows) - 1]["input_ids"]) :].eq(-100).all()
+    with pytest.raises(ValueError, match="window_codes"):
+        CodeWindows(tok, ids, mask, window_codes=1)
+
+
+def test_documents_from_text_and_chat_jsonl(tok, tmp_path):
+    (tmp_path / "a.txt").write_text("plain text document")
+    (tmp_path / "b.jsonl").write_text(
+        json.dumps({"text": "a line of text"}) + "\n"
+        + json.dumps({"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there!"}]}) + "\n"
+    )
+    documents = read_documents([tmp_path])
+    assert [d.text for d in documents] == ["plain text document", "a line of text", None]
+    ids, mask = tokenize_documents(tok, documents)
+    eos = tok.base.eos_token_id
+    assert int((ids == eos).sum()) >= 3 and ids[-1] == eos and mask[-1] == 1  # EOS after each document, scored
+    plain = tok.base.encode("plain text document", add_special_tokens=False)
+    assert ids[len(plain)] == eos and mask[: len(plain) + 1].all()
+    text = tok.base.decode(ids[mask.astype(bool)].tolist())
+    assert "Hi there!" in text and "Say hi." not in text  # only the assistant turn is scored
+    assert tok.base.decode(ids.tolist()).count("plain text document") == 1
+    (tmp_path / "bad.jsonl").write_text(json.dumps({"prompt": "x"}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1"):
+        read_documents([tmp_path / "bad.jsonl"])
+    with pytest.raises(FileNotFoundError):
+        read_documents([tmp_path / "missing.txt"])
+    assert tokenize_documents(tok, [Document(text="x")])[0].tolist() == tok.base.encode("x", add_special_tokens=False) + [eos]
+
+
+# ---------------------------------------------------------------------------- train and eval
+
+
+def test_training_lowers_the_loss_and_the_run_loads_and_generates(workspace, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "8")) == 0
+    log = log_of(out)
+    assert [entry["step"] for entry in log] == list(range(1, 9))
+    assert log[-1]["loss"] < log[0]["loss"] - 0.2, [entry["loss"] for entry in log]
+    assert log[-1]["base_tokens"] > log[-1]["codes"]  # windows are compressed
+    model = Zip2ZipForCausalLM.from_pretrained(out).eval()
+    tokenizer = z.Zip2ZipTokenizer.from_pretrained(out)
+    assert model.has_adapter and tokenizer.config.max_codebook_size == 256
+    batch = tokenizer(["def f(x):"], return_tensors="pt", padding=True)
+    generated = model.generate(**batch, max_new_tokens=5, do_sample=False)
+    assert generated.shape == (1, batch["input_ids"].shape[1] + 5)
+    # A second run into the same folder is refused instead of mixing logs.
+    assert main(train_args(workspace, out, "--steps", "2")) == 2
+
+
+def test_resume_continues_the_same_loss_curve(workspace, tmp_path):
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main(train_args(workspace, whole, "--steps", "6", "--save-every", "3")) == 0
+    # An interrupted run: what the first three steps left behind, then --resume.
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(whole / "checkpoints" / "step-3", resumed / "checkpoints" / "step-3")
+    (resumed / "train_log.jsonl").write_text("".join(line + "\n" for line in (whole / "train_log.jsonl").read_text().splitlines()[:3]))
+    assert main(train_args(workspace, resumed, "--steps", "6", "--save-every", "3", "--resume")) == 0
+    expected, got = log_of(whole), log_of(resumed)
+    assert [e["step"] for e in got] == [1, 2, 3, 4, 5, 6]
+    for a, b in zip(expected[3:], got[3:]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["lr"] == b["lr"]
+    assert torch.equal(
+        Zip2ZipForCausalLM.from_pretrained(whole).hyper.output_encoder.project_out.weight,
+        Zip2ZipForCausalLM.from_pretrained(resumed).hyper.output_encoder.project_out.weight,
+    )
+
+
+def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):
+    """DDP over gloo (2 CPU processes under torchrun, batch 1 each) against one process with
+    batch 2: the same windows per step and the same normalisation, so the same run."""
+    single, double = tmp_path / "single", tmp_path / "double"
+    args = train_args(workspace, single, "--steps", "4")
+    args[args.index("--batch-size") + 1] = "2"
+    assert main(args) == 0
+    launched = train_args(workspace, double, "--steps", "4")
+    launched[launched.index("--batch-size") + 1] = "1"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # accelerate launch starts several CPU processes only through MPI; torchrun (what it runs
+    # for GPUs) starts them here, and Accelerator sets up gloo from its environment.
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+               "-m", "zip2zip", *launched]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    one, two = log_of(single), log_of(double)
+    assert [e["step"] for e in two] == [1, 2, 3, 4]
+    assert json.loads((double / "train_config.json").read_text())["batch_size"] == 1
+    for a, b in zip(one, two):
+        assert a["codes"] == b["codes"] and a["base_tokens"] == b["base_tokens"]  # the same windows
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    w1 = Zip2ZipForCausalLM.from_pretrained(single).hyper.output_encoder.project_out.weight
+    w2 = Zip2ZipForCausalLM.from_pretrained(double).hyper.output_encoder.project_out.weight
+    torch.testing.assert_close(w1, w2, rtol=1e-3, atol=1e-5)
+
+
+def test_eval_without_hypertokens_scores_exactly_like_the_base(workspace, smollm2_tokenizer):
+    """With K=0 every code is a base token: the strict zip2zip score must equal the base's."""
+    from zip2zip.evaluate import evaluate
+
+    tokenizer = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=0)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=smollm2_tokenizer.vocab_size), tokenizer).eval()
+    report = evaluate(model, tokenizer, [str(workspace / "held" / "code" / "held.txt")], window=256, max_windows=3)
+    row = report["domains"]["code"]
+    assert row["codes"] == row["tokens"] and row["input_compression"] == 1.0
+    assert row["zip_bytes"] == row["base_bytes"] and row["kwkwk"] == 0
+    assert row["zip_bpb"] == pytest.approx(row["base_bpb"], rel=1e-5)
+
+
+def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "2")) == 0
+    capsys.readouterr()
+    assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"), "--window", "128",
+                 "--max-windows", "2", "--max-new-codes", "4", "--json", str(tmp_path / "report.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "| code |" in printed and "| chat |" in printed and "base tokens per code" in printed
+    report = json.loads((tmp_path / "report.json").read_text())
+    row = report["domains"]["code"]
+    assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])
+    assert all(len(g["answers"]) == 4 and g["codes"] > 0 for g in report["generation"].values())
+    assert main(["eval", "--model", str(out), "--data", str(tmp_path / "missing.txt")]) == 2
