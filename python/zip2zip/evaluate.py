@@ -23,18 +23,19 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+# Held out: none of these is among the self-distillation prompts of scripts/distill.py.
 PROMPTS = {
     "chat": [
         "What is the capital of France?",
-        "Give me three tips for sleeping better.",
+        "Give me three tips for staying focused while studying.",
         "Explain what a hash table is in two sentences.",
         "Write a short thank-you note to a colleague who helped me move.",
     ],
     "code": [
-        "Write a Python function that returns the n-th Fibonacci number.",
-        "Write a Python function that checks whether a string is a palindrome.",
-        "Write a JavaScript function that removes duplicates from an array.",
-        "Write a Python class for a stack with push, pop and peek.",
+        "Write a Python function that returns the sum of the digits of a number.",
+        "Write a Python function that checks whether a year is a leap year.",
+        "Write a JavaScript function that capitalises every word of a sentence.",
+        "Write a Python class for a bank account with deposit and withdraw methods.",
     ],
 }
 

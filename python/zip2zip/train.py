@@ -54,6 +54,7 @@ class TrainConfig:
     lora_targets: list[str] | None = None
     encoder_type: str = "transformer"
     encoder_layers: int = 2
+    encoder_latent_size: int | None = None
     position_mode: str = "base"
     bf16: bool = False
     gradient_checkpointing: bool = False
@@ -61,6 +62,7 @@ class TrainConfig:
     eval_windows: int = 64
     save_every: int = 0
     resume: bool = False
+    max_seconds: float = 0.0
     seed: int = 0
     workers: int = 0
     cpu: bool = False
@@ -113,7 +115,7 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
     )
     model = Zip2ZipForCausalLM.from_base(
         config.base, tokenizer, encoder_type=config.encoder_type, encoder_layers=config.encoder_layers,
-        position_mode=config.position_mode,
+        encoder_latent_size=config.encoder_latent_size, position_mode=config.position_mode,
     )
     model.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, target_modules=config.lora_targets)
     if config.gradient_checkpointing:
@@ -261,6 +263,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
             accelerator.save_state(str(folder))
             if accelerator.is_main_process:
                 (folder / "zip2zip_step.json").write_text(json.dumps({"step": step}))
+        if config.max_seconds:
+            # Out of time: all processes agree (any one over the limit stops them all).
+            over = torch.tensor(float(seconds > config.max_seconds), device=accelerator.device)
+            if float(accelerator.reduce(over, reduction="sum")) > 0:
+                break
     progress.close()
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
@@ -285,12 +292,14 @@ def add_arguments(parser: Any) -> None:
     for name in ("lr", "encoder_lr", "weight_decay", "clip", "lora_dropout"):
         parser.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     parser.add_argument("--lora-alpha", type=int, default=None, help="default: 2 x rank")
+    parser.add_argument("--encoder-latent-size", type=int, default=None, help="width inside the encoders (default: hidden)")
     parser.add_argument("--lora-targets", nargs="+", default=None, help="default: every attention and MLP projection")
     parser.add_argument("--encoder-type", choices=["transformer", "mean"], default=defaults.encoder_type)
     parser.add_argument("--position-mode", choices=["base", "compressed"], default=defaults.position_mode)
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
+    parser.add_argument("--max-seconds", type=float, default=0.0, help="stop (and save) after this long; 0: no limit")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
 
 

