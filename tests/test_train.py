@@ -141,10 +141,20 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path):
     assert [e["step"] for e in got] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(expected[3:], got[3:]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["lr"] == b["lr"]
+        assert (a["codes"], a["base_tokens"]) == (b["codes"], b["base_tokens"])  # counted from the start
     assert torch.equal(
         Zip2ZipForCausalLM.from_pretrained(whole).hyper.output_encoder.project_out.weight,
         Zip2ZipForCausalLM.from_pretrained(resumed).hyper.output_encoder.project_out.weight,
     )
+
+
+def test_a_time_limit_stops_with_a_checkpoint_that_resumes(workspace, tmp_path):
+    out = tmp_path / "timed"
+    assert main(train_args(workspace, out, "--steps", "4", "--max-seconds", "0.001")) == 0
+    assert [e["step"] for e in log_of(out)] == [1]
+    assert (out / "checkpoints" / "step-1" / "zip2zip_step.json").exists()
+    assert main(train_args(workspace, out, "--steps", "4", "--resume")) == 0
+    assert [e["step"] for e in log_of(out)] == [1, 2, 3, 4]
 
 
 def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):

@@ -129,6 +129,14 @@ def scored_targets(batch: dict[str, torch.Tensor], vocab: int) -> torch.Tensor:
     return ((targets != IGNORE_INDEX) & (targets < vocab + batch["installed"][:, :-1])).sum()
 
 
+def save_checkpoint(accelerator: Any, out: Path, step: int) -> None:
+    """``out/checkpoints/step-N``: accelerate's state (weights, optimizer, scheduler, RNG)."""
+    folder = out / "checkpoints" / f"step-{step}"
+    accelerator.save_state(str(folder))
+    if accelerator.is_main_process:
+        (folder / "zip2zip_step.json").write_text(json.dumps({"step": step}))
+
+
 def _latest_checkpoint(out: Path) -> Path | None:
     folders = sorted((out / "checkpoints").glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
     return folders[-1] if folders else None
@@ -216,7 +224,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
     progress = tqdm(total=config.steps, initial=step, disable=not accelerator.is_local_main_process, desc="zip2zip train")
     model.train()
     started = time.perf_counter()
-    seen_codes = seen_tokens = 0
+    seen_codes = seen_tokens = 0  # in this process's run (rates)
+    # The log counts from the start of training, across resumes.
+    earlier_codes = earlier_tokens = 0
+    if step and log_path.exists():
+        for line in log_path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("step") == step:
+                earlier_codes, earlier_tokens = int(entry["codes"]), int(entry["base_tokens"])
     window_loss: list[float] = []
     last: dict[str, Any] = {}
     for batch in batches:
@@ -247,7 +262,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         last = {
             "step": step, "loss": sum(window_loss) / len(window_loss), "lr": scheduler.get_last_lr()[0],
-            "codes": seen_codes, "base_tokens": seen_tokens,
+            "codes": earlier_codes + seen_codes, "base_tokens": earlier_tokens + seen_tokens,
         }
         window_loss = []
         progress.update(1)
@@ -259,14 +274,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
             with log_path.open("a") as log:
                 log.write(json.dumps(last) + "\n")
         if config.save_every and step % config.save_every == 0:
-            folder = out / "checkpoints" / f"step-{step}"
-            accelerator.save_state(str(folder))
-            if accelerator.is_main_process:
-                (folder / "zip2zip_step.json").write_text(json.dumps({"step": step}))
+            save_checkpoint(accelerator, out, step)
         if config.max_seconds:
-            # Out of time: all processes agree (any one over the limit stops them all).
+            # Out of time: all processes agree (any one over the limit stops them all), and the
+            # state is saved so that --resume continues from here.
             over = torch.tensor(float(seconds > config.max_seconds), device=accelerator.device)
             if float(accelerator.reduce(over, reduction="sum")) > 0:
+                if step < config.steps and not (config.save_every and step % config.save_every == 0):
+                    save_checkpoint(accelerator, out, step)
                 break
     progress.close()
     accelerator.wait_for_everyone()
@@ -299,7 +314,8 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--bf16", action="store_true", help="bf16 mixed precision")
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in --out")
-    parser.add_argument("--max-seconds", type=float, default=0.0, help="stop (and save) after this long; 0: no limit")
+    parser.add_argument("--max-seconds", type=float, default=0.0,
+                        help="stop after this long, saving a checkpoint that --resume continues from; 0: no limit")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
 
 
