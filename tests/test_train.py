@@ -219,7 +219,12 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens():
 
     from zip2zip.sources import SMOLLM2_SOURCE
 
+    from transformers import AutoConfig
+
+    from zip2zip.modeling import Zip2ZipConfig
+
     folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
+    assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
     tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
     model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
     assert model.has_adapter and model.config.base_source == SMOLLM2_SOURCE

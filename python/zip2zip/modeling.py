@@ -126,6 +126,11 @@ class Zip2ZipConfig(PretrainedConfig):
         return AutoConfig.for_model(data.pop("model_type"), **data)
 
 
+# `AutoConfig.from_pretrained(folder)` (which AutoTokenizer calls on a saved model's folder)
+# then knows the zip2zip config instead of warning about an unknown model type.
+AutoConfig.register(Zip2ZipConfig.model_type, Zip2ZipConfig, exist_ok=True)
+
+
 @dataclass
 class GenerationState:
     """Per-row codebook state of one `generate()` call, filled at the prompt's forward."""

@@ -7,6 +7,8 @@ templates, special tokens, `save_pretrained`) is delegated to the base tokenizer
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -163,6 +165,9 @@ class Zip2ZipTokenizer:
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{config_path} is not valid JSON: {error}") from None
         config = _config_from_json(data, config_path)
+        if (directory / "config.json").is_file():  # a saved model's folder: register its config type
+            with contextlib.suppress(ImportError):
+                import zip2zip.modeling  # noqa: F401
         base = AutoTokenizer.from_pretrained(str(directory))
         expected = set(default_disabled_ids(base, protect_digits=data["protect_digits"])) | set(data["extra_disabled_ids"])
         if expected != set(config.disabled_ids):
