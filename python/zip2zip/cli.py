@@ -20,10 +20,10 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any, TextIO
 
+from zip2zip import files
 from zip2zip._core import CodebookConfig
 from zip2zip.render import TextStats, compression_stats, render_html, render_terminal
 from zip2zip.tokenizer import Zip2ZipTokenizer
@@ -83,41 +83,12 @@ def load_tokenizer(source: Any, max_codebook_size: int, max_subtokens: int) -> Z
 
 
 def collect_files(paths: Sequence[str | os.PathLike[str]], globs: Sequence[str] = DEFAULT_GLOBS) -> list[tuple[Path, str]]:
-    """The files to measure, as (path, label), in the order given, each once.
-
-    A file argument is taken as is (label: the path as given). A folder is walked recursively
-    for files whose name matches one of ``globs``, skipping hidden files and folders (``.git``);
-    their labels start with the folder's own name (``chat/a.txt``).
-
-    Raises:
-        UsageError: a path does not exist, or a folder holds no matching file.
-    """
-    found: list[tuple[Path, str]] = []
-    seen: set[Path] = set()
-    for given in paths:
-        path = Path(given)
-        if path.is_file():
-            candidates = [(path, path.as_posix())]
-        elif path.is_dir():
-            root = path.resolve()
-            candidates = []
-            for folder, subfolders, names in os.walk(root):
-                subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-                for name in sorted(names):
-                    if not name.startswith(".") and any(fnmatch(name, pattern) for pattern in globs):
-                        file = Path(folder) / name
-                        label = file.relative_to(root.parent).as_posix() if root.parent != root else file.as_posix()
-                        candidates.append((file, label))
-            if not candidates:
-                raise UsageError(f"no files matching {' '.join(globs)} under {path}")
-        else:
-            raise UsageError(f"{path}: no such file or folder")
-        for file, label in candidates:
-            key = file.resolve()
-            if key not in seen:
-                seen.add(key)
-                found.append((file, label))
-    return found
+    """:func:`zip2zip.files.collect_files` with the command's default patterns; a missing path
+    or an empty folder is a `UsageError`."""
+    try:
+        return files.collect_files(paths, globs)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from None
 
 
 def _read_chunks(files: list[tuple[Path, str]]) -> Iterator[list[tuple[str, str]]]:

@@ -27,9 +27,12 @@ import numpy as np
 import torch
 
 from zip2zip.codec import encode_ids
+from zip2zip.files import collect_files
 
 IGNORE_INDEX = -100
-TEXT_SUFFIXES = {".txt", ".md", ".rst", ".py", ".rs", ".c", ".h", ".js", ".ts", ".go", ".java", ".sh", ".tex", ".html"}
+# File names a data folder is searched for (hidden files and folders are skipped).
+DATA_GLOBS = ("*.txt", "*.md", "*.rst", "*.py", "*.rs", "*.c", "*.h", "*.js", "*.ts", "*.go", "*.java", "*.sh", "*.tex",
+              "*.html", "*.jsonl")
 
 
 @dataclass
@@ -42,25 +45,21 @@ class Document:
 
 
 def read_documents(paths: Sequence[str | os.PathLike[str]]) -> list[Document]:
-    """Documents of the given files and folders (folders are searched for text files).
+    """Documents of the given files and folders (folders are searched for `DATA_GLOBS`).
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: a JSONL line that is not an object with ``text`` or ``messages``.
+        ValueError: a folder without data files, or a JSONL line that is not an object with
+            ``text`` or ``messages``.
     """
     documents: list[Document] = []
-    for raw in paths:
-        path = Path(raw)
-        if not path.exists():
-            raise FileNotFoundError(f"no such data file or folder: {path}")
-        files = sorted(p for p in path.rglob("*") if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.suffix == ".jsonl")) if path.is_dir() else [path]
-        for file in files:
-            if file.suffix == ".jsonl":
-                documents.extend(_read_jsonl(file))
-            else:
-                text = file.read_text(encoding="utf-8", errors="replace")
-                if text.strip():
-                    documents.append(Document(text=text, source=str(file)))
+    for file, label in collect_files(paths, DATA_GLOBS):
+        if file.suffix == ".jsonl":
+            documents.extend(_read_jsonl(file))
+        else:
+            text = file.read_text(encoding="utf-8", errors="replace")
+            if text.strip():
+                documents.append(Document(text=text, source=label))
     return documents
 
 
