@@ -120,6 +120,37 @@ def _capped(x, softcap, HAS_SOFTCAP: tl.constexpr):
 
 
 @triton.jit
+def _online_sum_exp(logits, count, top, sums, softcap, HAS_SOFTCAP: tl.constexpr, BLOCK: tl.constexpr):
+    """Fold ``logits[:count]`` into the per-lane running maximum ``top`` and ``sums`` of exp."""
+    offsets = tl.arange(0, BLOCK)
+    for start in range(0, count, BLOCK):
+        cols = start + offsets
+        inside = cols < count
+        x = _capped(tl.load(logits + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
+        x = tl.where(inside, x, float("-inf"))
+        new_top = tl.maximum(top, x)
+        sums = sums * tl.exp(top - new_top) + tl.exp(x - new_top)
+        top = new_top
+    return top, sums
+
+
+@triton.jit
+def _write_gradient(logits, count, usable, target, lse, scale, softcap, HAS_SOFTCAP: tl.constexpr, BLOCK: tl.constexpr):
+    """Overwrite ``logits[:count]`` with ``scale * (softmax - onehot(target))`` (through the
+    soft-cap's derivative); columns at or after ``usable`` get 0."""
+    offsets = tl.arange(0, BLOCK)
+    for start in range(0, count, BLOCK):
+        cols = start + offsets
+        inside = cols < count
+        x = _capped(tl.load(logits + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
+        grad = tl.exp(x - lse) - tl.where(cols == target, 1.0, 0.0)
+        if HAS_SOFTCAP:
+            grad = grad * (1.0 - (x / softcap) * (x / softcap))
+        grad = tl.where(cols < usable, grad * scale, 0.0)
+        tl.store(logits + cols, grad.to(logits.dtype.element_ty), mask=inside)
+
+
+@triton.jit
 def _ce_rows_kernel(
     base_ptr, base_stride, hyper_ptr, hyper_stride, targets_ptr, available_ptr, losses_ptr,
     vocab, entries, scale, softcap,
@@ -130,28 +161,13 @@ def _ce_rows_kernel(
     hyper = hyper_ptr + row * hyper_stride
     target = tl.load(targets_ptr + row).to(tl.int64)
     usable = tl.minimum(tl.load(available_ptr + row).to(tl.int64), entries)
-    offsets = tl.arange(0, BLOCK)
 
     # Pass 1: online maximum and sum of exponentials over the base and the usable hyper logits
     # (a finite floor instead of -inf keeps every difference finite).
     top = tl.full([BLOCK], -3.0e38, tl.float32)
     sums = tl.zeros([BLOCK], dtype=tl.float32)
-    for start in range(0, vocab, BLOCK):
-        cols = start + offsets
-        inside = cols < vocab
-        x = _capped(tl.load(base + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
-        x = tl.where(inside, x, float("-inf"))
-        new_top = tl.maximum(top, x)
-        sums = sums * tl.exp(top - new_top) + tl.exp(x - new_top)
-        top = new_top
-    for start in range(0, usable, BLOCK):
-        cols = start + offsets
-        inside = cols < usable
-        x = _capped(tl.load(hyper + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
-        x = tl.where(inside, x, float("-inf"))
-        new_top = tl.maximum(top, x)
-        sums = sums * tl.exp(top - new_top) + tl.exp(x - new_top)
-        top = new_top
+    top, sums = _online_sum_exp(base, vocab, top, sums, softcap, HAS_SOFTCAP, BLOCK)
+    top, sums = _online_sum_exp(hyper, usable, top, sums, softcap, HAS_SOFTCAP, BLOCK)
     best = tl.max(top, axis=0)
     lse = best + tl.log(tl.sum(sums * tl.exp(top - best), axis=0))
 
@@ -162,23 +178,8 @@ def _ce_rows_kernel(
     tl.store(losses_ptr + row, lse - picked)
 
     # Pass 2: the gradient of scale * (lse - picked), in place; unusable hyper slots get 0.
-    for start in range(0, vocab, BLOCK):
-        cols = start + offsets
-        inside = cols < vocab
-        x = _capped(tl.load(base + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
-        grad = tl.exp(x - lse) - tl.where(cols == target, 1.0, 0.0)
-        if HAS_SOFTCAP:
-            grad = grad * (1.0 - (x / softcap) * (x / softcap))
-        tl.store(base + cols, (grad * scale).to(base_ptr.dtype.element_ty), mask=inside)
-    for start in range(0, entries, BLOCK):
-        cols = start + offsets
-        inside = cols < entries
-        x = _capped(tl.load(hyper + cols, mask=inside, other=0.0).to(tl.float32), softcap, HAS_SOFTCAP)
-        grad = tl.exp(x - lse) - tl.where(cols + vocab == target, 1.0, 0.0)
-        if HAS_SOFTCAP:
-            grad = grad * (1.0 - (x / softcap) * (x / softcap))
-        grad = tl.where(cols < usable, grad * scale, 0.0)
-        tl.store(hyper + cols, grad.to(hyper_ptr.dtype.element_ty), mask=inside)
+    _write_gradient(base, vocab, vocab, target, lse, scale, softcap, HAS_SOFTCAP, BLOCK)
+    _write_gradient(hyper, entries, usable, target - vocab, lse, scale, softcap, HAS_SOFTCAP, BLOCK)
 
 
 def ce_rows(
