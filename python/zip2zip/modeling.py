@@ -439,8 +439,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         embedding = self.base.get_input_embeddings()
         head = self.base.get_output_embeddings().weight
 
-        input_table = RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
-        input_rows = self.hyper.encode_rows(input_table, codebook, codebook_lengths, self.hyper.input_encoder)
+        input_rows = self.hyper.encode_rows(self._input_lookup(), codebook, codebook_lengths, self.hyper.input_encoder)
         output_rows = self.hyper.encode_rows(RowTable(head), codebook, codebook_lengths, self.hyper.output_encoder)
         inputs_embeds = self.hyper.input_embeddings(input_ids, embedding, input_rows)
         if position_ids is None:
@@ -475,6 +474,12 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         )
 
     # ------------------------------------------------------------------ generation
+
+    def _input_lookup(self) -> Any:
+        """Where entries' input rows come from: the embedding module (so its scaling applies),
+        or its table for the "mean" encoder, which pools straight from it with hyper_gather."""
+        embedding = self.base.get_input_embeddings()
+        return RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
 
     def _softcap(self) -> float | None:
         return getattr(self.base.config.get_text_config(), "final_logit_softcapping", None)
@@ -624,8 +629,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         if new_rows:
             phrases = torch.cat(new_phrases).to(codes.device).long().view(-1, width)
             phrase_lengths = torch.cat(new_lengths).to(codes.device).long()
-            input_table = RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
-            rows_in = self.hyper.encode_phrases(input_table, phrases, phrase_lengths, self.hyper.input_encoder)
+            rows_in = self.hyper.encode_phrases(self._input_lookup(), phrases, phrase_lengths, self.hyper.input_encoder)
             rows_out = self.hyper.encode_phrases(RowTable(head), phrases, phrase_lengths, self.hyper.output_encoder)
             index_rows = torch.tensor([r for r, _ in new_rows], device=codes.device)
             index_slots = torch.tensor([s for _, s in new_rows], device=codes.device)

@@ -240,8 +240,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
         base_tokens = batch.pop("base_tokens")
         # Normalise by the targets of all processes: DDP's gradient average then equals the
         # gradient of the mean over the whole global batch, as one process would compute it.
+        # One collective for the counts (targets, codes, base tokens), one for the loss.
         counted = scored_targets(batch, vocab)
-        total = accelerator.reduce(counted.detach().clone(), reduction="sum")
+        sizes = torch.stack([counted, batch["attention_mask"].sum(), base_tokens.sum().to(counted.device)])
+        totals = accelerator.reduce(sizes, reduction="sum")
+        total = totals[0]
         with accelerator.accumulate(model):
             mean = model(**batch, return_logits=False).loss
             loss_sum = mean * counted
@@ -252,10 +255,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
             if accelerator.sync_gradients:
                 scheduler.step()
             optimizer.zero_grad()
-        counts = accelerator.gather(torch.stack([batch["attention_mask"].sum(), base_tokens.sum().to(counted.device)])[None])
-        seen_codes += int(counts[:, 0].sum())
-        seen_tokens += int(counts[:, 1].sum())
-        window_loss.append(float(accelerator.reduce(loss_sum.detach(), reduction="sum")) / max(int(total), 1))
+        targets_seen, codes_seen, tokens_seen = totals.tolist()
+        seen_codes += codes_seen
+        seen_tokens += tokens_seen
+        window_loss.append(float(accelerator.reduce(loss_sum.detach(), reduction="sum")) / max(targets_seen, 1))
         if not accelerator.sync_gradients:
             continue
         step += 1

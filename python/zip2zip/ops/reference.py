@@ -105,10 +105,13 @@ def cross_entropy_forward(
         ``(loss, grad_hidden, grad_weight, grad_rows)``: the loss is a 0-d fp32 tensor (0 when no
         target counts); gradients are of that loss, in the inputs' dtypes (empty when not needed).
     """
-    batch, _, size = hidden.shape
     vocab = weight.shape[0]
     valid = (targets != IGNORE_INDEX) & (targets >= 0) & (targets < vocab + available)
-    count = int(valid.sum())
+    # Every counted position at once, and how many per sequence: two synchronisations in all,
+    # not one per sequence.
+    positions = valid.reshape(-1).nonzero()[:, 0] % max(valid.shape[1], 1)
+    per_sequence = valid.sum(dim=1).tolist()
+    count = sum(per_sequence)
     grad_hidden = torch.zeros_like(hidden) if need_hidden_grad else hidden.new_empty(0)
     grad_weight = torch.zeros_like(weight) if need_weight_grad else weight.new_empty(0)
     grad_rows = torch.zeros_like(rows) if need_rows_grad else rows.new_empty(0)
@@ -116,11 +119,10 @@ def cross_entropy_forward(
     if count == 0:
         return total, grad_hidden, grad_weight, grad_rows
     scale = 1.0 / count
-    for b in range(batch):
-        positions = valid[b].nonzero()[:, 0]
+    for b, sequence_positions in enumerate(torch.split(positions, per_sequence)):
         seq_rows = rows[b]
-        for start in range(0, len(positions), chunk_size):
-            at = positions[start : start + chunk_size]
+        for start in range(0, len(sequence_positions), chunk_size):
+            at = sequence_positions[start : start + chunk_size]
             h = hidden[b, at]
             base = h @ weight.T  # what the LM head computes, in the model's dtype
             hyper = h @ seq_rows.T
