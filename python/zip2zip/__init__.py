@@ -7,6 +7,7 @@ and `Zip2ZipTokenizer`, a drop-in hypertokenizer over any Hugging Face fast toke
 
 from zip2zip._core import (
     CodebookConfig,
+    CodecBatch,
     CodecState,
     ConfigError,
     InvalidCodeError,
@@ -23,6 +24,7 @@ from zip2zip.tokenizer import Zip2ZipTokenizer
 
 __all__ = [
     "CodebookConfig",
+    "CodecBatch",
     "CodecState",
     "ConfigError",
     "Encoding",

@@ -1,6 +1,6 @@
 """Type stubs for the compiled codec (checked against the module with mypy.stubtest)."""
 
-from typing import Any, Iterable, final
+from typing import Any, Iterable, Sequence, final
 
 import numpy as np
 import numpy.typing as npt
@@ -8,6 +8,7 @@ import numpy.typing as npt
 __version__: str
 __all__ = [
     "CodebookConfig",
+    "CodecBatch",
     "CodecState",
     "ConfigError",
     "InvalidCodeError",
@@ -141,6 +142,40 @@ class CodecState:
         """
     def __eq__(self, value: object, /) -> bool: ...
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]: ...
+
+@final
+class CodecBatch:
+    """Codec states of a batch of generated sequences, stepped together: `step` reads one code
+    into every row in one call and returns what a decoding step needs. All or nothing: when a
+    code cannot be read, every row is left as it was.
+
+    Raises:
+        ConfigError: the states have different codebook configs.
+    """
+
+    def __new__(cls, states: Sequence[CodecState]) -> CodecBatch: ...
+    def __len__(self) -> int: ...
+    def state(self, index: int) -> CodecState:
+        """A copy of row ``index``'s state.
+
+        Raises:
+            IndexError: no such row.
+        """
+    @property
+    def installed(self) -> _Int32Array:
+        """Entries installed in each row."""
+    def step(
+        self, codes: _IdsLike
+    ) -> tuple[_Int32Array, _Int32Array, _Int32Array, _Int32Array, npt.NDArray[np.int32], _Int32Array]:
+        """Read ``codes[i]`` into row ``i``. Returns each row's phrase length and installed
+        count, then for every entry created (row by row): its row, its slot (id - V), its
+        phrase as an ``[n, max_subtokens]`` table padded with 0, and its length.
+
+        Raises:
+            ValueError: not one code per row.
+            InvalidCodeError: a code cannot be read (the message names its row); no row changes.
+        """
+    def __repr__(self) -> str: ...
 
 def encode_ids(
     config: CodebookConfig, ids: _IdsLike

@@ -33,7 +33,7 @@ use rayon::prelude::*;
 
 pub use config::{CodebookConfig, MAX_CODE_LIMIT, MAX_SUBTOKENS_LIMIT};
 pub use error::CodecError;
-pub use state::{CodeSink, CodecState, TokenValue};
+pub use state::{step_batch, BatchStep, CodeSink, CodecState, TokenValue};
 #[cfg(feature = "tokenizer")]
 pub use text::{HyperTokenizer, TextEncoding, TextStream};
 

@@ -348,6 +348,23 @@ impl CodecState {
         }
     }
 
+    /// Where the state stands: enough to undo appends made by later feeds.
+    fn mark(&self) -> Mark {
+        Mark {
+            entries: self.dictionary.len(),
+            pending_code: self.pending_code,
+            pending_first: self.pending_first,
+            pending_len: self.pending_len,
+        }
+    }
+
+    /// Returns to `mark`, taken on this state before feeds that only appended entries.
+    fn rewind(&mut self, mark: &Mark) {
+        self.dictionary.truncate(mark.entries);
+        (self.pending_code, self.pending_first, self.pending_len) =
+            (mark.pending_code, mark.pending_first, mark.pending_len);
+    }
+
     fn track<T: TokenValue>(&mut self, codes: &[T], out: &mut Vec<u32>) -> Result<(), CodecError> {
         for (position, &code) in codes.iter().enumerate() {
             let code = self.check_code_range(code, position)?;
@@ -367,6 +384,83 @@ impl CodecState {
         }
         Ok(())
     }
+}
+
+/// A state's position, to undo a step of [`step_batch`].
+struct Mark {
+    entries: u32,
+    pending_code: u32,
+    pending_first: u32,
+    pending_len: u32,
+}
+
+/// What [`step_batch`] reports after reading one code per state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BatchStep {
+    /// For each state, how many base ids its code expanded to (its phrase length).
+    pub code_lengths: Vec<u32>,
+    /// For each state, the entries installed after its code.
+    pub installed: Vec<u32>,
+    /// For each entry the step created, in state order: the state's index.
+    pub created_rows: Vec<u32>,
+    /// For each entry the step created: its slot (`id - V`).
+    pub created_slots: Vec<u32>,
+    /// The created entries' phrases, row-major `created x S`, padded with 0.
+    pub phrases: Vec<u32>,
+    /// The created entries' phrase lengths.
+    pub lengths: Vec<u32>,
+}
+
+/// Reads one code into each state (`codes[i]` into `states[i]`; extra codes or states are not
+/// read), as [`CodecState::feed_codes`] does, and reports what a decoding step needs: phrase
+/// lengths, installed counts and the entries created, with their phrases.
+///
+/// All or nothing: on error every state is exactly as before the call.
+///
+/// # Errors
+/// [`CodecError::InBatch`] naming the first state whose code cannot be read, and why.
+pub fn step_batch<T: TokenValue>(
+    states: &mut [CodecState],
+    codes: &[T],
+) -> Result<BatchStep, CodecError> {
+    let rows = states.len().min(codes.len());
+    let mut step = BatchStep {
+        code_lengths: Vec::with_capacity(rows),
+        installed: Vec::with_capacity(rows),
+        ..BatchStep::default()
+    };
+    let mut marks = Vec::with_capacity(rows);
+    let mut ids = Vec::new();
+    for (row, (state, &code)) in states.iter_mut().zip(codes).enumerate() {
+        let mark = state.mark();
+        ids.clear();
+        match state.feed_codes(&[code], &mut ids) {
+            Ok(added) => {
+                let width = state.config.max_subtokens() as usize;
+                let (table, lengths) = state.phrases(mark.entries, mark.entries + added, 0);
+                debug_assert_eq!(table.len(), lengths.len() * width);
+                step.code_lengths.push(ids.len() as u32);
+                step.installed.push(state.installed());
+                step.created_rows
+                    .extend(std::iter::repeat_n(row as u32, lengths.len()));
+                step.created_slots
+                    .extend(mark.entries..mark.entries + lengths.len() as u32);
+                step.phrases.extend_from_slice(&table);
+                step.lengths.extend_from_slice(&lengths);
+                marks.push(mark);
+            }
+            Err(error) => {
+                for (state, mark) in states.iter_mut().zip(&marks) {
+                    state.rewind(mark);
+                }
+                return Err(CodecError::InBatch {
+                    index: row,
+                    source: Box::new(error),
+                });
+            }
+        }
+    }
+    Ok(step)
 }
 
 /// Snapshot format: magic, version, then little-endian `u32` words.

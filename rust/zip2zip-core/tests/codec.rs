@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use zip2zip_core::{
-    decode_batch, decode_ids, encode_batch, encode_ids, CodeSink, CodebookConfig, CodecError,
-    CodecState,
+    decode_batch, decode_ids, encode_batch, encode_ids, step_batch, CodeSink, CodebookConfig,
+    CodecError, CodecState,
 };
 
 /// The contract, written as plainly as possible: phrases as vectors in a `HashMap`.
@@ -111,6 +111,42 @@ fn track(state: &mut CodecState, codes: &[u32]) -> Result<Vec<u32>, CodecError> 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(
         std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(512)))]
+
+    #[test]
+    fn step_batch_matches_tracking_each_row(case in case()) {
+        // Two rows: the text and the text reversed, stepped together one code at a time.
+        let config = case.config();
+        let reversed: Vec<u32> = case.ids.iter().rev().copied().collect();
+        let streams = [encode_ids(&config, &case.ids).unwrap().codes,
+                       encode_ids(&config, &reversed).unwrap().codes];
+        let mut batch = vec![CodecState::new(Arc::clone(&config)), CodecState::new(Arc::clone(&config))];
+        let mut single = batch.clone();
+        let width = case.s as usize;
+        for (&first, &second) in streams[0].iter().zip(&streams[1]) {
+            let codes = [first, second];
+            let step = step_batch(&mut batch, &codes).unwrap();
+            let mut created = 0;
+            for row in 0..2 {
+                let before = single[row].installed();
+                let ids = track(&mut single[row], &codes[row..=row]).unwrap();
+                prop_assert_eq!(step.code_lengths[row] as usize, ids.len());
+                prop_assert_eq!(step.installed[row], single[row].installed());
+                prop_assert_eq!(&batch[row], &single[row]);
+                for slot in before..single[row].installed() {
+                    let phrase = single[row].phrase(case.v + slot).unwrap();
+                    prop_assert_eq!(step.created_rows[created], row as u32);
+                    prop_assert_eq!(step.created_slots[created], slot);
+                    prop_assert_eq!(step.lengths[created] as usize, phrase.len());
+                    let stored = &step.phrases[created * width..(created + 1) * width];
+                    prop_assert_eq!(&stored[..phrase.len()], phrase.as_slice());
+                    prop_assert!(stored[phrase.len()..].iter().all(|&p| p == 0));
+                    created += 1;
+                }
+            }
+            prop_assert_eq!(step.created_rows.len(), created);
+            prop_assert_eq!(step.phrases.len(), created * width);
+        }
+    }
 
     #[test]
     fn matches_oracle_and_round_trips(case in case()) {
@@ -412,4 +448,24 @@ fn worst_cases() {
         encoding.lengths.len()
     );
     assert_eq!(decode_ids(&unlimited, &encoding.codes).unwrap(), ids);
+}
+
+#[test]
+fn step_batch_is_all_or_nothing() {
+    let config = Arc::new(CodebookConfig::new(4, 8, 3, []).unwrap());
+    let mut states = vec![CodecState::new(Arc::clone(&config)); 3];
+    for state in &mut states {
+        track(state, &[0, 1, 2]).unwrap();
+    }
+    let before = states.clone();
+    // Rows 0 and 1 read valid codes (row 0 a hypertoken), row 2 an entry nobody installed.
+    let error = step_batch(&mut states, &[4u32, 3, 11]).unwrap_err();
+    match &error {
+        CodecError::InBatch { index, .. } => assert_eq!(*index, 2),
+        other => panic!("expected InBatch, got {other:?}"),
+    }
+    assert!(matches!(error.root(), CodecError::UnknownCode { .. }));
+    assert_eq!(states, before);
+    assert!(step_batch(&mut states, &[4u32, 3, 2]).is_ok());
+    assert_ne!(states, before);
 }

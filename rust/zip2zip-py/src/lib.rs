@@ -14,7 +14,7 @@ use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyTuple};
-use zip2zip_core::{CodeSink, CodebookConfig, CodecError, CodecState, Encoding};
+use zip2zip_core::{step_batch, CodeSink, CodebookConfig, CodecError, CodecState, Encoding};
 
 create_exception!(
     zip2zip._core,
@@ -456,6 +456,98 @@ pub(crate) type EncodingArrays<'py> = (
     Int32Array<'py>,
 );
 
+/// Codec states of a batch of generated sequences, stepped together: one call reads one code
+/// into every row and returns what the decoding step needs.
+#[pyclass(name = "CodecBatch", module = "zip2zip._core")]
+pub(crate) struct PyCodecBatch {
+    states: Vec<CodecState>,
+}
+
+/// Arrays one [`PyCodecBatch::step`] returns: phrase lengths, installed counts, and the created
+/// entries' rows, slots, phrases and lengths.
+type StepArrays<'py> = (
+    Int32Array<'py>,
+    Int32Array<'py>,
+    Int32Array<'py>,
+    Int32Array<'py>,
+    Int32Table<'py>,
+    Int32Array<'py>,
+);
+
+#[pymethods]
+impl PyCodecBatch {
+    #[new]
+    fn new(states: Vec<PyRef<'_, PyCodecState>>) -> PyResult<Self> {
+        let states: Vec<CodecState> = states.iter().map(|s| s.inner.clone()).collect();
+        if let Some(first) = states.first() {
+            if states.iter().any(|s| s.config() != first.config()) {
+                return Err(ConfigError::new_err(
+                    "every state of a CodecBatch must have the same codebook config",
+                ));
+            }
+        }
+        Ok(Self { states })
+    }
+
+    fn __len__(&self) -> usize {
+        self.states.len()
+    }
+
+    /// A copy of row `index`'s state.
+    fn state(&self, index: usize) -> PyResult<PyCodecState> {
+        match self.states.get(index) {
+            Some(state) => Ok(PyCodecState {
+                inner: state.clone(),
+            }),
+            None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
+                "row {index} is out of range for a batch of {}",
+                self.states.len()
+            ))),
+        }
+    }
+
+    #[getter]
+    fn installed<'py>(&self, py: Python<'py>) -> Int32Array<'py> {
+        int32_array(py, self.states.iter().map(CodecState::installed).collect())
+    }
+
+    fn step<'py>(
+        &mut self,
+        py: Python<'py>,
+        codes: &Bound<'py, PyAny>,
+    ) -> PyResult<StepArrays<'py>> {
+        let codes = IdArray::extract(codes, "codes")?;
+        if codes.len() != self.states.len() {
+            return Err(PyValueError::new_err(format!(
+                "step needs one code per row: got {} codes for {} rows",
+                codes.len(),
+                self.states.len()
+            )));
+        }
+        let step = match codes.slice()? {
+            IdSlice::I32(values) => step_batch(&mut self.states, values),
+            IdSlice::I64(values) => step_batch(&mut self.states, values),
+        }
+        .map_err(to_py_err)?;
+        let width = self
+            .states
+            .first()
+            .map_or(1, |s| s.config().max_subtokens());
+        Ok((
+            int32_array(py, step.code_lengths),
+            int32_array(py, step.installed),
+            int32_array(py, step.created_rows),
+            int32_array(py, step.created_slots),
+            phrase_table(py, step.phrases, width)?,
+            int32_array(py, step.lengths),
+        ))
+    }
+
+    fn __repr__(&self) -> String {
+        format!("CodecBatch(rows={})", self.states.len())
+    }
+}
+
 pub(crate) fn encoding_arrays<'py>(
     py: Python<'py>,
     encoding: Encoding,
@@ -611,6 +703,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<text::PyTextStream>()?;
     m.add_class::<PyCodebookConfig>()?;
     m.add_class::<PyCodecState>()?;
+    m.add_class::<PyCodecBatch>()?;
     m.add_function(wrap_pyfunction!(encode_ids, m)?)?;
     m.add_function(wrap_pyfunction!(decode_ids, m)?)?;
     m.add_function(wrap_pyfunction!(encode_batch, m)?)?;
