@@ -83,6 +83,13 @@ def test_lora_trains_saves_and_loads_with_the_base_from_its_source(smollm2_token
     explicit = Zip2ZipForCausalLM.from_pretrained(tmp_path / "run", base_model=tiny("llama", vocab=tok.vocab_size)).eval()
     with torch.no_grad():
         assert torch.equal(explicit(**batch).logits, expected)
+    # Merged for inference: no adapter left, the same logits up to rounding.
+    explicit.merge_lora()
+    assert not explicit.has_adapter and not any("lora_" in name for name, _ in explicit.named_parameters())
+    with torch.no_grad():
+        torch.testing.assert_close(explicit(**batch).logits, expected, rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="no adapter"):
+        explicit.merge_lora()
 
 
 def test_adapter_folders_that_cannot_load_raise(smollm2_tokenizer, base_folder, tmp_path):

@@ -312,6 +312,20 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         self.base = get_peft_model(self.base, lora)
         return self
 
+    def merge_lora(self) -> Zip2ZipForCausalLM:
+        """Fold the LoRA adapter into the base weights (in place; for inference speed: no extra
+        matrix products per projection) and return ``self``. Saving afterwards writes full
+        weights.
+
+        Raises:
+            ValueError: the base model has no adapter.
+        """
+        if not self.has_adapter:
+            raise ValueError("the base model has no adapter to merge")
+        adapted: Any = self.base
+        self.base = adapted.merge_and_unload()
+        return self
+
     def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
         """Save the model.
 

@@ -1,0 +1,761 @@
+# transformers' classes are only partly annotated: calls into them are allowed untyped here.
+# mypy: allow-untyped-calls
+"""Greedy generation with a static KV cache and CUDA graphs: the fast decoding loop.
+
+`StaticGenerator.for_base` (a plain causal LM) and `StaticGenerator.for_zip2zip` (a
+`Zip2ZipForCausalLM`) run the same loop, so that their costs can be compared
+(``zip2zip bench generate``):
+
+- the KV cache is transformers' ``StaticCache``, allocated once; the attention mask is a
+  preallocated ``[B, max_cache_len]`` bias that each step opens one column of;
+- on CUDA each decoding step is replayed from captured CUDA graphs, and the loop runs one step
+  ahead: the next step is queued before the host reads the current step's ids back (one small
+  copy, as any loop that watches for EOS does), so the host's work overlaps the GPU's.
+
+For a zip2zip model a step is three graphs. The decoder graph embeds the codes chosen by the
+previous step (already on the GPU; hypertoken rows from preallocated ``[B, K + 1, hidden]``
+buffers, slot K taking padding), advances the positions by their phrase lengths (a device
+table) and runs the base model one position per row: it needs nothing from the host, so it is
+queued at once. Meanwhile the host steps every row's codebook in one Rust call
+(`zip2zip.CodecBatch.step`, which copies only the new codes in) and sends one small packed
+buffer: installed counts and the phrases of the entries just created. On a second stream an
+encoder graph (one per number of new entries: 1, 2, 4, ... B x S) writes only those entries'
+rows; the logits graph then takes the greedy code over the base logits and the available hyper
+logits. A greedy code is never a KwKwK code (the entry its own reading creates is not offered);
+a forced one may be, and that step runs serially (encoders, then decoder).
+
+Models with sliding-window layers are not supported (the mask here is a plain causal one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from transformers import StaticCache
+
+from zip2zip._core import CodecBatch, CodecState
+from zip2zip.nn import RowTable
+
+
+@dataclass
+class GenerationOutput:
+    """What one `StaticGenerator.generate` call produced and what it cost.
+
+    Attributes:
+        tokens: per row, the generated ids (base model) or codes (zip2zip), without the EOS.
+        base_tokens: per row, how many base tokens the generated codes stand for.
+        texts: per row, the generated text.
+        prompt_positions: positions the (left-padded) prompt batch took in the KV cache.
+        steps: decoding steps run (each step gives every row one id or code).
+        prefill_seconds: from prompt ids on the host to the first generated ids on the host.
+        decode_seconds: the decoding loop after that.
+        kv_bytes_per_position: KV-cache bytes one position of the whole batch takes.
+        greedy: per row, the model's greedy choice at each step (differs from ``tokens`` only
+            where ``forced`` replaced it).
+    """
+
+    tokens: list[list[int]]
+    base_tokens: list[int]
+    texts: list[str]
+    prompt_positions: int
+    steps: int
+    prefill_seconds: float
+    decode_seconds: float
+    kv_bytes_per_position: int
+    greedy: list[list[int]] = field(default_factory=list)
+
+    @property
+    def text_bytes(self) -> int:
+        """UTF-8 bytes of all generated texts."""
+        return sum(len(t.encode("utf-8")) for t in self.texts)
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """KV-cache bytes the prompt and the generated positions hold at the end."""
+        return self.kv_bytes_per_position * (self.prompt_positions + self.steps)
+
+    @property
+    def seconds(self) -> float:
+        return self.prefill_seconds + self.decode_seconds
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+@contextlib.contextmanager
+def _no_mha_fastpath() -> Iterator[None]:
+    """Keep ``nn.TransformerEncoderLayer`` (the hyper-encoders) off its inference fast path,
+    which may turn padding masks into nested tensors: data-dependent shapes that a CUDA graph
+    cannot hold. Both paths compute the same function."""
+    enabled = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        yield
+    finally:
+        torch.backends.mha.set_fastpath_enabled(enabled)
+
+
+def _buckets(limit: int) -> list[int]:
+    """0, 1, 2, 4, ... and ``limit``: how many new entries a captured step encodes."""
+    sizes = [0]
+    size = 1
+    while size < limit:
+        sizes.append(size)
+        size *= 2
+    sizes.append(limit)
+    return sorted(set(sizes))
+
+
+class StaticGenerator:
+    """Greedy generation for a fixed batch size and cache length; see the module docstring.
+
+    Build with :meth:`for_base` or :meth:`for_zip2zip`.
+
+    Args:
+        causal_lm: the base causal LM (for zip2zip: the wrapper's base, LoRA merged or not).
+        batch_size: rows per call (prompts beyond it raise; fewer are padded with copies).
+        max_cache_len: positions the cache holds: prompt positions plus decoding steps.
+        eos_token_id: the id that ends a row (None: rows end only at the budget).
+        cuda_graphs: capture the step (default: on CUDA).
+        prefill_graphs: also capture the prompt's forward pass, once per prompt shape (batch,
+            positions, entries), and replay it: removes the host's launch overhead from prefill,
+            at the cost of one capture per new shape.
+
+    Raises:
+        ValueError: a model with sliding-window attention, or sizes below 1.
+    """
+
+    def __init__(self, causal_lm: Any, *, batch_size: int, max_cache_len: int,
+                 eos_token_id: int | None, cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> None:
+        if batch_size < 1 or max_cache_len < 2:
+            raise ValueError(f"batch_size must be >= 1 and max_cache_len >= 2, got {batch_size} and {max_cache_len}")
+        text_config = causal_lm.config.get_text_config()
+        layer_types = getattr(text_config, "layer_types", None) or []
+        if getattr(text_config, "sliding_window", None) and any("sliding" in str(t) for t in layer_types) \
+                or getattr(text_config, "use_sliding_window", False):
+            raise ValueError("StaticGenerator does not support sliding-window attention")
+        self.lm = causal_lm
+        self.decoder = causal_lm.get_decoder()
+        self.embedding = causal_lm.get_input_embeddings()
+        self.head: torch.Tensor = causal_lm.get_output_embeddings().weight
+        self.softcap: float | None = getattr(text_config, "final_logit_softcapping", None)
+        self.device = self.head.device
+        self.dtype = self.head.dtype
+        self.batch_size = batch_size
+        self.max_cache_len = max_cache_len
+        self.eos_token_id = eos_token_id
+        self.use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
+        if self.use_graphs and self.device.type != "cuda":
+            raise ValueError("cuda_graphs=True needs the model on a CUDA device")
+        if prefill_graphs and not self.use_graphs:
+            raise ValueError("prefill_graphs=True needs CUDA graphs")
+        self.prefill_graphs = prefill_graphs
+        self._prefills: dict[tuple[tuple[int, ...], ...], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+        self.cache = StaticCache(config=causal_lm.config, max_cache_len=max_cache_len)
+        self.min_bias = torch.finfo(self.dtype).min
+        self.key_bias = torch.full((batch_size, max_cache_len), self.min_bias, dtype=self.dtype, device=self.device)
+        self.cursor = torch.zeros(1, dtype=torch.long, device=self.device)
+        self.next_codes = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.codes_in = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        self.positions = torch.zeros(batch_size, dtype=torch.long, device=self.device)
+        cuda = self.device.type == "cuda"
+        # Two of each, used in turn: a read may still be in flight while the next is queued.
+        self.host_next = [torch.zeros(batch_size, dtype=torch.long, pin_memory=cuda) for _ in range(2)]
+        self.host_codes = [torch.zeros(batch_size, dtype=torch.long, pin_memory=cuda) for _ in range(2)]
+        self.read_events = [torch.cuda.Event() for _ in range(2)] if cuda else []
+        self.graphs: dict[Any, torch.cuda.CUDAGraph] = {}
+        self.kv_bytes_per_position = 0
+
+    # ------------------------------------------------------------------ shared tensor work
+
+    def _decode(self, embeds: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        out = self.decoder(inputs_embeds=embeds, attention_mask=bias, position_ids=positions,
+                           past_key_values=self.cache, use_cache=True)
+        hidden: torch.Tensor = out.last_hidden_state
+        return hidden
+
+    def _prefill_bias(self, mask: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, L, M]`` bias for a left-padded prompt: causal over real positions; a padding
+        position sees only itself (so no row of the softmax is empty)."""
+        length = mask.shape[1]
+        self.key_bias[:, :length] = torch.where(mask.bool(), 0.0, self.min_bias).to(self.dtype)
+        query = torch.arange(length, device=self.device)[:, None]
+        key = torch.arange(self.max_cache_len, device=self.device)[None, :]
+        visible = (key <= query)[None] & ((self.key_bias[:, None, :] == 0) | (key == query)[None])
+        return torch.where(visible, 0.0, self.min_bias).to(self.dtype)[:, None]
+
+    def _step_bias(self) -> torch.Tensor:
+        self.key_bias.index_fill_(1, self.cursor, 0.0)
+        return self.key_bias[:, None, None, :]
+
+    def _reset(self) -> None:
+        self.cache.reset()
+        self.key_bias.fill_(self.min_bias)
+        self.cursor.zero_()
+
+    def _initialise(self) -> None:
+        """Allocate the cache (one dummy position), measure it, capture the step graphs."""
+        if self.kv_bytes_per_position:
+            return
+        self._reset()
+        embeds = torch.zeros(self.batch_size, 1, self.head.shape[1], dtype=self.dtype, device=self.device)
+        bias = torch.zeros(self.batch_size, 1, 1, self.max_cache_len, dtype=self.dtype, device=self.device)
+        with torch.no_grad():
+            self._decode(embeds, torch.zeros(self.batch_size, 1, dtype=torch.long, device=self.device), bias)
+        layers: Any = self.cache.layers
+        total = sum(t.numel() * t.element_size() for layer in layers for t in (layer.keys, layer.values))
+        self.kv_bytes_per_position = total // self.max_cache_len
+        self._reset()
+        if self.use_graphs:
+            self._capture()
+        self._reset()
+
+    def _capture(self) -> None:
+        stream = torch.cuda.Stream(self.device)
+        for key in self._graph_keys():
+            # Graphs replayed side by side are captured on different streams: cuBLAS keeps a
+            # workspace per stream, and a graph keeps using the one it was captured with.
+            capture_stream = self._capture_stream(key) or stream
+            capture_stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.no_grad(), _no_mha_fastpath(), torch.cuda.stream(capture_stream):
+                for _ in range(2):
+                    self._safe_inputs()
+                    self._body(key)
+            torch.cuda.current_stream(self.device).wait_stream(capture_stream)
+            torch.cuda.synchronize(self.device)
+            self._safe_inputs()
+            graph = torch.cuda.CUDAGraph()
+            with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph, stream=capture_stream):
+                self._body(key)
+            self.graphs[key] = graph
+        torch.cuda.synchronize(self.device)
+
+    def _capture_stream(self, key: Any) -> torch.cuda.Stream | None:
+        """The stream a variant is captured on (None: the common one)."""
+        return None
+
+    def _run(self, key: Any) -> None:
+        if self.use_graphs:
+            self.graphs[key].replay()
+        else:
+            with torch.no_grad(), _no_mha_fastpath():
+                self._body(key)
+
+    def _queue_read(self, step: int) -> None:
+        """Queue the copy of ``next_codes`` to the host (collected by :meth:`_collect`)."""
+        buffer = self.host_next[step % 2]
+        buffer.copy_(self.next_codes, non_blocking=True)
+        if self.read_events:
+            self.read_events[step % 2].record()
+
+    def _collect(self, step: int) -> np.ndarray:
+        if self.read_events:
+            self.read_events[step % 2].synchronize()
+        values: np.ndarray = self.host_next[step % 2].numpy().copy()
+        return values
+
+    def _feed(self, codes: np.ndarray, step: int) -> None:
+        """Queue a copy of host ``codes`` into ``codes_in`` (forced codes)."""
+        buffer = self.host_codes[step % 2]
+        buffer.copy_(torch.from_numpy(codes))
+        self.codes_in.copy_(buffer, non_blocking=True)
+
+    # ------------------------------------------------------------------ to be provided
+
+    def _graph_keys(self) -> list[Any]:
+        """The captured variants of the tensor work, one graph each."""
+        raise NotImplementedError
+
+    def _safe_inputs(self) -> None:
+        """Inputs every captured variant may run on (for the warm-up runs before capture)."""
+        self.codes_in.zero_()
+
+    def _body(self, key: Any) -> None:
+        """The tensor work of variant ``key`` (capturable)."""
+        raise NotImplementedError
+
+    def _prefill_inputs(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        """Host work of prefill: the prompt tensors (on the CPU) the tensor work reads."""
+        raise NotImplementedError
+
+    def _prefill_body(self, inputs: dict[str, torch.Tensor]) -> None:
+        """Tensor work of prefill (capturable): fill the cache; set ``next_codes``, ``codes_in``
+        and ``positions``."""
+        raise NotImplementedError
+
+    def _observe(self, codes: np.ndarray, kwkwk: bool) -> np.ndarray:
+        """Take in every row's code for the next step (the previous step's choice, or a forced
+        code); return how many base tokens each stands for."""
+        return np.ones(len(codes), dtype=np.int64)
+
+    def _queue_ahead(self, step: int, forced_codes: np.ndarray | None) -> bool:
+        """Queue the work of step ``step`` that needs nothing from the host; return whether it
+        was queued (False: the step must run in full after :meth:`_observe`)."""
+        raise NotImplementedError
+
+    def _queue_rest(self, step: int, ahead: bool) -> None:
+        """Queue the rest of step ``step``, after :meth:`_observe` of its input codes."""
+        raise NotImplementedError
+
+    def _texts(self, tokens: list[list[int]]) -> list[str]:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ construction
+
+    @classmethod
+    def for_base(cls, model: Any, tokenizer: Any, *, batch_size: int, max_cache_len: int,
+                 cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> BaseStaticGenerator:
+        """A generator for a plain causal LM and its Hugging Face tokenizer."""
+        return BaseStaticGenerator(model, tokenizer, batch_size=batch_size, max_cache_len=max_cache_len,
+                                   cuda_graphs=cuda_graphs, prefill_graphs=prefill_graphs)
+
+    @classmethod
+    def for_zip2zip(cls, model: Any, tokenizer: Any, *, batch_size: int, max_cache_len: int,
+                    cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> Zip2ZipStaticGenerator:
+        """A generator for a `Zip2ZipForCausalLM` and its `Zip2ZipTokenizer`. For speed, merge a
+        LoRA adapter first (`Zip2ZipForCausalLM.merge_lora`)."""
+        return Zip2ZipStaticGenerator(model, tokenizer, batch_size=batch_size, max_cache_len=max_cache_len,
+                                      cuda_graphs=cuda_graphs, prefill_graphs=prefill_graphs)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _check_prompts(self, prompts: Sequence[Sequence[int]], forced: Sequence[Sequence[int]] | None,
+                       max_new_base_tokens: int) -> list[list[int]]:
+        if not 1 <= len(prompts) <= self.batch_size:
+            raise ValueError(f"this generator takes 1 to {self.batch_size} prompts, got {len(prompts)}")
+        rows = [list(map(int, p)) for p in prompts]
+        if any(not r for r in rows):
+            raise ValueError("every prompt needs at least one id")
+        if max_new_base_tokens < 1:
+            raise ValueError(f"max_new_base_tokens must be at least 1, got {max_new_base_tokens}")
+        if forced is not None and len(forced) != len(rows):
+            raise ValueError(f"forced needs one stream per prompt: {len(forced)} for {len(rows)} prompts")
+        longest = max(len(r) for r in rows)
+        # The loop runs one step ahead: one position more than the steps it keeps.
+        steps = self._step_limit(forced, max_new_base_tokens) + 1
+        if longest + steps > self.max_cache_len:
+            raise ValueError(f"{longest} prompt positions + {steps} steps exceed max_cache_len {self.max_cache_len}")
+        # Fewer prompts than rows: the spare rows repeat the last prompt (their output is dropped).
+        return rows + [rows[-1]] * (self.batch_size - len(rows))
+
+    @staticmethod
+    def _step_limit(forced: Sequence[Sequence[int]] | None, max_new_base_tokens: int) -> int:
+        """Decoding steps a call may take: a step gives each row at least one base token."""
+        if forced is None:
+            return max_new_base_tokens
+        return min(max_new_base_tokens, max(len(f) for f in forced))
+
+    def _forced_codes(self, forced: Sequence[Sequence[int]], index: int, done: np.ndarray, count: int) -> np.ndarray:
+        """Row codes at generated position ``index``: the forced ones, a pad id for rows done."""
+        pad = self.eos_token_id if self.eos_token_id is not None else 0
+        codes = np.full(self.batch_size, pad, dtype=np.int64)
+        for row in range(count):
+            if not done[row] and index < len(forced[row]):
+                codes[row] = int(forced[row][index])
+        return codes
+
+    def generate(self, prompts: Sequence[Sequence[int]], *, max_new_base_tokens: int,
+                 forced: Sequence[Sequence[int]] | None = None) -> GenerationOutput:
+        """Greedy generation from prompt ids (base) or codes (zip2zip), one prompt per row.
+
+        Args:
+            prompts: at most ``batch_size`` prompts (their ids, or codes from an empty codebook).
+            max_new_base_tokens: a row ends once it has generated this many base tokens (or EOS).
+            forced: instead of the greedy choice, feed these ids/codes (one stream per prompt;
+                a row ends when its stream does): for timing a given code stream.
+
+        Raises:
+            ValueError: too many prompts, an empty prompt, or more positions than the cache has.
+            InvalidCodeError: (zip2zip) a prompt or forced code the codebook cannot read.
+        """
+        rows = self._check_prompts(prompts, forced, max_new_base_tokens)
+        self._initialise()
+        self._reset()
+        count = len(prompts)
+        _sync(self.device)
+        start = time.perf_counter()
+        first = self._prefill(rows)
+        prefill_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        tokens: list[list[int]] = [[] for _ in rows]
+        greedy: list[list[int]] = [[] for _ in rows]
+        base_tokens = [0] * len(rows)
+        done = np.zeros(len(rows), dtype=bool)
+        done[count:] = True
+        step_limit = self._step_limit(forced, max_new_base_tokens)
+        chosen = first  # the codes the model chose at the last step (step 0: prefill)
+        codes = first if forced is None else self._forced_codes(forced, 0, done, count)
+        ahead = self._queue_ahead(1, None if forced is None else codes)
+        steps = 0
+        while True:
+            for row in np.flatnonzero(~done):
+                greedy[row].append(int(chosen[row]))
+            lengths = self._observe(codes, not ahead)
+            for row in np.flatnonzero(~done):
+                code = int(codes[row])
+                if code == self.eos_token_id and forced is None:
+                    done[row] = True
+                    continue
+                tokens[row].append(code)
+                base_tokens[row] += int(lengths[row])
+                if base_tokens[row] >= max_new_base_tokens or (forced is not None and len(tokens[row]) >= len(forced[int(row)])):
+                    done[row] = True
+            if done.all() or steps >= step_limit:
+                break
+            steps += 1
+            self._queue_rest(steps, ahead)
+            self._queue_read(steps)
+            upcoming = None if forced is None else self._forced_codes(forced, steps, done, count)
+            ahead = self._queue_ahead(steps + 1, upcoming)
+            chosen = self._collect(steps)
+            codes = chosen if upcoming is None else upcoming
+        decode_seconds = time.perf_counter() - start
+        _sync(self.device)  # the step queued ahead is dropped
+        return GenerationOutput(
+            tokens=tokens[:count], base_tokens=base_tokens[:count], texts=self._texts(tokens[:count]),
+            prompt_positions=max(len(r) for r in rows), steps=steps, prefill_seconds=prefill_seconds,
+            decode_seconds=decode_seconds, kv_bytes_per_position=self.kv_bytes_per_position, greedy=greedy[:count],
+        )
+
+    def _prefill(self, rows: list[list[int]]) -> np.ndarray:
+        """Run the prompts' forward pass; return the first generated ids or codes."""
+        inputs = self._prefill_inputs(rows)
+        if not self.prefill_graphs:
+            device_inputs = {k: v.to(self.device, non_blocking=True) for k, v in inputs.items()}
+            with torch.no_grad(), _no_mha_fastpath():
+                self._prefill_body(device_inputs)
+        else:
+            key = tuple(tuple(v.shape) for v in inputs.values())
+            if key not in self._prefills:
+                static = {k: v.to(self.device) for k, v in inputs.items()}
+                stream = torch.cuda.Stream(self.device)
+                stream.wait_stream(torch.cuda.current_stream(self.device))
+                with torch.no_grad(), _no_mha_fastpath(), torch.cuda.stream(stream):
+                    for _ in range(2):
+                        self._reset()
+                        self._prefill_body(static)
+                torch.cuda.current_stream(self.device).wait_stream(stream)
+                self._reset()
+                graph = torch.cuda.CUDAGraph()
+                with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph):
+                    self._prefill_body(static)
+                self._prefills[key] = (graph, static)
+                self._reset()
+            graph, static = self._prefills[key]
+            for name, value in inputs.items():
+                static[name].copy_(value, non_blocking=True)
+            graph.replay()
+        self._queue_read(0)
+        return self._collect(0)
+
+    def _left_pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        pad = self.eos_token_id if self.eos_token_id is not None else 0
+        length = max(len(r) for r in rows)
+        ids = np.full((len(rows), length), pad, dtype=np.int64)
+        mask = np.zeros((len(rows), length), dtype=np.int64)
+        for i, row in enumerate(rows):
+            ids[i, length - len(row):] = row
+            mask[i, length - len(row):] = 1
+        return ids, mask
+
+
+class BaseStaticGenerator(StaticGenerator):
+    """`StaticGenerator` for a plain causal LM: one graph per step, which feeds its greedy id
+    back as the next step's input."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, max_cache_len: int,
+                 cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> None:
+        super().__init__(model, batch_size=batch_size, max_cache_len=max_cache_len,
+                         eos_token_id=tokenizer.eos_token_id, cuda_graphs=cuda_graphs,
+                         prefill_graphs=prefill_graphs)
+        self.tokenizer = tokenizer
+
+    def _graph_keys(self) -> list[Any]:
+        return ["step"]
+
+    def _body(self, key: Any) -> None:
+        self.positions.add_(1)
+        embeds = self.embedding(self.codes_in[:, None])
+        hidden = self._decode(embeds, self.positions[:, None], self._step_bias())
+        logits = F.linear(hidden[:, -1], self.head)
+        if self.softcap is not None:
+            logits = torch.tanh(logits / self.softcap) * self.softcap
+        self.next_codes.copy_(logits.argmax(-1))
+        self.codes_in.copy_(self.next_codes)
+        self.cursor.add_(1)
+
+    def _queue_ahead(self, step: int, forced_codes: np.ndarray | None) -> bool:
+        if forced_codes is not None:
+            self._feed(forced_codes, step)
+        self._run("step")
+        return True
+
+    def _queue_rest(self, step: int, ahead: bool) -> None:
+        return  # the whole step was queued ahead
+
+    def _prefill_inputs(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        ids, mask = self._left_pad(rows)
+        positions = np.maximum((mask.cumsum(1) - 1) * mask, 0)
+        return {"ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask), "positions": torch.from_numpy(positions)}
+
+    def _prefill_body(self, inputs: dict[str, torch.Tensor]) -> None:
+        ids, mask, positions = inputs["ids"], inputs["mask"], inputs["positions"]
+        hidden = self._decode(self.embedding(ids), positions, self._prefill_bias(mask))
+        logits = F.linear(hidden[:, -1], self.head)
+        self.next_codes.copy_(logits.argmax(-1))
+        self.codes_in.copy_(self.next_codes)
+        self.positions.copy_(positions[:, -1])
+        self.cursor.fill_(ids.shape[1])
+
+    def _texts(self, tokens: list[list[int]]) -> list[str]:
+        return [str(self.tokenizer.decode(t)) for t in tokens]
+
+
+class Zip2ZipStaticGenerator(StaticGenerator):
+    """`StaticGenerator` for a `Zip2ZipForCausalLM`; see the module docstring."""
+
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, max_cache_len: int,
+                 cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> None:
+        base = model.base
+        if model.has_adapter:  # run through the peft wrapper's model (LoRA layers included)
+            base = base.get_base_model()
+        super().__init__(base, batch_size=batch_size, max_cache_len=max_cache_len,
+                         eos_token_id=tokenizer.eos_token_id, cuda_graphs=cuda_graphs,
+                         prefill_graphs=prefill_graphs)
+        if tokenizer.config != model.codebook_config():
+            raise ValueError("the tokenizer's codebook config is not the model's")
+        self.model = model
+        self.tokenizer = tokenizer
+        config = model.config
+        self.vocab = config.vocab_size
+        self.slots = config.max_codebook_size
+        self.width = config.max_subtokens
+        self.compressed = config.position_mode == "compressed"
+        hidden = self.head.shape[1]
+        self.input_rows = torch.zeros(batch_size, self.slots + 1, hidden, dtype=self.dtype, device=self.device)
+        self.output_rows = torch.zeros_like(self.input_rows)
+        self.entry_lengths = torch.ones(batch_size, self.slots + 1, dtype=torch.long, device=self.device)
+        self.hidden = torch.zeros(batch_size, 1, hidden, dtype=self.dtype, device=self.device)
+        self.max_new = batch_size * self.width
+        self.sizes = _buckets(self.max_new)
+        self.packed_size = batch_size + self.max_new * (self.width + 2)
+        self.packed = torch.zeros(self.packed_size, dtype=torch.long, device=self.device)
+        self.host_packed = torch.zeros(self.packed_size, dtype=torch.long, pin_memory=self.device.type == "cuda")
+        self.batch: CodecBatch | None = None
+        self.prompt_states: list[CodecState] = []
+        self.side_stream = torch.cuda.Stream(self.device) if self.use_graphs else None
+        self._bucket = 0
+
+    # ------------------------------------------------------------------ tensor work
+
+    def _graph_keys(self) -> list[Any]:
+        return [("decoder",), ("logits",)] + [(part, n) for n in self.sizes if n for part in ("encode", "serial")]
+
+    def _capture_stream(self, key: Any) -> torch.cuda.Stream | None:
+        return self.side_stream if key[0] == "encode" else None
+
+    def _layout(self, n: int) -> tuple[slice, slice, slice, slice]:
+        """Where the packed buffer holds: installed counts, then (for ``n`` new entries) their
+        flat row-buffer indices, phrases and lengths."""
+        b, s = self.batch_size, self.width
+        return slice(0, b), slice(b, b + n), slice(b + n, b + n + n * s), slice(b + n + n * s, b + 2 * n + n * s)
+
+    def _safe_inputs(self) -> None:
+        super()._safe_inputs()
+        self.host_packed.zero_()
+        for n in self.sizes:
+            _, index, _, lengths = self._layout(n)
+            self.host_packed[index] = self.slots  # row 0's padding slot
+            self.host_packed[lengths] = 1
+        self.packed.copy_(self.host_packed)
+        self.positions.zero_()
+        self.cursor.zero_()
+
+    def _embed(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, L, hidden]`` input rows of codes: base ids from the embedding, hypertokens from
+        the row buffers (as `HyperEmbedding.input_embeddings`, without its host check)."""
+        is_hyper = codes >= self.vocab
+        embeds = self.embedding(torch.where(is_hyper, 0, codes))
+        slots = (codes - self.vocab).clamp(0, self.slots - 1)
+        gathered = torch.gather(self.input_rows, 1, slots[..., None].expand(-1, -1, self.input_rows.shape[-1]))
+        embeds = torch.where(is_hyper[..., None], gathered.to(embeds.dtype), embeds)
+        return embeds
+
+    def _encode_new(self, bucket: int) -> None:
+        """Encode the entries the host sent into their slots of the row buffers."""
+        model, hyper = self.model, self.model.hyper
+        _, index_at, phrases_at, lengths_at = self._layout(bucket)
+        phrases = self.packed[phrases_at].view(bucket, self.width)
+        lengths = self.packed[lengths_at]
+        index = self.packed[index_at]
+        hidden_size = self.input_rows.shape[-1]
+        rows_in = hyper.encode_phrases(model._input_lookup(), phrases, lengths, hyper.input_encoder)
+        rows_out = hyper.encode_phrases(RowTable(self.head), phrases, lengths, hyper.output_encoder)
+        self.input_rows.view(-1, hidden_size).index_copy_(0, index, rows_in.to(self.dtype))
+        self.output_rows.view(-1, hidden_size).index_copy_(0, index, rows_out.to(self.dtype))
+        self.entry_lengths.view(-1).index_copy_(0, index, lengths)
+
+    def _run_decoder(self) -> None:
+        """Embed ``codes_in``, advance positions by their phrase lengths, run the decoder."""
+        codes = self.codes_in
+        if self.compressed:
+            self.positions.add_(1)
+        else:
+            slots = torch.where(codes >= self.vocab, codes - self.vocab, self.slots)  # slot K: length 1
+            spans = torch.gather(self.entry_lengths, 1, slots[:, None])[:, 0]
+            self.positions.add_(torch.where(codes >= self.vocab, spans, 1))
+        self.hidden.copy_(self._decode(self._embed(codes[:, None]), self.positions[:, None], self._step_bias()))
+        self.cursor.add_(1)
+
+    def _choose(self) -> None:
+        installed = self.packed[self._layout(0)[0]]
+        logits = self.model.hyper.logits(self.hidden, self.head, self.output_rows[:, : self.slots], installed[:, None],
+                                         self.softcap)
+        self.next_codes.copy_(logits[:, -1].argmax(-1))
+        self.codes_in.copy_(self.next_codes)
+
+    def _body(self, key: Any) -> None:
+        part = key[0]
+        if part == "decoder":
+            self._run_decoder()
+        elif part == "logits":
+            self._choose()
+        elif part == "encode":
+            self._encode_new(key[1])
+        else:  # "serial": a KwKwK step, whose code reads an entry created by its own reading
+            self._encode_new(key[1])
+            self._run_decoder()
+            self._choose()
+
+    # ------------------------------------------------------------------ host side
+
+    def _queue_ahead(self, step: int, forced_codes: np.ndarray | None) -> bool:
+        if forced_codes is not None:
+            assert self.batch is not None
+            installed = self.batch.installed
+            if np.any(forced_codes - self.vocab == installed):  # KwKwK: its entry is not encoded yet
+                self._feed(forced_codes, step)
+                return False
+            self._feed(forced_codes, step)
+        self._run(("decoder",))
+        return True
+
+    def _observe(self, codes: np.ndarray, kwkwk: bool) -> np.ndarray:
+        assert self.batch is not None
+        lengths, installed, rows, slots, phrases, phrase_lengths = self.batch.step(codes)
+        new = len(rows)
+        if new and not kwkwk and np.any(codes[rows] - self.vocab == slots):
+            raise RuntimeError("a KwKwK code was decoded ahead of its entry")  # greedy codes never are
+        bucket = next(b for b in self.sizes if b >= new)
+        installed_at, index_at, phrases_at, lengths_at = self._layout(bucket)
+        packed = self.host_packed.numpy()
+        packed[installed_at] = installed
+        if bucket:
+            index = packed[index_at]
+            index[:new] = rows.astype(np.int64) * (self.slots + 1) + slots
+            index[new:] = self.slots  # row 0's padding slot
+            table = packed[phrases_at].reshape(bucket, self.width)
+            table[:new] = phrases
+            table[new:] = 0
+            entry_lengths = packed[lengths_at]
+            entry_lengths[:new] = phrase_lengths
+            entry_lengths[new:] = 1
+        self._bucket = bucket
+        return lengths.astype(np.int64)
+
+    def _queue_rest(self, step: int, ahead: bool) -> None:
+        bucket = self._bucket
+        used = self._layout(bucket)[3].stop if bucket else self.batch_size
+        if not ahead:
+            self.packed[:used].copy_(self.host_packed[:used], non_blocking=True)
+            self._run(("serial", bucket) if bucket else ("decoder",))
+            if not bucket:
+                self._run(("logits",))
+            return
+        if bucket and self.side_stream is not None:
+            # The encoders run beside the queued decoder; the logits wait for both.
+            main = torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(self.side_stream):
+                self.packed[:used].copy_(self.host_packed[:used], non_blocking=True)
+                self._run(("encode", bucket))
+            main.wait_stream(self.side_stream)
+        else:
+            self.packed[:used].copy_(self.host_packed[:used], non_blocking=True)
+            if bucket:
+                self._run(("encode", bucket))
+        self._run(("logits",))
+
+    def _prefill_inputs(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
+        config = self.tokenizer.config
+        states = []
+        for row in rows:
+            state = CodecState(config)
+            state.feed_codes(np.asarray(row, dtype=np.int64))
+            states.append(state)
+        self.prompt_states = [s.copy() for s in states]
+        self.batch = CodecBatch(states)
+        entries = max(s.installed for s in states)
+        codebook = np.zeros((len(rows), entries, self.width), dtype=np.int64)
+        lengths = np.ones((len(rows), entries), dtype=np.int64)  # padding entries: length 1, never read
+        for i, state in enumerate(states):
+            table, size = state.phrases()
+            codebook[i, : len(size)] = table
+            lengths[i, : len(size)] = size
+        ids, mask = self._left_pad(rows)
+        if self.compressed:
+            spans = mask
+        else:
+            hyper = ids >= self.vocab
+            slots = np.where(hyper, ids - self.vocab, 0)
+            padded = np.concatenate([lengths, np.ones((len(rows), 1), np.int64)], 1)
+            spans = np.where(hyper, np.take_along_axis(padded, slots, 1), 1) * mask
+        positions = np.maximum((spans.cumsum(1) - 1) * mask, 0)
+        installed = np.array([s.installed for s in states], dtype=np.int64)
+        return {"ids": torch.from_numpy(ids), "mask": torch.from_numpy(mask), "positions": torch.from_numpy(positions),
+                "codebook": torch.from_numpy(codebook), "lengths": torch.from_numpy(lengths),
+                "installed": torch.from_numpy(installed)}
+
+    def _prefill_body(self, inputs: dict[str, torch.Tensor]) -> None:
+        model, hyper = self.model, self.model.hyper
+        codebook, lengths = inputs["codebook"], inputs["lengths"]
+        batch, entries, width = codebook.shape
+        side = self.side_stream if self.use_graphs else None
+        main = torch.cuda.current_stream(self.device) if side is not None else None
+        if entries:
+            # Every entry slot of the batch, padding included (a static shape): padding rows land
+            # in slots no code reads and no logit offers.
+            phrases, phrase_lengths = codebook.view(-1, width), lengths.view(-1)
+            self.entry_lengths[:, :entries] = lengths
+            if side is not None and main is not None:
+                # Output rows are needed only by the logits: encode them beside the decoder.
+                side.wait_stream(main)
+                with torch.cuda.stream(side):
+                    rows_out = hyper.encode_phrases(RowTable(self.head), phrases, phrase_lengths, hyper.output_encoder)
+                    self.output_rows[:, :entries] = rows_out.view(batch, entries, -1).to(self.dtype)
+            else:
+                rows_out = hyper.encode_phrases(RowTable(self.head), phrases, phrase_lengths, hyper.output_encoder)
+                self.output_rows[:, :entries] = rows_out.view(batch, entries, -1).to(self.dtype)
+            rows_in = hyper.encode_phrases(model._input_lookup(), phrases, phrase_lengths, hyper.input_encoder)
+            self.input_rows[:, :entries] = rows_in.view(batch, entries, -1).to(self.dtype)
+        ids, positions = inputs["ids"], inputs["positions"]
+        hidden = self._decode(self._embed(ids), positions, self._prefill_bias(inputs["mask"]))
+        if entries and side is not None and main is not None:
+            main.wait_stream(side)
+        logits = hyper.logits(hidden[:, -1:], self.head, self.output_rows[:, : self.slots], inputs["installed"][:, None],
+                              self.softcap)
+        self.next_codes.copy_(logits[:, -1].argmax(-1))
+        self.codes_in.copy_(self.next_codes)
+        self.positions.copy_(positions[:, -1])
+        self.cursor.fill_(ids.shape[1])
+
+    def _texts(self, tokens: list[list[int]]) -> list[str]:
+        return [str(self.tokenizer.decode(t, state=s)) for t, s in zip(tokens, self.prompt_states)]

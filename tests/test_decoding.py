@@ -1,0 +1,188 @@
+"""The static-cache, CUDA-graph generation loop (`zip2zip.decoding`), checked on the CPU
+against transformers' generate() and a full forward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM
+
+import zip2zip as z
+from zip2zip.decoding import StaticGenerator, _buckets
+from zip2zip.modeling import Zip2ZipForCausalLM
+
+TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+TEXT = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n" * 6
+
+
+def tiny_llama(vocab: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", vocab_size=vocab, **TINY)).eval()
+
+
+@pytest.fixture(scope="module")
+def pair(smollm2_tokenizer):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=128)
+    model = Zip2ZipForCausalLM.from_base(tiny_llama(tok.vocab_size), tok).eval()
+    torch.manual_seed(2)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    return tok, model
+
+
+def test_buckets_cover_every_count():
+    assert _buckets(8) == [0, 1, 2, 4, 8]
+    assert _buckets(12) == [0, 1, 2, 4, 8, 12]
+    for limit in (1, 5, 64):
+        sizes = _buckets(limit)
+        assert all(any(b >= n for b in sizes) for n in range(limit + 1)) and max(sizes) == limit
+
+
+def test_base_loop_equals_transformers_generate(smollm2_tokenizer):
+    base = tiny_llama(smollm2_tokenizer.vocab_size)
+    prompts = ["hello hello hello", "a b"]
+    batch = smollm2_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    expected = base.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
+    generator = StaticGenerator.for_base(base, smollm2_tokenizer, batch_size=3, max_cache_len=32)
+    rows = [smollm2_tokenizer(p)["input_ids"] for p in prompts]
+    generator.eos_token_id = None  # as generate() above: run the whole budget
+    out = generator.generate(rows, max_new_base_tokens=10)
+    assert out.tokens == expected[:, batch["input_ids"].shape[1]:].tolist()
+    assert out.steps == 9 and out.base_tokens == [10, 10]
+    assert out.texts == [smollm2_tokenizer.decode(t) for t in out.tokens]
+    again = generator.generate(rows[:1], max_new_base_tokens=4)  # the cache and graphs are reused
+    assert again.tokens == [out.tokens[0][:4]]
+
+
+def test_zip2zip_loop_equals_model_generate(pair):
+    tok, model = pair
+    prompts = [TEXT[:150], "x = 1\ny = 2\nx = 1\n"]
+    batch = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
+    with torch.no_grad():
+        expected = model.generate(**batch, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=96)
+    generator.eos_token_id = None
+    out = generator.generate([tok.encode(p) for p in prompts], max_new_base_tokens=12)
+    for row in range(2):
+        new = expected[row, batch["input_ids"].shape[1]:].tolist()
+        assert out.tokens[row] == new[: len(out.tokens[row])]
+        prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+        assert out.base_tokens[row] == len(tok.expand(out.tokens[row], tok.state_after(prompt)))
+        assert out.texts[row] == tok.decode(out.tokens[row], state=tok.state_after(prompt))
+
+
+def test_forced_hypertoken_stream_matches_a_full_forward(pair):
+    """Feeding a compressed text's codes step by step: every step's greedy choice is the argmax
+    of a full forward pass over the same codes, so new entries, positions, installed counts,
+    the cache and the mask all agree with the reference path."""
+    tok, model = pair
+    codes = tok.encode(TEXT)
+    prompt, forced = codes[:20], codes[20:]
+    assert sum(c >= tok.vocab_size for c in forced) >= 20
+    # Row 1 reads KwKwK codes (a run of one token): their steps run serially.
+    runs = tok.encode("x = " + "a" * 200)
+    kwkwk = kwkwk_positions(tok, runs)
+    assert kwkwk and kwkwk[-1] > 5
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=len(codes) + 4)
+    out = generator.generate([prompt, runs[:3]], max_new_base_tokens=10_000, forced=[forced, runs[3:]])
+    assert out.tokens == [forced, runs[3:]]
+    assert out.base_tokens[0] == len(tok.expand(forced, tok.state_after(prompt)))
+    batch = tok([TEXT], return_tensors="pt")
+    assert batch["input_ids"][0].tolist() == codes
+    with torch.no_grad():
+        logits = model(**batch).logits[0]
+    for step, choice in enumerate(out.greedy[0]):
+        row = logits[len(prompt) - 1 + step]
+        assert row[choice] >= row.max() - 1e-4, f"step {step}"
+    assert out.kv_cache_bytes == out.kv_bytes_per_position * (len(prompt) + out.steps)
+    with torch.no_grad():
+        logits = model(**tok(["x = " + "a" * 200], return_tensors="pt")).logits[0]
+    for step, choice in enumerate(out.greedy[1]):
+        row = logits[3 - 1 + step]
+        assert row[choice] >= row.max() - 1e-4, f"KwKwK row, step {step}"
+
+
+def kwkwk_positions(tok, codes):
+    """Indices of codes that name the entry their own reading creates."""
+    state, found = z.CodecState(tok.config), []
+    for i, code in enumerate(codes):
+        if code - tok.vocab_size == state.installed:
+            found.append(i)
+        state.feed_codes([code])
+    return found
+
+
+def test_bad_requests_raise(pair):
+    tok, model = pair
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=16)
+    with pytest.raises(ValueError, match="1 to 1 prompts"):
+        generator.generate([[1], [2]], max_new_base_tokens=2)
+    with pytest.raises(ValueError, match="exceed max_cache_len"):
+        generator.generate([[1] * 10], max_new_base_tokens=10)
+    with pytest.raises(ValueError, match="at least one id"):
+        generator.generate([[]], max_new_base_tokens=2)
+    with pytest.raises(z.InvalidCodeError):
+        generator.generate([[1, tok.vocab_size + 5]], max_new_base_tokens=2)
+    with pytest.raises(ValueError, match="cuda_graphs=True"):
+        StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=16, cuda_graphs=True)
+
+
+def test_codec_batch_steps_rows_together(smollm2_tokenizer):
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    streams = [tok.encode(TEXT), tok.encode(TEXT[::-1])]
+    batch = z.CodecBatch([z.CodecState(tok.config), z.CodecState(tok.config)])
+    single = [z.CodecState(tok.config), z.CodecState(tok.config)]
+    for t in range(min(map(len, streams))):
+        codes = np.array([streams[0][t], streams[1][t]])
+        lengths, installed, rows, slots, phrases, phrase_lengths = batch.step(codes)
+        created = []
+        for row in range(2):
+            ids, new = single[row].feed_codes([codes[row]])
+            assert lengths[row] == len(ids) and installed[row] == single[row].installed
+            created += [(row, int(code) - tok.vocab_size, single[row].phrase(int(code)).tolist()) for code in new]
+        got = [(int(r), int(s), p[:n].tolist()) for r, s, p, n in zip(rows, slots, phrases, phrase_lengths)]
+        assert got == created
+    assert [batch.state(i) for i in range(2)] == single
+    before = [batch.state(i) for i in range(2)]
+    with pytest.raises(z.InvalidCodeError, match="sequence 1"):
+        batch.step([1, tok.vocab_size + 63])
+    assert [batch.state(i) for i in range(2)] == before  # nothing changed, not even row 0
+    with pytest.raises(ValueError, match="one code per row"):
+        batch.step([1])
+    with pytest.raises(IndexError):
+        batch.state(2)
+    with pytest.raises(z.ConfigError):
+        z.CodecBatch([z.CodecState(tok.config), z.CodecState(z.CodebookConfig(tok.vocab_size, 8, 4))])
+
+
+def test_bench_generate_runs_base_against_zip2zip(smollm2_tokenizer, tmp_path, capsys):
+    """`zip2zip bench generate --model DIR` on a tiny saved model: both loops run, the report
+    and its JSON are consistent with what the generators produced."""
+    import json
+
+    from zip2zip.cli import main
+
+    base_dir, model_dir = tmp_path / "base", tmp_path / "model"
+    tiny_llama(smollm2_tokenizer.vocab_size).save_pretrained(base_dir)
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    Zip2ZipForCausalLM.from_base(base_dir, tok).save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    out = tmp_path / "bench.json"
+    assert main(["bench", "generate", "--model", str(model_dir), "--batch-sizes", "2", "--max-new-tokens", "6",
+                 "--prompts-per-set", "3", "--long-prompt-tokens", "300", "--repeats", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    printed = capsys.readouterr().out
+    assert "| code | 2 |" in printed and "| chat | 2 |" in printed and "| code corpus |" in printed
+    for key in ("code/b2", "chat/b2"):
+        row = report["sets"][key]
+        for kind in ("base", "zip2zip"):
+            r = row[kind]
+            assert r["calls"] == 2 and len(r["texts"]) == 3  # 3 prompts in batches of 2
+            assert r["bytes"] == sum(len(t.encode()) for t in r["texts"]) > 0
+            assert 0 < r["base_tokens"] <= 3 * 6 + 3 * 3  # budget (a last code may overshoot by S - 1)
+        assert row["speedup"] == pytest.approx(row["zip2zip"]["bytes_per_s"] / row["base"]["bytes_per_s"])
+    long = report["long_prompt"]
+    assert long["base_tokens"] == 300 and long["codes"] < 300
+    assert long["kv_ratio"] == pytest.approx(300 / long["codes"])
+    assert main(["bench", "generate"]) == 2  # neither --model nor --shapes
