@@ -332,7 +332,7 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--colour", "--color", choices=("auto", "always", "never"), default="auto",
                       help="colour hypertokens (auto: when stdout is a terminal)")
 
-    from zip2zip import evaluate, train
+    from zip2zip import bench, evaluate, train
 
     train_parser = commands.add_parser("train", help="LoRA-uptrain a base model into a zip2zip model",
                                        description="LoRA uptraining (runs under accelerate launch too).")
@@ -340,6 +340,9 @@ def _parser() -> argparse.ArgumentParser:
     eval_parser = commands.add_parser("eval", help="bits per byte and compression, base vs zip2zip",
                                       description="Evaluate a trained zip2zip model against its base model.")
     evaluate.add_arguments(eval_parser)
+    bench_parser = commands.add_parser("bench", help="generation speed, base vs zip2zip",
+                                       description="End-to-end generation speed of a zip2zip model against its base.")
+    bench.add_arguments(bench_parser)
     return parser
 
 
@@ -355,11 +358,11 @@ def main(argv: Sequence[str] | None = None, *, base_tokenizer: Any = None) -> in
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2), already printed by argparse
         return exit_.code if isinstance(exit_.code, int) else 2
-    if args.command in ("train", "eval"):
-        from zip2zip import evaluate, train
+    if args.command in ("train", "eval", "bench"):
+        from zip2zip import bench, evaluate, train
 
         try:
-            return train.run(args) if args.command == "train" else evaluate.run(args)
+            return {"train": train.run, "eval": evaluate.run, "bench": bench.run}[args.command](args)
         except (ValueError, FileNotFoundError, FileExistsError) as error:
             print(f"zip2zip {args.command}: error: {error}", file=sys.stderr)
             return 2
