@@ -18,12 +18,12 @@ import os
 from typing import Any
 
 import torch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-from zip2zip._core import CodebookConfig, CodecState, ConfigError
+from zip2zip._core import CodebookConfig, CodecBatch, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding, RowTable
 from zip2zip.nn.hyper_embedding import ENCODER_TYPES
 from zip2zip.sources import base_source_name, load_base_model
@@ -136,7 +136,7 @@ class GenerationState:
     """Per-row codebook state of one `generate()` call, filled at the prompt's forward."""
 
     started: bool = False
-    trackers: list[CodecState] = field(default_factory=list)
+    codecs: CodecBatch | None = None
     input_rows: torch.Tensor | None = None
     output_rows: torch.Tensor | None = None
     installed: torch.Tensor | None = None
@@ -581,16 +581,17 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         if not bool(mask[:, -1].all()):
             raise ValueError("generate() needs left padding: the last position of every row must be real")
         codec = self.codebook_config()
-        state.trackers = []
+        trackers = []
         for row in range(input_ids.shape[0]):
             tracker = CodecState(codec)
             tracker.feed_codes(input_ids[row][mask[row].bool()].cpu().numpy())
-            state.trackers.append(tracker)
+            trackers.append(tracker)
+        state.codecs = CodecBatch(trackers)
         # Row buffers hold the entries that exist and grow (doubling, capped at K) as
         # generation creates more: memory follows the codebook, not K.
         state.input_rows = input_rows.detach().clone()
         state.output_rows = output_rows.detach().clone()
-        state.installed = torch.tensor([t.installed for t in state.trackers], device=input_ids.device)
+        state.installed = torch.from_numpy(state.codecs.installed.astype("int64")).to(input_ids.device)
         state.last_position = position_ids[:, -1].clone()
         state.started = True
 
@@ -618,40 +619,32 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """One generation step: read each row's new code, encode the entries it creates, run
-        the base model on one position per row."""
+        the base model on one position per row. (A sampled code is never a KwKwK code, whose
+        entry its own reading creates: that slot is not offered yet, so the code's row exists.)"""
         assert state.input_rows is not None and state.output_rows is not None
         assert state.installed is not None and state.last_position is not None
-        vocab = self.config.vocab_size
         codes = input_ids[:, -1]
         embedding = self.base.get_input_embeddings()
         head = self.base.get_output_embeddings().weight
         inputs_embeds = self.hyper.input_embeddings(codes[:, None], embedding, state.input_rows)
-        steps: list[int] = []
-        new_rows: list[tuple[int, int]] = []
-        new_phrases: list[torch.Tensor] = []
-        new_lengths: list[torch.Tensor] = []
-        width = self.config.max_subtokens
-        for row, (code, tracker) in enumerate(zip(codes.tolist(), state.trackers)):
-            phrase_length = 1 if code < vocab else len(tracker.phrase(code))
-            steps.append(phrase_length if self.config.position_mode == "base" else 1)
-            _ids, created = tracker.feed_codes([code])
-            if len(created):
-                table, lengths = tracker.phrases(int(created[0]) - vocab, int(created[-1]) - vocab + 1)
-                new_rows.extend((row, int(slot) - vocab) for slot in created)
-                new_phrases.append(torch.from_numpy(table))
-                new_lengths.append(torch.from_numpy(lengths))
-        if new_rows:
-            phrases = torch.cat(new_phrases).to(codes.device).long().view(-1, width)
-            phrase_lengths = torch.cat(new_lengths).to(codes.device).long()
-            rows_in = self.hyper.encode_phrases(self._input_lookup(), phrases, phrase_lengths, self.hyper.input_encoder)
-            rows_out = self.hyper.encode_phrases(RowTable(head), phrases, phrase_lengths, self.hyper.output_encoder)
-            index_rows = torch.tensor([r for r, _ in new_rows], device=codes.device)
-            index_slots = torch.tensor([s for _, s in new_rows], device=codes.device)
-            self._grow_rows(state, int(index_slots.max()) + 1)
+        # One Rust call steps every row's codebook: phrase lengths, installed counts and the
+        # entries this step created (usually one per row, or none).
+        assert state.codecs is not None
+        lengths, installed, rows, slots, phrases, phrase_lengths = state.codecs.step(codes.cpu().numpy())
+        if len(rows):
+            device = codes.device
+            phrase_table = torch.from_numpy(phrases.astype("int64")).to(device)
+            phrase_len = torch.from_numpy(phrase_lengths.astype("int64")).to(device)
+            rows_in = self.hyper.encode_phrases(self._input_lookup(), phrase_table, phrase_len, self.hyper.input_encoder)
+            rows_out = self.hyper.encode_phrases(RowTable(head), phrase_table, phrase_len, self.hyper.output_encoder)
+            index_rows = torch.from_numpy(rows.astype("int64")).to(device)
+            index_slots = torch.from_numpy(slots.astype("int64")).to(device)
+            self._grow_rows(state, int(slots.max()) + 1)
             state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
             state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
-        state.installed = torch.tensor([t.installed for t in state.trackers], device=codes.device)
-        state.last_position = state.last_position + torch.tensor(steps, device=codes.device)
+        state.installed = torch.from_numpy(installed.astype("int64")).to(codes.device)
+        steps = lengths if self.config.position_mode == "base" else lengths * 0 + 1
+        state.last_position = state.last_position + torch.from_numpy(steps.astype("int64")).to(codes.device)
         outputs = self.base.get_decoder()(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
