@@ -46,7 +46,7 @@ def test_base_loop_equals_transformers_generate(smollm2_tokenizer):
     expected = base.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
     generator = StaticGenerator.for_base(base, smollm2_tokenizer, batch_size=3, max_cache_len=32)
     rows = [smollm2_tokenizer(p)["input_ids"] for p in prompts]
-    generator.eos_token_id = None  # as generate() above: run the whole budget
+    generator.stop_ids = frozenset()  # as generate() above: run the whole budget
     out = generator.generate(rows, max_new_base_tokens=10)
     assert out.tokens == expected[:, batch["input_ids"].shape[1]:].tolist()
     assert out.steps == 9 and out.base_tokens == [10, 10]
@@ -62,7 +62,7 @@ def test_zip2zip_loop_equals_model_generate(pair):
     with torch.no_grad():
         expected = model.generate(**batch, max_new_tokens=12, do_sample=False, eos_token_id=None, pad_token_id=0)
     generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=96)
-    generator.eos_token_id = None
+    generator.stop_ids = frozenset()
     out = generator.generate([tok.encode(p) for p in prompts], max_new_base_tokens=12)
     for row in range(2):
         new = expected[row, batch["input_ids"].shape[1]:].tolist()
@@ -111,6 +111,20 @@ def kwkwk_positions(tok, codes):
             found.append(i)
         state.feed_codes([code])
     return found
+
+
+def test_rows_stop_at_the_generation_configs_eos(pair):
+    """The stop ids come from generation_config (SmolLM2's GGUF tokenizer names <|im_start|> as
+    its EOS; its generation config, what generate() uses, says <|im_end|>)."""
+    tok, model = pair
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=64)
+    assert generator.stop_ids == {model.generation_config.eos_token_id}
+    free = generator.generate([tok.encode("a b c")], max_new_base_tokens=8)
+    stop = free.tokens[0][2]
+    first = free.tokens[0].index(stop)
+    generator.stop_ids = frozenset({stop})  # that code now ends the row
+    stopped = generator.generate([tok.encode("a b c")], max_new_base_tokens=8)
+    assert stopped.tokens[0] == free.tokens[0][:first] and stopped.steps == first
 
 
 def test_bad_requests_raise(pair):

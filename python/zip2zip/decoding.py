@@ -104,6 +104,16 @@ def _no_mha_fastpath() -> Iterator[None]:
         torch.backends.mha.set_fastpath_enabled(enabled)
 
 
+def _stop_ids(model: Any, tokenizer: Any) -> int | list[int] | None:
+    """What ends a row: the model's ``generation_config.eos_token_id`` (as ``generate()``), else
+    the tokenizer's EOS."""
+    config = getattr(model, "generation_config", None)
+    ids = getattr(config, "eos_token_id", None) if config is not None else None
+    if ids is None:
+        ids = getattr(tokenizer, "eos_token_id", None)
+    return ids if ids is None or isinstance(ids, int) else [int(i) for i in ids]
+
+
 def _buckets(limit: int) -> list[int]:
     """0, 1, 2, 4, ... and ``limit``: how many new entries a captured step encodes."""
     sizes = [0]
@@ -124,7 +134,9 @@ class StaticGenerator:
         causal_lm: the base causal LM (for zip2zip: the wrapper's base, LoRA merged or not).
         batch_size: rows per call (prompts beyond it raise; fewer are padded with copies).
         max_cache_len: positions the cache holds: prompt positions plus decoding steps.
-        eos_token_id: the id that ends a row (None: rows end only at the budget).
+        eos_token_id: the id or ids that end a row (None: rows end only at the budget). The
+            constructors take the model's ``generation_config.eos_token_id``, as ``generate()``
+            does, else the tokenizer's.
         cuda_graphs: capture the step (default: on CUDA).
         prefill_graphs: also capture the prompt's forward pass, once per prompt shape (batch,
             positions, entries), and replay it: removes the host's launch overhead from prefill,
@@ -135,7 +147,8 @@ class StaticGenerator:
     """
 
     def __init__(self, causal_lm: Any, *, batch_size: int, max_cache_len: int,
-                 eos_token_id: int | None, cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> None:
+                 eos_token_id: int | Sequence[int] | None, cuda_graphs: bool | None = None,
+                 prefill_graphs: bool = False) -> None:
         if batch_size < 1 or max_cache_len < 2:
             raise ValueError(f"batch_size must be >= 1 and max_cache_len >= 2, got {batch_size} and {max_cache_len}")
         text_config = causal_lm.config.get_text_config()
@@ -152,14 +165,17 @@ class StaticGenerator:
         self.dtype = self.head.dtype
         self.batch_size = batch_size
         self.max_cache_len = max_cache_len
-        self.eos_token_id = eos_token_id
+        ids = [] if eos_token_id is None else [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        self.stop_ids = frozenset(int(i) for i in ids)
+        self.pad_id = int(ids[0]) if ids else 0
         self.use_graphs = self.device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
         if self.use_graphs and self.device.type != "cuda":
             raise ValueError("cuda_graphs=True needs the model on a CUDA device")
         if prefill_graphs and not self.use_graphs:
             raise ValueError("prefill_graphs=True needs CUDA graphs")
         self.prefill_graphs = prefill_graphs
-        self._prefills: dict[tuple[tuple[int, ...], ...], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor]]] = {}
+        self._prefills: dict[tuple[tuple[int, ...], ...],
+                             tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], dict[str, torch.Tensor]]] = {}
         self.cache = StaticCache(config=causal_lm.config, max_cache_len=max_cache_len)
         self.min_bias = torch.finfo(self.dtype).min
         self.key_bias = torch.full((batch_size, max_cache_len), self.min_bias, dtype=self.dtype, device=self.device)
@@ -356,7 +372,7 @@ class StaticGenerator:
 
     def _forced_codes(self, forced: Sequence[Sequence[int]], index: int, done: np.ndarray, count: int) -> np.ndarray:
         """Row codes at generated position ``index``: the forced ones, a pad id for rows done."""
-        pad = self.eos_token_id if self.eos_token_id is not None else 0
+        pad = self.pad_id
         codes = np.full(self.batch_size, pad, dtype=np.int64)
         for row in range(count):
             if not done[row] and index < len(forced[row]):
@@ -402,7 +418,7 @@ class StaticGenerator:
             lengths = self._observe(codes, not ahead)
             for row in np.flatnonzero(~done):
                 code = int(codes[row])
-                if code == self.eos_token_id and forced is None:
+                if code in self.stop_ids and forced is None:
                     done[row] = True
                     continue
                 tokens[row].append(code)
@@ -448,17 +464,19 @@ class StaticGenerator:
                 graph = torch.cuda.CUDAGraph()
                 with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph):
                     self._prefill_body(static)
-                self._prefills[key] = (graph, static)
+                pinned = {k: torch.empty_like(v).pin_memory() for k, v in inputs.items()}
+                self._prefills[key] = (graph, static, pinned)
                 self._reset()
-            graph, static = self._prefills[key]
-            for name, value in inputs.items():
-                static[name].copy_(value, non_blocking=True)
+            graph, static, pinned = self._prefills[key]
+            for name, value in inputs.items():  # through pinned buffers: the copies do not block
+                pinned[name].copy_(value)
+                static[name].copy_(pinned[name], non_blocking=True)
             graph.replay()
         self._queue_read(0)
         return self._collect(0)
 
     def _left_pad(self, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        pad = self.eos_token_id if self.eos_token_id is not None else 0
+        pad = self.pad_id
         length = max(len(r) for r in rows)
         ids = np.full((len(rows), length), pad, dtype=np.int64)
         mask = np.zeros((len(rows), length), dtype=np.int64)
@@ -475,7 +493,7 @@ class BaseStaticGenerator(StaticGenerator):
     def __init__(self, model: Any, tokenizer: Any, *, batch_size: int, max_cache_len: int,
                  cuda_graphs: bool | None = None, prefill_graphs: bool = False) -> None:
         super().__init__(model, batch_size=batch_size, max_cache_len=max_cache_len,
-                         eos_token_id=tokenizer.eos_token_id, cuda_graphs=cuda_graphs,
+                         eos_token_id=_stop_ids(model, tokenizer), cuda_graphs=cuda_graphs,
                          prefill_graphs=prefill_graphs)
         self.tokenizer = tokenizer
 
@@ -529,7 +547,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         if model.has_adapter:  # run through the peft wrapper's model (LoRA layers included)
             base = base.get_base_model()
         super().__init__(base, batch_size=batch_size, max_cache_len=max_cache_len,
-                         eos_token_id=tokenizer.eos_token_id, cuda_graphs=cuda_graphs,
+                         eos_token_id=_stop_ids(model, tokenizer), cuda_graphs=cuda_graphs,
                          prefill_graphs=prefill_graphs)
         if tokenizer.config != model.codebook_config():
             raise ValueError("the tokenizer's codebook config is not the model's")
@@ -617,10 +635,23 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.cursor.add_(1)
 
     def _choose(self) -> None:
+        """The greedy code over base logits and available hyper logits. Without soft-capping
+        it compares the two maxima instead of concatenating ``[B, V + K]`` logits: the same
+        choice (ties go to the base id, as argmax over the concatenation gives)."""
         installed = self.packed[self._layout(0)[0]]
-        logits = self.model.hyper.logits(self.hidden, self.head, self.output_rows[:, : self.slots], installed[:, None],
-                                         self.softcap)
-        self.next_codes.copy_(logits[:, -1].argmax(-1))
+        rows = self.output_rows[:, : self.slots]
+        if self.softcap is not None:
+            logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)
+            self.next_codes.copy_(logits[:, -1].argmax(-1))
+        else:
+            base = F.linear(self.hidden, self.head)[:, -1]
+            base_best = base.argmax(-1)
+            scores = (self.hidden @ rows.transpose(1, 2).to(self.hidden.dtype))[:, -1]
+            available = torch.arange(self.slots, device=self.device)[None, :] < installed[:, None]
+            scores = scores.masked_fill(~available, float("-inf"))
+            hyper_best = scores.argmax(-1)
+            better = scores.gather(1, hyper_best[:, None])[:, 0] > base.gather(1, base_best[:, None])[:, 0]
+            self.next_codes.copy_(torch.where(better, hyper_best + self.vocab, base_best))
         self.codes_in.copy_(self.next_codes)
 
     def _body(self, key: Any) -> None:
