@@ -1,7 +1,8 @@
 """GPU check of the fast decoding loop (`zip2zip.decoding`) on the trained SmolLM2, in fp32.
 
-1. Greedy generation: the CUDA-graph loop (encoders on a second stream, one step queued ahead)
-   gives exactly the ids of the eager loop.
+1. Greedy generation: the CUDA-graph loop (encoders on a second stream, one step queued ahead;
+   also on one stream, and with the prefill replayed from a graph) gives exactly the ids of the
+   eager loop.
 2. Forced code streams (a corpus text, and a run of one character, whose codes include KwKwK
    codes): at every step the loop's greedy choice is the argmax of one full forward pass of the
    model over the same codes.
@@ -37,14 +38,14 @@ def main() -> int:
     prompts = [tok.encode(_render(tok.base, p), add_special_tokens=False) for p in PROMPT_SETS["code"][:4]]
     for batch_size in (1, 4):
         outs = {}
-        for mode in ("eager", "graphs", "graphs, one stream"):
+        for mode in ("eager", "graphs", "graphs, one stream", "graphs and prefill graphs"):
             generator = StaticGenerator.for_zip2zip(model, tok, batch_size=batch_size, max_cache_len=600,
-                                                    cuda_graphs=mode != "eager")
+                                                    cuda_graphs=mode != "eager", prefill_graphs=mode.endswith("prefill graphs"))
             if mode == "graphs, one stream":
                 generator.side_stream = None
             outs[mode] = [t for chunk in range(0, 4, batch_size)
                           for t in generator.generate(prompts[chunk:chunk + batch_size], max_new_base_tokens=200).tokens]
-        for mode in ("graphs", "graphs, one stream"):
+        for mode in ("graphs", "graphs, one stream", "graphs and prefill graphs"):
             same = outs["eager"] == outs[mode]
             first = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None) for a, b in zip(outs["eager"], outs[mode])]
             failures += not same

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -240,20 +240,26 @@ class StaticGenerator:
         for key in self._graph_keys():
             # Graphs replayed side by side are captured on different streams: cuBLAS keeps a
             # workspace per stream, and a graph keeps using the one it was captured with.
-            capture_stream = self._capture_stream(key) or stream
-            capture_stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.no_grad(), _no_mha_fastpath(), torch.cuda.stream(capture_stream):
-                for _ in range(2):
-                    self._safe_inputs()
-                    self._body(key)
-            torch.cuda.current_stream(self.device).wait_stream(capture_stream)
-            torch.cuda.synchronize(self.device)
-            self._safe_inputs()
-            graph = torch.cuda.CUDAGraph()
-            with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph, stream=capture_stream):
-                self._body(key)
-            self.graphs[key] = graph
+            self.graphs[key] = self._capture_graph(lambda: self._body(key), self._safe_inputs,
+                                                   self._capture_stream(key) or stream)
         torch.cuda.synchronize(self.device)
+
+    def _capture_graph(self, work: Callable[[], None], prepare: Callable[[], None],
+                       stream: torch.cuda.Stream) -> torch.cuda.CUDAGraph:
+        """Run ``work`` twice on ``stream`` (warm-up; ``prepare`` before each run), then capture
+        it there."""
+        stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.no_grad(), _no_mha_fastpath(), torch.cuda.stream(stream):
+            for _ in range(2):
+                prepare()
+                work()
+        torch.cuda.current_stream(self.device).wait_stream(stream)
+        torch.cuda.synchronize(self.device)
+        prepare()
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph, stream=stream):
+            work()
+        return graph
 
     def _capture_stream(self, key: Any) -> torch.cuda.Stream | None:
         """The stream a variant is captured on (None: the common one)."""
@@ -453,17 +459,8 @@ class StaticGenerator:
             key = tuple(tuple(v.shape) for v in inputs.values())
             if key not in self._prefills:
                 static = {k: v.to(self.device) for k, v in inputs.items()}
-                stream = torch.cuda.Stream(self.device)
-                stream.wait_stream(torch.cuda.current_stream(self.device))
-                with torch.no_grad(), _no_mha_fastpath(), torch.cuda.stream(stream):
-                    for _ in range(2):
-                        self._reset()
-                        self._prefill_body(static)
-                torch.cuda.current_stream(self.device).wait_stream(stream)
-                self._reset()
-                graph = torch.cuda.CUDAGraph()
-                with torch.no_grad(), _no_mha_fastpath(), torch.cuda.graph(graph):
-                    self._prefill_body(static)
+                graph = self._capture_graph(lambda: self._prefill_body(static), self._reset,
+                                            torch.cuda.Stream(self.device))
                 pinned = {k: torch.empty_like(v).pin_memory() for k, v in inputs.items()}
                 self._prefills[key] = (graph, static, pinned)
                 self._reset()
