@@ -93,9 +93,9 @@ def _sync(device: torch.device) -> None:
 
 @contextlib.contextmanager
 def _no_mha_fastpath() -> Iterator[None]:
-    """Keep ``nn.TransformerEncoderLayer`` (the hyper-encoders) off its inference fast path,
-    which may turn padding masks into nested tensors: data-dependent shapes that a CUDA graph
-    cannot hold. Both paths compute the same function."""
+    """Keep ``nn.TransformerEncoderLayer`` (the hyper-encoders) off its fused inference fast path
+    here, so that eager runs and captured graphs run the same ops (the fast path's handling of
+    padding masks was not checked under capture). Both paths compute the same function."""
     enabled = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
@@ -133,7 +133,8 @@ class StaticGenerator:
     Args:
         causal_lm: the base causal LM (for zip2zip: the wrapper's base, LoRA merged or not).
         batch_size: rows per call (prompts beyond it raise; fewer are padded with copies).
-        max_cache_len: positions the cache holds: prompt positions plus decoding steps.
+        max_cache_len: positions the cache holds: prompt positions, plus decoding steps, plus one
+            (the loop runs a step ahead).
         eos_token_id: the id or ids that end a row (None: rows end only at the budget). The
             constructors take the model's ``generation_config.eos_token_id``, as ``generate()``
             does, else the tokenizer's.
