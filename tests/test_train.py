@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest
@@ -202,14 +203,36 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     assert main(train_args(workspace, out, "--steps", "2")) == 0
     capsys.readouterr()
     assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"), "--window", "128",
-                 "--max-windows", "2", "--max-new-codes", "4", "--json", str(tmp_path / "report.json")]) == 0
+                 "--max-windows", "2", "--max-new-codes", "4", "--json", str(tmp_path / "report.json"),
+                 "--plot", str(tmp_path / "report.svg")]) == 0
     printed = capsys.readouterr().out
     assert "| code |" in printed and "| chat |" in printed and "base tokens per code" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     row = report["domains"]["code"]
     assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])
     assert all(len(g["answers"]) == 4 and g["codes"] > 0 for g in report["generation"].values())
+    svg = ElementTree.parse(tmp_path / "report.svg").getroot()
+    bars = {r.get("class"): r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.get("class")}
+    assert set(bars) == {"base", "zip2zip"} and f"{row['zip_bpb']:.4f}" in "".join(bars["zip2zip"].itertext())
     assert main(["eval", "--model", str(out), "--data", str(tmp_path / "missing.txt")]) == 2
+    assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"),
+                 "--plot", str(tmp_path / "no" / "such" / "folder.svg")]) == 2
+
+
+def test_eval_plot_draws_each_domain_to_scale():
+    from zip2zip.evaluate import plot_svg
+
+    report = {"domains": {"code": {"base_bpb": 0.8, "zip_bpb": 1.2, "input_compression": 1.3},
+                          "prose & <more>": {"base_bpb": 1.0, "zip_bpb": 1.1, "input_compression": 1.2}}}
+    svg = ElementTree.fromstring(plot_svg(report))
+    heights = {}
+    for rect in svg.iter("{http://www.w3.org/2000/svg}rect"):
+        if rect.get("class"):
+            label = "".join(rect.itertext())
+            heights[label.split(":")[0]] = float(rect.get("height"))
+    assert set(heights) == {"code base", "code zip2zip", "prose & <more> base", "prose & <more> zip2zip"}
+    assert heights["code zip2zip"] / heights["code base"] == pytest.approx(1.5, rel=1e-2)
+    assert heights["prose & <more> zip2zip"] / heights["code zip2zip"] == pytest.approx(1.1 / 1.2, rel=1e-2)
 
 
 def test_the_committed_trained_model_loads_and_writes_hypertokens():

@@ -9,6 +9,9 @@
 * Input compression: base tokens per code of the same windows.
 * Generation compression: base tokens per generated code, greedy, on built-in chat and code
   prompts (or ``--prompts FILE``, one per line).
+
+``--plot FILE.svg`` also draws the per-domain bits per byte of both models and the input
+compression as a self-contained SVG (no plotting library needed).
 """
 
 from __future__ import annotations
@@ -171,6 +174,49 @@ def format_report(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace('"', "&quot;")
+
+
+def plot_svg(report: dict[str, Any], title: str = "zip2zip eval") -> str:
+    """An SVG bar chart of a report: per domain, base and zip2zip bits per byte side by side
+    (left axis) and the input compression written above each pair."""
+    domains = list(report["domains"].items())
+    width, height, left, bottom, top = 120 + 110 * max(len(domains), 1), 360, 60, 60, 50
+    plot_height = height - bottom - top
+    largest = max([max(r["base_bpb"], r["zip_bpb"]) for _, r in domains] + [1e-9])
+    scale = plot_height / (largest * 1.15)
+    colours = {"base": "#7f8c8d", "zip2zip": "#2e86de"}
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+             f'font-size="12">', f'<title>{_escape(title)}</title>',
+             f'<text x="{width / 2:.0f}" y="20" text-anchor="middle" font-size="14">{_escape(title)}: bits per byte '
+             f'by domain (lower is better)</text>',
+             f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="black"/>',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 20}" y2="{height - bottom}" stroke="black"/>']
+    for tick in range(5):
+        value = largest * 1.15 * tick / 4
+        y = height - bottom - value * scale
+        parts.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:.2f}</text>')
+        parts.append(f'<line x1="{left}" y1="{y:.1f}" x2="{width - 20}" y2="{y:.1f}" stroke="#ddd"/>')
+    for i, (domain, row) in enumerate(domains):
+        x = left + 20 + 110 * i
+        for j, (name, key) in enumerate((("base", "base_bpb"), ("zip2zip", "zip_bpb"))):
+            bar = row[key] * scale
+            parts.append(f'<rect class="{name}" x="{x + 36 * j}" y="{height - bottom - bar:.1f}" width="32" '
+                         f'height="{bar:.1f}" fill="{colours[name]}"><title>{_escape(domain)} {name}: '
+                         f'{row[key]:.4f} bits/byte</title></rect>')
+            parts.append(f'<text x="{x + 36 * j + 16}" y="{height - bottom - bar - 4:.1f}" text-anchor="middle" '
+                         f'font-size="10">{row[key]:.3f}</text>')
+        parts.append(f'<text x="{x + 34}" y="{height - bottom + 16}" text-anchor="middle">{_escape(domain)}</text>')
+        parts.append(f'<text x="{x + 34}" y="{height - bottom + 32}" text-anchor="middle" font-size="10">'
+                     f'{row["input_compression"]:.2f} tokens/code</text>')
+    for j, name in enumerate(colours):
+        parts.append(f'<rect x="{width - 200 + 90 * j}" y="30" width="12" height="12" fill="{colours[name]}"/>')
+        parts.append(f'<text x="{width - 184 + 90 * j}" y="41">{name}</text>')
+    parts.append("</svg>")
+    return "\n".join(parts) + "\n"
+
+
 def add_arguments(parser: Any) -> None:
     """The ``zip2zip eval`` command line."""
     parser.add_argument("--model", required=True, help="a folder written by zip2zip train (or save_pretrained)")
@@ -180,6 +226,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--prompts", choices=["none", "builtin"], default="builtin", help="generation prompts")
     parser.add_argument("--max-new-codes", type=int, default=64)
     parser.add_argument("--json", help="also write the full report (answers included) here")
+    parser.add_argument("--plot", metavar="FILE.svg", help="also draw bits per byte per domain as an SVG chart")
     parser.add_argument("--bf16", action="store_true", help="run in bf16")
 
 
@@ -190,6 +237,9 @@ def run(args: Any) -> int:
 
     if args.window < 2:
         raise ValueError(f"--window must be at least 2, got {args.window}")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise FileNotFoundError(f"{option}: no folder {Path(path).resolve().parent} to write {path} in")
     tokenizer = Zip2ZipTokenizer.from_pretrained(args.model)
     kwargs = {"dtype": torch.bfloat16} if args.bf16 else {}
     model: Any = Zip2ZipForCausalLM.from_pretrained(args.model, **kwargs)
@@ -201,4 +251,6 @@ def run(args: Any) -> int:
     print(format_report(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
+    if args.plot:
+        Path(args.plot).write_text(plot_svg(report, f"zip2zip eval of {Path(args.model).name}"))
     return 0
