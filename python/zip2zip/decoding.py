@@ -29,6 +29,7 @@ Models with sliding-window layers are not supported (the mask here is a plain ca
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -125,7 +126,7 @@ def _buckets(limit: int) -> list[int]:
     return sorted(set(sizes))
 
 
-class StaticGenerator:
+class StaticGenerator(abc.ABC):
     """Greedy generation for a fixed batch size and cache length; see the module docstring.
 
     Build with :meth:`for_base` or :meth:`for_zip2zip`.
@@ -292,45 +293,46 @@ class StaticGenerator:
         buffer.copy_(torch.from_numpy(codes))
         self.codes_in.copy_(buffer, non_blocking=True)
 
-    # ------------------------------------------------------------------ to be provided
+    # ------------------------------------------------------------------ what each model provides
 
+    @abc.abstractmethod
     def _graph_keys(self) -> list[Any]:
         """The captured variants of the tensor work, one graph each."""
-        raise NotImplementedError
 
     def _safe_inputs(self) -> None:
         """Inputs every captured variant may run on (for the warm-up runs before capture)."""
         self.codes_in.zero_()
 
+    @abc.abstractmethod
     def _body(self, key: Any) -> None:
         """The tensor work of variant ``key`` (capturable)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _prefill_inputs(self, rows: list[list[int]]) -> dict[str, torch.Tensor]:
         """Host work of prefill: the prompt tensors (on the CPU) the tensor work reads."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _prefill_body(self, inputs: dict[str, torch.Tensor]) -> None:
         """Tensor work of prefill (capturable): fill the cache; set ``next_codes``, ``codes_in``
         and ``positions``."""
-        raise NotImplementedError
 
     def _observe(self, codes: np.ndarray, kwkwk: bool) -> np.ndarray:
         """Take in every row's code for the next step (the previous step's choice, or a forced
         code); return how many base tokens each stands for."""
         return np.ones(len(codes), dtype=np.int64)
 
+    @abc.abstractmethod
     def _queue_ahead(self, step: int, forced_codes: np.ndarray | None) -> bool:
         """Queue the work of step ``step`` that needs nothing from the host; return whether it
         was queued (False: the step must run in full after :meth:`_observe`)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _queue_rest(self, step: int, ahead: bool) -> None:
         """Queue the rest of step ``step``, after :meth:`_observe` of its input codes."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _texts(self, tokens: list[list[int]]) -> list[str]:
-        raise NotImplementedError
+        """The generated text of each row."""
 
     # ------------------------------------------------------------------ construction
 
@@ -596,16 +598,6 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.positions.zero_()
         self.cursor.zero_()
 
-    def _embed(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, L, hidden]`` input rows of codes: base ids from the embedding, hypertokens from
-        the row buffers (as `HyperEmbedding.input_embeddings`, without its host check)."""
-        is_hyper = codes >= self.vocab
-        embeds = self.embedding(torch.where(is_hyper, 0, codes))
-        slots = (codes - self.vocab).clamp(0, self.slots - 1)
-        gathered = torch.gather(self.input_rows, 1, slots[..., None].expand(-1, -1, self.input_rows.shape[-1]))
-        embeds = torch.where(is_hyper[..., None], gathered.to(embeds.dtype), embeds)
-        return embeds
-
     def _encode_new(self, bucket: int) -> None:
         """Encode the entries the host sent into their slots of the row buffers."""
         model, hyper = self.model, self.model.hyper
@@ -629,7 +621,8 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             slots = torch.where(codes >= self.vocab, codes - self.vocab, self.slots)  # slot K: length 1
             spans = torch.gather(self.entry_lengths, 1, slots[:, None])[:, 0]
             self.positions.add_(torch.where(codes >= self.vocab, spans, 1))
-        self.hidden.copy_(self._decode(self._embed(codes[:, None]), self.positions[:, None], self._step_bias()))
+        embeds = self.model.hyper.input_embeddings(codes[:, None], self.embedding, self.input_rows)
+        self.hidden.copy_(self._decode(embeds, self.positions[:, None], self._step_bias()))
         self.cursor.add_(1)
 
     def _choose(self) -> None:
@@ -730,7 +723,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             state = CodecState(config)
             state.feed_codes(np.asarray(row, dtype=np.int64))
             states.append(state)
-        self.prompt_states = [s.copy() for s in states]
+        self.prompt_states = states  # CodecBatch steps copies of them
         self.batch = CodecBatch(states)
         entries = max(s.installed for s in states)
         codebook = np.zeros((len(rows), entries, self.width), dtype=np.int64)
@@ -776,7 +769,8 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             rows_in = hyper.encode_phrases(model._input_lookup(), phrases, phrase_lengths, hyper.input_encoder)
             self.input_rows[:, :entries] = rows_in.view(batch, entries, -1).to(self.dtype)
         ids, positions = inputs["ids"], inputs["positions"]
-        hidden = self._decode(self._embed(ids), positions, self._prefill_bias(inputs["mask"]))
+        embeds = hyper.input_embeddings(ids, self.embedding, self.input_rows)
+        hidden = self._decode(embeds, positions, self._prefill_bias(inputs["mask"]))
         if entries and side is not None and main is not None:
             main.wait_stream(side)
         logits = hyper.logits(hidden[:, -1:], self.head, self.output_rows[:, : self.slots], inputs["installed"][:, None],

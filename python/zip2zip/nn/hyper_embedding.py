@@ -136,10 +136,10 @@ class HyperEmbedding(nn.Module):
         """``[B, L, hidden]``: base ids take ``lookup`` (the model's embedding), hyper ids their
         entry's row."""
         is_hyper = input_ids >= self.vocab_size
-        base_ids = torch.where(is_hyper, torch.zeros_like(input_ids), input_ids)
-        embeds = lookup(base_ids)
-        if is_hyper.any():
-            slots = (input_ids - self.vocab_size).clamp(min=0)
+        embeds = lookup(torch.where(is_hyper, 0, input_ids))
+        entries = hyper_rows.shape[1]
+        if entries:  # a shape, not a value: no host synchronisation (CUDA graphs capture this)
+            slots = (input_ids - self.vocab_size).clamp(0, entries - 1)
             gathered = torch.gather(hyper_rows, 1, slots[..., None].expand(-1, -1, hyper_rows.shape[-1]))
             embeds = torch.where(is_hyper[..., None], gathered.to(embeds.dtype), embeds)
         return embeds
