@@ -149,6 +149,29 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path):
     )
 
 
+def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
+    """--init starts from a saved model's adapter and encoders and takes its settings: with a
+    negligible learning rate the continued run ends with the saved weights (a fresh start has
+    zero output projections and zero LoRA B matrices)."""
+    first, continued = tmp_path / "first", tmp_path / "continued"
+    assert main(train_args(workspace, first, "--steps", "8")) == 0
+    assert main(train_args(workspace, continued, "--steps", "1", "--lr", "1e-12", "--encoder-lr", "1e-12", "--lora-r", "8",
+                           "--max-codebook-size", "512", "--init", str(first))) == 0
+    settings = json.loads((continued / "train_config.json").read_text())
+    assert (settings["lora_r"], settings["max_codebook_size"], settings["init"]) == (4, 256, str(first))
+    saved, again = Zip2ZipForCausalLM.from_pretrained(first), Zip2ZipForCausalLM.from_pretrained(continued)
+    trained = saved.hyper.output_encoder.project_out.weight
+    assert trained.abs().max() > 1e-3  # zero when untrained
+    torch.testing.assert_close(again.hyper.output_encoder.project_out.weight, trained, rtol=0, atol=1e-7)
+    lora = [n for n, _ in saved.base.named_parameters() if "lora_B" in n][0]
+    assert dict(saved.base.named_parameters())[lora].abs().max() > 1e-3
+    torch.testing.assert_close(dict(again.base.named_parameters())[lora], dict(saved.base.named_parameters())[lora],
+                               rtol=0, atol=1e-7)
+    capsys.readouterr()
+    assert main(train_args(workspace, tmp_path / "nowhere", "--init", str(tmp_path / "missing"))) == 2
+    assert "missing" in capsys.readouterr().err
+
+
 def test_a_time_limit_stops_with_a_checkpoint_that_resumes(workspace, tmp_path):
     out = tmp_path / "timed"
     assert main(train_args(workspace, out, "--steps", "4", "--max-seconds", "0.001")) == 0
@@ -159,8 +182,8 @@ def test_a_time_limit_stops_with_a_checkpoint_that_resumes(workspace, tmp_path):
 
 
 def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):
-    """DDP over gloo (2 CPU processes under torchrun, batch 1 each) against one process with
-    batch 2: the same windows per step and the same normalisation, so the same run."""
+    """DDP over gloo (2 CPU processes under `accelerate launch`, batch 1 each) against one
+    process with batch 2: the same windows per step and the same normalisation, so the same run."""
     single, double = tmp_path / "single", tmp_path / "double"
     args = train_args(workspace, single, "--steps", "4")
     args[args.index("--batch-size") + 1] = "2"
@@ -168,10 +191,11 @@ def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):
     launched = train_args(workspace, double, "--steps", "4")
     launched[launched.index("--batch-size") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    # accelerate launch starts several CPU processes only through MPI; torchrun (what it runs
-    # for GPUs) starts them here, and Accelerator sets up gloo from its environment.
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-               "-m", "zip2zip", *launched]
+    # --multi_gpu is accelerate's multi-process launcher; with --cpu, Accelerator finds no GPU to
+    # use and sets up gloo (accelerate's own --multi_cpu would go through MPI).
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+               "--num_machines", "1", "--main_process_port", "29517", "--mixed_precision", "no",
+               "--dynamo_backend", "no", "-m", "zip2zip", *launched]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = log_of(single), log_of(double)

@@ -66,6 +66,7 @@ class TrainConfig:
     seed: int = 0
     workers: int = 0
     cpu: bool = False
+    init: str | None = None
 
     def validate(self) -> None:
         """Raises ValueError on settings that cannot train."""
@@ -105,7 +106,34 @@ def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int) -> An
 
 
 def load_pair(config: TrainConfig) -> tuple[Any, Any]:
-    """The tokenizer and the wrapped base model with a fresh LoRA adapter."""
+    """The tokenizer and the wrapped base model with a fresh LoRA adapter, or, with
+    ``config.init``, the saved zip2zip model there (its adapter trainable) on the base
+    ``config.base``; the codebook, encoder and LoRA settings of ``config`` are then set to the
+    saved model's."""
+    from zip2zip.modeling import Zip2ZipForCausalLM
+    from zip2zip.sources import base_tokenizer_source, load_base_model
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    if config.init:
+        tokenizer = Zip2ZipTokenizer.from_pretrained(config.init)
+        model = Zip2ZipForCausalLM.from_pretrained(config.init, base_model=load_base_model(config.base), is_trainable=True)
+        if not model.has_adapter:
+            raise ValueError(f"--init {config.init}: the saved model has no LoRA adapter to continue training")
+        saved = model.config
+        lora = model.base.peft_config["default"]
+        config.max_codebook_size, config.max_subtokens = saved.max_codebook_size, saved.max_subtokens
+        config.encoder_type, config.encoder_layers = saved.encoder_type, saved.encoder_layers
+        config.encoder_latent_size, config.position_mode = saved.encoder_latent_size, saved.position_mode
+        config.lora_r, config.lora_alpha, config.lora_dropout = lora.r, lora.lora_alpha, lora.lora_dropout
+        config.lora_targets = sorted(lora.target_modules) if not isinstance(lora.target_modules, str) else [lora.target_modules]
+    else:
+        tokenizer, model = _fresh_pair(config)
+    if config.gradient_checkpointing:
+        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return tokenizer, model
+
+
+def _fresh_pair(config: TrainConfig) -> tuple[Any, Any]:
     from zip2zip.modeling import Zip2ZipForCausalLM
     from zip2zip.sources import base_tokenizer_source
     from zip2zip.tokenizer import Zip2ZipTokenizer
@@ -118,9 +146,27 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
         encoder_latent_size=config.encoder_latent_size, position_mode=config.position_mode,
     )
     model.add_lora(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout, target_modules=config.lora_targets)
-    if config.gradient_checkpointing:
-        model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return tokenizer, model
+
+
+def tune_for_speed(model: Any, device: torch.device, mixed_precision: bool) -> None:
+    """Settings that change how fast a step runs, not what it computes.
+
+    * On CUDA, scaled-dot-product attention does not use cuDNN. On an H100 (torch 2.11) cuDNN's
+      attention rebuilt an execution plan in every step (60 to 150 ms each); without it a step
+      of 16 windows of 1,024 codes took 242 ms instead of 335 ms (`benchmarks/train_step_profile.py`).
+    * Under bf16 autocast, peft's LoRA layers do not cast their input to the adapter's fp32
+      first: autocast casts it back to bf16 for the matrix product anyway, so the result is the
+      same and two copies of every adapted activation are saved.
+    """
+    if device.type == "cuda":
+        torch.backends.cuda.enable_cudnn_sdp(False)
+    if mixed_precision:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+
+        for module in model.modules():
+            if isinstance(module, BaseTunerLayer):
+                module.cast_input_dtype_enabled = False
 
 
 def scored_targets(batch: dict[str, torch.Tensor], vocab: int) -> torch.Tensor:
@@ -183,6 +229,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
     set_seed(config.seed)
     tokenizer, model = load_pair(config)
+    tune_for_speed(model, accelerator.device, config.bf16)
     windows = build_windows(tokenizer, config.data, config.window_codes)
     world = accelerator.num_processes
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
@@ -320,6 +367,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="stop after this long, saving a checkpoint that --resume continues from; 0: no limit")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    parser.add_argument("--init", default=None, metavar="DIR",
+                        help="start from a saved zip2zip model (its encoders and LoRA adapter, on --base); its codebook, "
+                             "encoder and LoRA settings replace the options for them")
 
 
 def run(args: Any) -> int:
