@@ -120,7 +120,7 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
         if not model.has_adapter:
             raise ValueError(f"--init {config.init}: the saved model has no LoRA adapter to continue training")
         saved = model.config
-        lora = model.base.peft_config["default"]
+        lora: Any = model.base.peft_config["default"]
         config.max_codebook_size, config.max_subtokens = saved.max_codebook_size, saved.max_subtokens
         config.encoder_type, config.encoder_layers = saved.encoder_type, saved.encoder_layers
         config.encoder_latent_size, config.position_mode = saved.encoder_latent_size, saved.position_mode
@@ -166,7 +166,7 @@ def tune_for_speed(model: Any, device: torch.device, mixed_precision: bool) -> N
 
         for module in model.modules():
             if isinstance(module, BaseTunerLayer):
-                module.cast_input_dtype_enabled = False
+                setattr(module, "cast_input_dtype_enabled", False)  # what peft.helpers.disable_input_dtype_casting sets
 
 
 def scored_targets(batch: dict[str, torch.Tensor], vocab: int) -> torch.Tensor:
