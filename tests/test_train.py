@@ -172,6 +172,35 @@ def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
     assert "missing" in capsys.readouterr().err
 
 
+def test_speed_settings_leave_a_bf16_step_unchanged(tok, smollm2_tokenizer):
+    """`tune_for_speed` under bf16 autocast (LoRA inputs not cast to fp32 first): the same loss
+    and the same gradients, bit for bit, as peft's default casting."""
+    from zip2zip.train import tune_for_speed
+
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=smollm2_tokenizer.vocab_size), tok).add_lora(r=4)
+    for name, param in model.named_parameters():  # LoRA B starts at zero: give it values
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    batch = tok(["def f(x):\n    return x + x + x + x", "for i in range(10): print(i, i)"], return_tensors="pt",
+                padding=True)
+    labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
+
+    def step() -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**batch, labels=labels, return_logits=False).loss
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters() if p.requires_grad and p.grad is not None]
+
+    loss, grads = step()
+    tune_for_speed(model, torch.device("cpu"), mixed_precision=True)
+    lora_layers = [m for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
+    assert lora_layers and not any(m.cast_input_dtype_enabled for m in lora_layers)
+    tuned_loss, tuned_grads = step()
+    assert torch.equal(loss, tuned_loss)
+    assert len(grads) == len(tuned_grads) and all(torch.equal(a, b) for a, b in zip(grads, tuned_grads))
+
+
 def test_a_time_limit_stops_with_a_checkpoint_that_resumes(workspace, tmp_path):
     out = tmp_path / "timed"
     assert main(train_args(workspace, out, "--steps", "4", "--max-seconds", "0.001")) == 0

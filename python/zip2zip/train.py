@@ -157,7 +157,7 @@ def tune_for_speed(model: Any, device: torch.device, mixed_precision: bool) -> N
       of 16 windows of 1,024 codes took 242 ms instead of 335 ms (`benchmarks/train_step_profile.py`).
     * Under bf16 autocast, peft's LoRA layers do not cast their input to the adapter's fp32
       first: autocast casts it back to bf16 for the matrix product anyway, so the result is the
-      same and two copies of every adapted activation are saved.
+      same, and two copies of each bf16 input (attention output, MLP down projection) are saved.
     """
     if device.type == "cuda":
         torch.backends.cuda.enable_cudnn_sdp(False)
