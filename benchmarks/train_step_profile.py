@@ -1,13 +1,16 @@
 """Where a `zip2zip train` step spends its time, on a GPU.
 
-    python benchmarks/train_step_profile.py BASE_FOLDER DATA... [--batch-size 16] [--steps 12]
+    python benchmarks/train_step_profile.py BASE_FOLDER DATA... [--batch-sizes 16 32] [--steps 12]
 
 Builds the model and windows as ``zip2zip train`` does (LoRA r=8, one-layer encoders of width
 192, bf16 autocast, windows of 1,024 codes), then runs training steps and reports:
 
-* the mean time of each phase of a step, each ended by a device synchronisation: the batch
-  from the DataLoader, its copy to the GPU, the encoders, the decoder, the loss, backward and the
-  optimizer step (the sum is slower than an unsynchronised step, which is reported too);
+* the mean time of each phase of a step (``--batch-size`` windows), each ended by a device
+  synchronisation: the batch from the DataLoader, its copy to the GPU, the encoders, the
+  decoder, the loss, backward and the optimizer step (the sum is slower than an unsynchronised
+  step);
+* unsynchronised steps at each of ``--batch-sizes``, with and without cuDNN attention, then with
+  the frozen base weights in bf16;
 * the top kernels by GPU time and the top operators by CPU time over three profiled steps.
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 
 import torch
 
@@ -42,12 +46,16 @@ def main() -> None:
     tokenizer, model = load_pair(config)
     model = model.to(args.device).train()
     windows = build_windows(tokenizer, args.data, args.window_codes)
-    loader = torch.utils.data.DataLoader(windows, batch_size=args.batch_size, shuffle=True, collate_fn=collate_windows,
-                                         num_workers=args.workers, drop_last=True, pin_memory=args.device == "cuda")
+
+    def batches_of(batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+        return iter(torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=True, collate_fn=collate_windows,
+                                                num_workers=args.workers, drop_last=True,
+                                                pin_memory=args.device == "cuda"))
+
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
     head = model.base.get_output_embeddings().weight
-    batches = iter(loader)
+    batches = batches_of(args.batch_size)
 
     def sync() -> float:
         if args.device == "cuda":
@@ -97,9 +105,7 @@ def main() -> None:
     def measure(batch_size: int, cudnn: bool, label: str) -> str:
         nonlocal batches
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
-        loader = torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=True, collate_fn=collate_windows,
-                                             num_workers=args.workers, drop_last=True, pin_memory=args.device == "cuda")
-        batches = iter(loader)
+        batches = batches_of(batch_size)
         for _ in range(3):
             plain_step()
         if args.device == "cuda":

@@ -110,11 +110,11 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
     ``config.init``, the saved zip2zip model there (its adapter trainable) on the base
     ``config.base``; the codebook, encoder and LoRA settings of ``config`` are then set to the
     saved model's."""
-    from zip2zip.modeling import Zip2ZipForCausalLM
-    from zip2zip.sources import base_tokenizer_source, load_base_model
-    from zip2zip.tokenizer import Zip2ZipTokenizer
-
     if config.init:
+        from zip2zip.modeling import Zip2ZipForCausalLM
+        from zip2zip.sources import load_base_model
+        from zip2zip.tokenizer import Zip2ZipTokenizer
+
         tokenizer = Zip2ZipTokenizer.from_pretrained(config.init)
         model = Zip2ZipForCausalLM.from_pretrained(config.init, base_model=load_base_model(config.base), is_trainable=True)
         if not model.has_adapter:
