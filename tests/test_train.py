@@ -264,12 +264,35 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     row = report["domains"]["code"]
     assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])
     assert all(len(g["answers"]) == 4 and g["codes"] > 0 for g in report["generation"].values())
+    for g in report["generation"].values():
+        assert sum(a["canonical_codes"] for a in g["answers"]) == g["canonical_codes"]
+        assert all(1 <= a["canonical_codes"] <= a["base_tokens"] for a in g["answers"] if a["base_tokens"])
+        assert g["canonical_tokens_per_code"] == pytest.approx(g["base_tokens"] / g["canonical_codes"])
     svg = ElementTree.parse(tmp_path / "report.svg").getroot()
     bars = {r.get("class"): r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.get("class")}
     assert set(bars) == {"base", "zip2zip"} and f"{row['zip_bpb']:.4f}" in "".join(bars["zip2zip"].itertext())
     assert main(["eval", "--model", str(out), "--data", str(tmp_path / "missing.txt")]) == 2
     assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"),
                  "--plot", str(tmp_path / "no" / "such" / "folder.svg")]) == 2
+
+
+def test_canonical_codes_count_the_answers_share_of_the_encoding(tok):
+    """The reference for generation compression: codes of the canonical encoding that end in the
+    answer. From an empty prompt it is the whole encoding; after a prompt that already holds the
+    answer's phrases it is fewer, and prompt and answer together never take fewer codes than
+    the tokenizer gives the concatenation."""
+    from zip2zip.evaluate import canonical_codes
+
+    rng = np.random.default_rng(3)
+    motif = rng.integers(100, 5000, size=5).tolist()
+    answer = (motif * 6)[:27]
+    assert canonical_codes(tok, [], answer) == len(tok.encode_ids(np.array(answer, dtype=np.uint32)).codes)
+    prompt = motif * 8
+    after = canonical_codes(tok, prompt, answer)
+    assert 1 <= after < canonical_codes(tok, [], answer)
+    whole = len(tok.encode_ids(np.array(prompt + answer, dtype=np.uint32)).codes)
+    in_prompt = len(tok.encode_ids(np.array(prompt, dtype=np.uint32)).codes)
+    assert whole - in_prompt <= after <= whole - in_prompt + 1  # one code may span the boundary
 
 
 def test_eval_plot_draws_each_domain_to_scale():

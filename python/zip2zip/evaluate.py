@@ -8,7 +8,11 @@
   case) cannot be predicted at all; it is left out with its bytes, and counted.
 * Input compression: base tokens per code of the same windows.
 * Generation compression: base tokens per generated code, greedy, on built-in chat and code
-  prompts (or ``--prompts FILE``, one per line).
+  prompts. Next to it, what the tokenizer makes of the same answers: base tokens per code of
+  their canonical encoding after the prompt (the longest installed match at every step). A model
+  that always picks the longest match reaches it exactly; only a segmentation other than the
+  greedy one could do better, so on a short answer with few repeats the figure is low whatever
+  the model does.
 
 ``--plot FILE.svg`` also draws the per-domain bits per byte of both models and the input
 compression as a self-contained SVG (no plotting library needed).
@@ -23,6 +27,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -114,10 +119,21 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
     return totals
 
 
+def canonical_codes(tokenizer: Any, prompt_ids: Sequence[int], answer_ids: Sequence[int]) -> int:
+    """Codes the canonical encoding of ``prompt_ids + answer_ids`` spends on the answer: those
+    that end inside it (a code spanning the boundary counts for the answer)."""
+    from zip2zip.data import code_lengths
+
+    encoding = tokenizer.encode_ids(np.asarray(list(prompt_ids) + list(answer_ids), dtype=np.uint32))
+    ends = code_lengths(encoding, tokenizer.vocab_size).cumsum()
+    return int((ends > len(prompt_ids)).sum())
+
+
 def generation_compression(model: Any, tokenizer: Any, prompts: Sequence[str], max_new_codes: int) -> dict[str, Any]:
-    """Base tokens per generated code (greedy), and the answers."""
+    """Base tokens per generated code (greedy), the same for the canonical encoding of the
+    answers, and the answers."""
     device = _device(model)
-    generated_codes = generated_tokens = 0
+    generated_codes = generated_tokens = ceiling_codes = 0
     answers = []
     for prompt in prompts:
         messages = [{"role": "user", "content": prompt}]
@@ -129,11 +145,15 @@ def generation_compression(model: Any, tokenizer: Any, prompts: Sequence[str], m
         new = out[0, len(prompt_codes) :].tolist()
         state = tokenizer.state_after(prompt_codes)
         tokens = tokenizer.expand(new, state)
+        canonical = canonical_codes(tokenizer, tokenizer.expand(prompt_codes).tolist(), tokens.tolist())
         generated_codes += len(new)
         generated_tokens += len(tokens)
-        answers.append({"prompt": prompt, "codes": len(new), "base_tokens": len(tokens), "text": tokenizer.decode(new, state=state)})
+        ceiling_codes += canonical
+        answers.append({"prompt": prompt, "codes": len(new), "base_tokens": len(tokens), "canonical_codes": canonical,
+                        "text": tokenizer.decode(new, state=state)})
     return {"codes": generated_codes, "base_tokens": generated_tokens,
-            "tokens_per_code": generated_tokens / max(generated_codes, 1), "answers": answers}
+            "tokens_per_code": generated_tokens / max(generated_codes, 1), "canonical_codes": ceiling_codes,
+            "canonical_tokens_per_code": generated_tokens / max(ceiling_codes, 1), "answers": answers}
 
 
 def evaluate(model: Any, tokenizer: Any, files: Sequence[str], *, window: int = 1024, max_windows: int | None = None,
@@ -168,9 +188,11 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"| {domain} | {int(r['tokens']):,} | {int(r['codes']):,} | {r['input_compression']:.3f} | "
                      f"{r['base_bpb']:.4f} | {r['zip_bpb']:.4f} | {r['bpb_ratio']:.3f} | {int(r['kwkwk'])} |")
     if report["generation"]:
-        lines += ["", "| prompts | generated codes | base tokens | base tokens per code |", "|---|---:|---:|---:|"]
+        lines += ["", "| prompts | generated codes | base tokens | base tokens per code | tokenizer on the answers |",
+                  "|---|---:|---:|---:|---:|"]
         for name, g in report["generation"].items():
-            lines.append(f"| {name} | {g['codes']} | {g['base_tokens']} | {g['tokens_per_code']:.3f} |")
+            lines.append(f"| {name} | {g['codes']} | {g['base_tokens']} | {g['tokens_per_code']:.3f} | "
+                         f"{g['canonical_tokens_per_code']:.3f} |")
     return "\n".join(lines)
 
 
