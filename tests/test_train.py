@@ -238,6 +238,118 @@ def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):
     torch.testing.assert_close(w1, w2, rtol=1e-3, atol=1e-5)
 
 
+FSDP2_ENV = {  # what `accelerate launch --use_fsdp` sets for the flags in zip2zip/train.py's docstring
+    "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+    "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer", "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT",
+    "FSDP_CPU_RAM_EFFICIENT_LOADING": "false", "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_OFFLOAD_PARAMS": "false",
+}
+
+
+def test_fsdp2_on_two_processes_equals_one_with_twice_the_batch(workspace, tmp_path):
+    """FSDP2 (2 CPU processes, batch 1 each; tests/fsdp2_on_cpu.py switches accelerate to FSDP,
+    which it turns on only on GPUs) against one process with batch 2: the same run, a sharded
+    checkpoint, and at the end the whole weights gathered from the shards and saved."""
+    single, sharded = tmp_path / "single", tmp_path / "sharded"
+    args = train_args(workspace, single, "--steps", "4")
+    args[args.index("--batch-size") + 1] = "2"
+    assert main(args) == 0
+    launched = train_args(workspace, sharded, "--steps", "4", "--save-every", "2")
+    launched[launched.index("--batch-size") + 1] = "1"
+    env = {**os.environ, **FSDP2_ENV, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
+               os.path.join(os.path.dirname(__file__), "fsdp2_on_cpu.py"), *launched]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("FSDP2 FSDPZip2ZipForCausalLM") == 2  # both processes sharded the model
+    assert (sharded / "checkpoints" / "step-2" / "pytorch_model_fsdp_0").is_dir()  # accelerate's FSDP checkpoint
+    one, two = log_of(single), log_of(sharded)
+    assert [e["step"] for e in two] == [1, 2, 3, 4]
+    for a, b in zip(one, two):
+        assert a["codes"] == b["codes"] and a["base_tokens"] == b["base_tokens"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+    whole, gathered = Zip2ZipForCausalLM.from_pretrained(single), Zip2ZipForCausalLM.from_pretrained(sharded)
+    for (name, a), (other, b) in zip(whole.named_parameters(), gathered.named_parameters()):
+        assert name == other
+        if "lora_B" in name or name.startswith("hyper."):
+            assert b.abs().max() > 0 or a.abs().max() == 0, name  # gathered, not an empty shard
+            # Adam's steps (lr 3e-2) amplify rounding differences in near-zero gradients: up to
+            # 2e-4 here, against updates of up to 3e-2.
+            torch.testing.assert_close(a, b, rtol=1e-3, atol=5e-4, msg=lambda message: f"{name}: {message}")
+
+
+def test_fsdp2_with_bf16_reduces_gradients_and_returns_the_loss_in_fp32(monkeypatch):
+    from zip2zip.train import fsdp2_plugin
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # accelerate's plugin writes FSDP_* variables
+    assert fsdp2_plugin(True) is None  # not launched with FSDP: accelerate decides
+    monkeypatch.setitem(os.environ, "ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setitem(os.environ, "FSDP_VERSION", "2")
+    assert fsdp2_plugin(False) is None
+    plugin = fsdp2_plugin(True)
+    policy = plugin.mixed_precision_policy
+    assert plugin.fsdp_version == 2
+    assert policy.param_dtype == torch.bfloat16 and policy.reduce_dtype == policy.output_dtype == torch.float32
+
+
+@pytest.mark.parametrize("tied", [False, True], ids=["two-encoders", "tied-encoders"])
+def test_save_pretrained_from_a_full_state_dict_writes_the_same_files(workspace, tok, tmp_path, tied):
+    """``save_pretrained(state_dict=...)``, what train saves under FSDP (the state dict that
+    accelerator.get_state_dict gathers), writes the files that saving the modules writes, from
+    the state dict's tensors: tied encoders once, loadable by from_pretrained."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from zip2zip.modeling import ADAPTER_FOLDER, ENCODERS_FILE
+
+    model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok, tied_encoders=tied).add_lora(r=4)
+    torch.manual_seed(3)
+    for name, param in model.named_parameters():  # LoRA B and the encoders' output start at zero
+        if "lora_B" in name or "project_out" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    plain, given = tmp_path / "plain", tmp_path / "given"
+    model.save_pretrained(plain)
+    model.save_pretrained(given, state_dict=model.state_dict())
+    files = [ENCODERS_FILE, f"{ADAPTER_FOLDER}/adapter_model.safetensors"]
+    for file in files:
+        a, b = load_file(plain / file), load_file(given / file)
+        assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a), file
+        with safe_open(plain / file, "pt") as first, safe_open(given / file, "pt") as second:
+            assert first.metadata() == second.metadata()
+    assert any("lora_B" in key for key in load_file(given / files[1]))
+    batch = tok(["def f(x):\n    return x + x + x + x"], return_tensors="pt")
+    with torch.no_grad():
+        logits = [Zip2ZipForCausalLM.from_pretrained(folder).eval()(**batch).logits for folder in (plain, given)]
+    assert torch.equal(logits[0], logits[1])
+
+    # The state dict's tensors are written, not the modules': here separate copies, as FSDP
+    # gathers them (tied encoders included), two of them changed.
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    encoder_key = "hyper.input_encoder.project_out.weight"
+    lora_key = next(key for key in state if "lora_B" in key)
+    state[encoder_key] += 1
+    state[lora_key] += 1
+    changed = tmp_path / "changed"
+    model.save_pretrained(changed, state_dict=state)
+    assert torch.equal(load_file(changed / files[0])[encoder_key.removeprefix("hyper.")], state[encoder_key])
+    adapter = load_file(changed / files[1])
+    assert torch.equal(adapter[lora_key.removeprefix("base.").replace(".default", "")], state[lora_key])
+    loaded = Zip2ZipForCausalLM.from_pretrained(changed)
+    assert torch.equal(loaded.hyper.input_encoder.project_out.weight, state[encoder_key])
+    assert torch.equal(loaded.state_dict()[lora_key], state[lora_key])
+
+    with pytest.raises(ValueError, match="hyper.input_encoder"):
+        model.save_pretrained(tmp_path / "nothing", state_dict={})  # another process's share under FSDP
+    assert not (tmp_path / "nothing").exists()
+
+
+def test_save_pretrained_without_an_adapter_writes_the_given_state_dict(workspace, tok, tmp_path):
+    model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok)
+    state = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    changed = state["hyper.input_encoder.project_out.weight"] = state["hyper.input_encoder.project_out.weight"] + 1
+    model.save_pretrained(tmp_path, state_dict=state)  # (transformers empties the dict)
+    assert torch.equal(Zip2ZipForCausalLM.from_pretrained(tmp_path).hyper.input_encoder.project_out.weight, changed)
+
+
 def test_eval_without_hypertokens_scores_exactly_like_the_base(workspace, smollm2_tokenizer):
     """With K=0 every code is a base token: the strict zip2zip score must equal the base's."""
     from zip2zip.evaluate import evaluate

@@ -181,6 +181,16 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         # themselves (zero output projections). Nothing to do here.
         return
 
+    def get_input_embeddings(self) -> Any:
+        """``None``: codes have no embedding module (base ids take the base's,
+        ``self.base.get_input_embeddings()``, hypertokens their encoder's rows).
+
+        transformers' default would raise here. ``None`` also keeps accelerate's FSDP2 from
+        sharding the base's embedding and head as units of their own: `forward` reads their
+        weights directly, not through their modules' forward, so they stay in the wrapper's
+        unit, gathered when its forward starts."""
+        return None
+
     @classmethod
     def from_pretrained(cls, *args: Any, **kwargs: Any) -> Zip2ZipForCausalLM:
         """Load a saved model; missing or unexpected weights raise instead of being initialised
@@ -326,7 +336,13 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         self.base = adapted.merge_and_unload()
         return self
 
-    def save_pretrained(self, save_directory: str | os.PathLike[str], *args: Any, **kwargs: Any) -> None:
+    def save_pretrained(
+        self,
+        save_directory: str | os.PathLike[str],
+        *args: Any,
+        state_dict: dict[str, torch.Tensor] | None = None,
+        **kwargs: Any,
+    ) -> None:
         """Save the model.
 
         Without an adapter this is ``PreTrainedModel.save_pretrained`` (config and all
@@ -334,11 +350,22 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         ``generation_config.json``, the encoders (``zip2zip_encoders.safetensors``) and the
         adapter (``adapter/``); ``from_pretrained`` reloads the base from ``config.base_source``.
 
+        Args:
+            save_directory: the folder to write.
+            state_dict: the weights to write instead of the modules' own: a state dict of this
+                whole model, keyed as ``self.state_dict()`` keys it (``hyper.…``, ``base.…``). Under
+                FSDP the modules hold only their shards: pass what ``accelerator.get_state_dict(model)``
+                gathers (on the main process; the other processes get an empty dict). The files are
+                those written without it when it holds the modules' own weights.
+
         Raises:
             ValueError: an adapter is present but the config has no ``base_source`` (nothing
-                would say where the base weights come from); nothing is written.
+                would say where the base weights come from), or ``state_dict`` lacks encoder
+                weights; nothing is written.
         """
         if not self.has_adapter:
+            if state_dict is not None:
+                kwargs["state_dict"] = state_dict
             super().save_pretrained(save_directory, *args, **kwargs)
             return
         if not self.config.base_source:
@@ -346,15 +373,51 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
                 "this model has a LoRA adapter but no base_source to reload its base from: set "
                 "model.config.base_source to the base's hub id, folder or GGUF file (or pass base_source= to from_base)"
             )
-        from safetensors.torch import save_model
+        from safetensors.torch import save_file, save_model
 
+        encoders = None if state_dict is None else self._encoder_tensors(state_dict)  # raises before writing
         folder = os.fspath(save_directory)
         os.makedirs(folder, exist_ok=True)
         self.config.save_pretrained(folder)
         if self.generation_config is not None:
             self.generation_config.save_pretrained(folder)
-        save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
-        self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
+        if state_dict is None or encoders is None:  # (None together)
+            save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
+            self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
+            return
+        tensors, metadata = encoders
+        save_file(tensors, os.path.join(folder, ENCODERS_FILE), metadata=metadata)
+        # peft picks the adapter's weights out of a state dict of the PeftModel (keys "base_model.model.…").
+        base_state = {key.removeprefix("base."): value for key, value in state_dict.items() if key.startswith("base.")}
+        self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER), state_dict=base_state)
+
+    def _encoder_tensors(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The encoders' weights in a state dict of the whole model, named and laid out as
+        ``safetensors.torch.save_model(self.hyper, ...)`` writes them (contiguous, on the CPU),
+        and the file's metadata. A tensor the encoders share (tied encoders) is written once,
+        under the first of its names in sorted order; the metadata maps the others to it, which
+        ``load_model(..., strict=True)`` accepts. Which names share a tensor comes from the
+        modules (FSDP's gathered state dict holds a separate copy under each name).
+
+        Raises:
+            ValueError: ``state_dict`` lacks an encoder weight.
+        """
+        shared: dict[int, list[str]] = {}
+        for name, tensor in self.hyper.state_dict(keep_vars=True).items():
+            shared.setdefault(id(tensor), []).append(name)
+        tensors: dict[str, torch.Tensor] = {}
+        metadata = {"format": "pt"}
+        for names in shared.values():
+            kept, *others = sorted(names)
+            value = state_dict.get("hyper." + kept)
+            if value is None:
+                raise ValueError(
+                    f"state_dict has no hyper.{kept}: pass a state dict of the whole model (under FSDP, what "
+                    "accelerator.get_state_dict(model) returns on the main process)"
+                )
+            tensors[kept] = value.detach().to("cpu").contiguous()
+            metadata.update({other: kept for other in others})
+        return tensors, metadata
 
     @classmethod
     def _from_adapter_folder(

@@ -1,6 +1,6 @@
 """``zip2zip train``: LoRA uptraining of a base model into a zip2zip model (DESIGN.md section 6).
 
-The same command runs on a CPU, one GPU, or several under ``accelerate launch`` (DDP): the loop
+The same command runs on a CPU, one GPU, or several under ``accelerate launch`` (DDP, FSDP2): the loop
 is written on `accelerate`. Trained: LoRA on the base (frozen) and the hyper-encoders (fully,
 with their own learning rate). Loss: next-code cross-entropy over windows of a fixed number of
 codes (`zip2zip.data.CodeWindows`), computed by `zip2zip.ops.hyper_cross_entropy` without
@@ -10,6 +10,27 @@ Output folder: ``train_log.jsonl`` (one line per optimizer step: loss, learning 
 base tokens seen), ``checkpoints/step-N`` (accelerate state: weights, optimizer, scheduler,
 RNG; resumable exactly with ``--resume``), and at the end the model (``save_pretrained``: config,
 encoders, adapter) and the tokenizer.
+
+Under FSDP2 (accelerate's ``--use_fsdp --fsdp_version 2``; GPUs only) each process holds a shard
+of every parameter: the decoder layers are units of their own, everything else (embedding, head,
+encoders) is the wrapper's unit, gathered when its forward starts. With ``--bf16`` the
+parameters compute in bf16, gradients are reduced in fp32 (`fsdp2_plugin`). At the end the
+whole weights are gathered (``accelerator.get_state_dict``) and the main process saves them.
+One command line::
+
+    accelerate launch --num_processes 2 --use_fsdp --fsdp_version 2
+        --fsdp_auto_wrap_policy TRANSFORMER_BASED_WRAP --fsdp_transformer_layer_cls_to_wrap LlamaDecoderLayer
+        --fsdp_state_dict_type SHARDED_STATE_DICT --fsdp_cpu_ram_efficient_loading false
+        --mixed_precision bf16 -m zip2zip train --bf16 ...
+
+``--fsdp_transformer_layer_cls_to_wrap`` defaults to the base's ``_no_split_modules``. For FSDP2
+``--fsdp_use_orig_params`` is ignored (it always keeps the original parameters) and
+``--fsdp_reshard_after_forward`` is a bool, true by default (layers gather again in backward).
+``--fsdp_cpu_ram_efficient_loading false``: every process loads the whole base and makes, from
+the same seed, the same adapter and encoders anyway; accelerate's default (true) works too, but
+then moves the model to the meta device and broadcasts the first process's weights.
+``SHARDED_STATE_DICT``: checkpoints (``--save-every``, ``--max-seconds``) are written by every
+process, each its shard.
 """
 
 from __future__ import annotations
@@ -188,6 +209,23 @@ def _latest_checkpoint(out: Path) -> Path | None:
     return folders[-1] if folders else None
 
 
+def fsdp2_plugin(bf16: bool) -> Any:
+    """Under ``accelerate launch --use_fsdp --fsdp_version 2`` with bf16: accelerate's FSDP plugin
+    (its settings from the launch flags, as accelerate would make it) with parameters in bf16 for
+    forward and backward but gradients reduced and outputs returned in fp32. accelerate's own
+    policy is bf16 throughout: gradients summed across processes in bf16, and the loss (fp32
+    from `zip2zip.ops.hyper_cross_entropy`) rounded to bf16, 0.06 apart around 10. ``None``
+    otherwise: accelerate's own choice."""
+    fsdp = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    if not (bf16 and fsdp and os.environ.get("FSDP_VERSION") == "2"):
+        return None
+    from accelerate.utils import FullyShardedDataParallelPlugin
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32, output_dtype=torch.float32)
+    return FullyShardedDataParallelPlugin(fsdp_version=2, mixed_precision_policy=policy)
+
+
 def evaluate_loss(model: Any, loader: Any, accelerator: Any, limit: int) -> float:
     """Mean code-level loss over up to ``limit`` batches (all processes)."""
     model.eval()
@@ -212,7 +250,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         FileExistsError: ``out`` holds a finished or started run and ``resume`` is not set.
     """
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
     from tqdm.auto import tqdm
     from transformers import get_cosine_schedule_with_warmup
 
@@ -223,6 +261,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     accelerator = Accelerator(
         mixed_precision="bf16" if config.bf16 else "no", gradient_accumulation_steps=config.grad_accum, cpu=config.cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        fsdp_plugin=fsdp2_plugin(config.bf16),
     )
     checkpoint = _latest_checkpoint(out) if config.resume else None
     if accelerator.is_main_process and not config.resume and (out / "train_log.jsonl").exists():
@@ -254,6 +293,11 @@ def train(config: TrainConfig) -> dict[str, Any]:
     # The schedule counts optimizer steps of the global batch: it is stepped here, once per
     # step, not by accelerate (which would step it once per process).
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
+    if accelerator.is_fsdp2 and hasattr(model, "set_reduce_scatter_unused_params"):
+        # FSDP2's find_unused_parameters: a parameter without a gradient on this process (the
+        # encoders, when no window of the batch has a codebook entry) reduce-scatters zeros, so
+        # that every process's reduce-scatter holds the same parameters (else they mismatch).
+        model.set_reduce_scatter_unused_params(True)
     accelerator.register_for_checkpointing(scheduler)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
@@ -335,7 +379,14 @@ def train(config: TrainConfig) -> dict[str, Any]:
                 break
     progress.close()
     accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # The modules hold shards: gather the whole weights (a collective, every process takes
+        # part; the main process gets them, on the CPU, the others an empty dict) and save those.
+        state = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(model).save_pretrained(out, state_dict=state)
+            tokenizer.save_pretrained(out)
+    elif accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         unwrapped.save_pretrained(out)
         tokenizer.save_pretrained(out)
