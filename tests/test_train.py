@@ -451,3 +451,56 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
     assert int((generated >= tokenizer.vocab_size).sum()) >= 1
     assert len(tokenizer.expand(generated, state)) > len(generated)
     assert "def " in tokenizer.decode(generated, state=state)
+
+
+# ---------------------------------------------------------------------------- checked answers
+
+
+def test_code_answers_pass_only_when_the_named_function_passes_its_tests():
+    from zip2zip.answers import CodeTask, extract_function, run_code_check
+
+    task = CodeTask("…", "double", "assert double(2) == 4\nassert double(-1) == -2")
+    right = "Here it is:\n```python\ndef double(x):\n    return 2 * x\n```\nExample: double(3) gives 6."
+    assert run_code_check(right, task)
+    assert run_code_check("```py\nimport math\n\ndef double(x):\n    return x + x\n", task)  # cut off before the fence ends
+    assert not run_code_check(right.replace("2 * x", "x * x"), task)  # wrong
+    assert not run_code_check("def double(x):\n    return 2 * x", task)  # no fenced block
+    assert not run_code_check("```python\ndef triple(x):\n    return 3 * x\n```", task)  # another function
+    assert not run_code_check("```python\ndef double(x):\n    return input()\n```", task)  # no stdin to read
+    assert not run_code_check("```python\ndef double(x):\n    while True:\n        pass\n```", task, timeout=2)
+    # The first block that defines the function counts, not an example block before it.
+    two = "```python\nprint(double(2))\n```\n```python\ndef double(x):\n    return 2 * x\n```"
+    assert extract_function(two, "double") == "def double(x):\n    return 2 * x\n"
+
+
+def test_fact_answers_pass_when_they_name_an_expected_word():
+    from zip2zip.answers import FACT_QUESTIONS, FactQuestion, fact_check
+
+    question = FactQuestion("How many legs does a spider have?", ("eight", "8"))
+    assert fact_check("A spider has EIGHT legs.", question) and fact_check("8 legs", question)
+    assert not fact_check("Spiders have six legs.", question)
+    assert len({q.prompt for q in FACT_QUESTIONS}) == len(FACT_QUESTIONS)
+
+
+def test_checked_answers_of_both_models(workspace, tok):
+    """check_answers asks both models; the base answer is what the base model generates on its
+    own, and each verdict is the check applied to the answer reported."""
+    from zip2zip.answers import CODE_TASKS, FACT_QUESTIONS, check_answers, fact_check, format_answers, run_code_check
+
+    model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4).eval()
+    report = check_answers(model, tok, code_tasks=CODE_TASKS[:1], questions=FACT_QUESTIONS[:2], max_new_codes=16)
+    assert report["code"]["questions"] == 1 and report["facts"]["questions"] == 2
+    prompt = tok.base.apply_chat_template([{"role": "user", "content": CODE_TASKS[0].prompt}], add_generation_prompt=True,
+                                          return_tensors="pt", return_dict=True)
+    eos = model.generation_config.eos_token_id
+    with torch.no_grad(), model.base.disable_adapter():
+        alone = model.base.generate(**prompt, max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=eos)
+    expected = tok.base.decode(alone[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    assert report["code"]["answers"][0]["base"] == expected
+    answer = report["code"]["answers"][0]
+    assert answer["base_passes"] == run_code_check(answer["base"], CODE_TASKS[0])
+    assert answer["zip2zip_passes"] == run_code_check(answer["zip2zip"], CODE_TASKS[0])
+    for row, question in zip(report["facts"]["answers"], FACT_QUESTIONS):
+        assert row["zip2zip_passes"] == fact_check(row["zip2zip"], question) and row["zip2zip"] != ""
+    assert report["facts"]["zip2zip_passed"] == sum(r["zip2zip_passes"] for r in report["facts"]["answers"])
+    assert "| facts | 2 |" in format_answers(report)

@@ -7,6 +7,8 @@
   scored tokens or codes. A code whose entry is not installed when it is read (the rare KwKwK
   case) cannot be predicted at all; it is left out with its bytes, and counted.
 * Input compression: base tokens per code of the same windows.
+* With ``--answers``: both models' answers to code tasks and fact questions that a program
+  checks (`zip2zip.answers`): how many are right.
 * Generation compression: base tokens per generated code, greedy, on built-in chat and code
   prompts. Next to it, what the tokenizer makes of the same answers: base tokens per code of
   their canonical encoding after the prompt (the longest installed match at every step). A model
@@ -250,6 +252,9 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--json", help="also write the full report (answers included) here")
     parser.add_argument("--plot", metavar="FILE.svg", help="also draw bits per byte per domain as an SVG chart")
     parser.add_argument("--bf16", action="store_true", help="run in bf16")
+    parser.add_argument("--answers", action="store_true",
+                        help="also check both models' answers to code tasks (run against tests) and fact questions "
+                             "(zip2zip.answers); runs the generated code in a separate interpreter")
 
 
 def run(args: Any) -> int:
@@ -271,6 +276,15 @@ def run(args: Any) -> int:
     report = evaluate(model, tokenizer, args.data, window=args.window, max_windows=args.max_windows,
                       prompts=PROMPTS if args.prompts == "builtin" else None, max_new_codes=args.max_new_codes)
     print(format_report(report))
+    if args.answers:
+        from tqdm.auto import tqdm
+
+        from zip2zip.answers import CODE_TASKS, FACT_QUESTIONS, check_answers, format_answers
+
+        with tqdm(total=len(CODE_TASKS) + len(FACT_QUESTIONS), desc="checked answers") as bar:
+            report["answers"] = check_answers(model, tokenizer, progress=lambda _: bar.update(1))
+        print()
+        print(format_answers(report["answers"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.plot:
