@@ -86,6 +86,38 @@ def test_windows_cover_every_token_with_canonical_codes(tok):
         CodeWindows(tok, ids, mask, window_codes=1)
 
 
+def test_document_windows_start_every_document_with_an_empty_codebook(tok):
+    """With document starts, no window spans two documents, a document's first window starts
+    at its first token (so its codebook is empty there, as a prompt's is), and the windows
+    still cover every token once with canonical codes."""
+    from zip2zip.data import tokenize_document_stream
+
+    rng = np.random.default_rng(1)
+    motif = rng.integers(100, 5000, size=5)
+    documents = [Document(text=tok.base.decode(np.tile(motif, n).tolist())) for n in (3, 40, 1, 25)]
+    ids, mask, starts = tokenize_document_stream(tok, documents)
+    assert starts[0] == 0 and len(starts) == 4 and np.array_equal(np.diff(np.append(starts, len(ids))),
+                                                                [len(tok.base.encode(d.text, add_special_tokens=False)) + 1
+                                                                 for d in documents])
+    windows = CodeWindows(tok, ids, mask, window_codes=24, document_starts=starts)
+    edges = windows.starts.tolist()
+    assert set(starts.tolist()) <= set(edges)  # each document starts a window
+    ends = starts.tolist()[1:] + [len(ids)]
+    covered = []
+    for index in range(len(windows)):
+        begin, end = edges[index], edges[index + 1]
+        assert any(s <= begin and end <= e for s, e in zip(starts.tolist(), ends))  # inside one document
+        codes = windows[index]["input_ids"].numpy()
+        assert len(codes) <= 24 and (len(codes) == 24 or end in ends)  # only a document's last window is short
+        assert np.array_equal(z.encode_ids(tok.config, ids[begin:end]).codes, codes)
+        covered.extend(tok.expand(codes).tolist())
+    assert covered == ids.tolist()
+    run_on = CodeWindows(tok, ids, mask, window_codes=24)
+    assert len(run_on) < len(windows) and not set(starts.tolist()[1:]) <= set(run_on.starts.tolist())
+    with pytest.raises(ValueError, match="document_starts"):
+        CodeWindows(tok, ids, mask, window_codes=24, document_starts=np.array([0, 50, 20]))
+
+
 def test_documents_from_text_and_chat_jsonl(tok, tmp_path):
     (tmp_path / "a.txt").write_text("plain text document")
     (tmp_path / "b.jsonl").write_text(
@@ -504,3 +536,11 @@ def test_checked_answers_of_both_models(workspace, tok):
         assert row["zip2zip_passes"] == fact_check(row["zip2zip"], question) and row["zip2zip"] != ""
     assert report["facts"]["zip2zip_passed"] == sum(r["zip2zip_passes"] for r in report["facts"]["answers"])
     assert "| facts | 2 |" in format_answers(report)
+
+
+def test_train_with_document_windows(workspace, tmp_path):
+    """--document-windows trains (one text file: its windows, the last one short) and is recorded."""
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "2", "--document-windows")) == 0
+    assert json.loads((out / "train_config.json").read_text())["document_windows"] is True
+    assert [e["step"] for e in log_of(out)] == [1, 2] and all(np.isfinite(e["loss"]) for e in log_of(out))

@@ -116,6 +116,12 @@ def tokenize_documents(tokenizer: Any, documents: Sequence[Document]) -> tuple[n
     Raises:
         ValueError: the base tokenizer has no EOS token.
     """
+    ids, mask, _starts = tokenize_document_stream(tokenizer, documents)
+    return ids, mask
+
+
+def tokenize_document_stream(tokenizer: Any, documents: Sequence[Document]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`tokenize_documents`, and where each document starts in the stream (int64, ascending)."""
     base = tokenizer.base
     eos = base.eos_token_id
     if eos is None:
@@ -136,8 +142,9 @@ def tokenize_documents(tokenizer: Any, documents: Sequence[Document]) -> tuple[n
         pieces.append(np.asarray(ids, dtype=np.int32))
         masks.append(np.asarray(mask, dtype=np.uint8))
     if not pieces:
-        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8)
-    return np.concatenate(pieces), np.concatenate(masks)
+        return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum([len(piece) for piece in pieces[:-1]])]).astype(np.int64)
+    return np.concatenate(pieces), np.concatenate(masks), starts
 
 
 def code_lengths(encoding: Any, vocab: int) -> np.ndarray:
@@ -158,12 +165,18 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         tokenizer: the `Zip2ZipTokenizer` (its codec config is used).
         ids: ``[n]`` base ids; mask: ``[n]`` 1 where the token is scored.
         window_codes: codes per window.
+        document_starts: where documents start in ``ids`` (`tokenize_document_stream`). Given,
+            a window never spans two documents: each document starts a window, so its codebook
+            starts empty, as a generation's does from its prompt, and its last window may be
+            shorter. Without it, windows run on across documents (no padding).
 
     Raises:
-        ValueError: ``window_codes`` below 2, or ``mask`` of another length.
+        ValueError: ``window_codes`` below 2, ``mask`` of another length, or document starts
+            out of order or range.
     """
 
-    def __init__(self, tokenizer: Any, ids: np.ndarray, mask: np.ndarray, window_codes: int) -> None:
+    def __init__(self, tokenizer: Any, ids: np.ndarray, mask: np.ndarray, window_codes: int,
+                 document_starts: np.ndarray | None = None) -> None:
         if window_codes < 2:
             raise ValueError(f"window_codes must be at least 2, got {window_codes}")
         if len(ids) != len(mask):
@@ -172,19 +185,25 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.ids = np.ascontiguousarray(ids, dtype=np.int32)
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
         self.window_codes = window_codes
-        self.starts = self._boundaries()
+        cuts = np.asarray([] if document_starts is None else document_starts, dtype=np.int64)
+        if len(cuts) and (cuts.min() < 0 or cuts.max() >= max(len(ids), 1) or (np.diff(cuts) <= 0).any()):
+            raise ValueError(f"document_starts must ascend strictly within [0, {len(ids)})")
+        self.starts = self._boundaries(cuts)
 
-    def _boundaries(self) -> np.ndarray:
+    def _boundaries(self, cuts: np.ndarray) -> np.ndarray:
         """Start of each window: compressing ``S * window_codes`` tokens gives at least
-        ``window_codes`` codes; the first ``window_codes`` of them cover the window."""
+        ``window_codes`` codes; the first ``window_codes`` of them cover the window. A window
+        also ends where the next document of ``cuts`` starts."""
         vocab, span = self.config.vocab_size, self.config.max_subtokens * self.window_codes
+        total = len(self.ids)
+        segment_ends = [int(c) for c in cuts if c > 0] + [total]
         starts = [0]
         position = 0
-        total = len(self.ids)
-        while position < total:
-            encoding = encode_ids(self.config, self.ids[position : position + span])
-            position += int(code_lengths(encoding, vocab)[: self.window_codes].sum())
-            starts.append(position)
+        for end in segment_ends:
+            while position < end:
+                encoding = encode_ids(self.config, self.ids[position : min(position + span, end)])
+                position += int(code_lengths(encoding, vocab)[: self.window_codes].sum())
+                starts.append(position)
         return np.asarray(starts, dtype=np.int64)
 
     def __len__(self) -> int:

@@ -88,6 +88,7 @@ class TrainConfig:
     workers: int = 0
     cpu: bool = False
     init: str | None = None
+    document_windows: bool = False
 
     def validate(self) -> None:
         """Raises ValueError on settings that cannot train."""
@@ -117,13 +118,13 @@ class EpochOrder(torch.utils.data.Sampler[int]):
         return self.size * self.epochs
 
 
-def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int) -> Any:
-    from zip2zip.data import CodeWindows, read_documents, tokenize_documents
+def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int, document_windows: bool = False) -> Any:
+    from zip2zip.data import CodeWindows, read_documents, tokenize_document_stream
 
-    ids, mask = tokenize_documents(tokenizer, read_documents(paths))
+    ids, mask, starts = tokenize_document_stream(tokenizer, read_documents(paths))
     if len(ids) < 2:
         raise ValueError(f"no text in {', '.join(paths)}")
-    return CodeWindows(tokenizer, ids, mask, window_codes)
+    return CodeWindows(tokenizer, ids, mask, window_codes, document_starts=starts if document_windows else None)
 
 
 def load_pair(config: TrainConfig) -> tuple[Any, Any]:
@@ -269,7 +270,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     set_seed(config.seed)
     tokenizer, model = load_pair(config)
     tune_for_speed(model, accelerator.device, config.bf16)
-    windows = build_windows(tokenizer, config.data, config.window_codes)
+    windows = build_windows(tokenizer, config.data, config.window_codes, config.document_windows)
     world = accelerator.num_processes
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
     epochs = max(1, math.ceil(windows_needed / len(windows)))
@@ -281,7 +282,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
     )
     eval_loader = None
     if config.eval_data and config.eval_every:
-        eval_windows = build_windows(tokenizer, config.eval_data, config.window_codes)
+        eval_windows = build_windows(tokenizer, config.eval_data, config.window_codes, config.document_windows)
         eval_loader = torch.utils.data.DataLoader(eval_windows, batch_size=config.batch_size, collate_fn=collate_windows)
     encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("hyper.")]
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("hyper.")]
@@ -418,6 +419,10 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="stop after this long, saving a checkpoint that --resume continues from; 0: no limit")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    parser.add_argument("--document-windows", action="store_true",
+                        help="start a window, and so an empty codebook, at every document (a JSONL record, a text "
+                             "file), as generation starts from a prompt; short documents make short windows, padded "
+                             "in the batch. Default: windows run on across documents")
     parser.add_argument("--init", default=None, metavar="DIR",
                         help="start from a saved zip2zip model (its encoders and LoRA adapter, on --base); its codebook, "
                              "encoder and LoRA settings replace the options for them")
