@@ -5,7 +5,9 @@ of the zip2zip model, side by side, on the same text as it grows by a repeated p
 
 For each count k the text is the chat-rendered prompt, then ``answer + repeat * k``. The base
 model (adapter disabled) reads its base tokens, the zip2zip model their canonical codes; both
-print the probability of continuing with the first token of ``repeat`` and their top 3. The
+print the probability of continuing with the first token of ``repeat`` and their top 3. A third
+column feeds the zip2zip model the base tokens themselves (no hypertoken in its input, its
+output still over base tokens and entries): what its adapter does without the encoders' rows. The
 default is the leap-year answer where the trained models write ``year % 1000000...``: digits are
 never in a hypertoken (the codebook disables them), so such a loop is the base-token choice of
 the zip2zip model, not its hypertokens. Runs on the CPU in a minute.
@@ -47,8 +49,9 @@ def main() -> int:
     rendered = base.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
                                         tokenize=False)
     wanted = base.backend_tokenizer.encode(args.repeat, add_special_tokens=False).ids[0]
-    print(f"| k | base P({args.repeat!r}) | zip2zip P({args.repeat!r}) | base top 3 | zip2zip top 3 |")
-    print("|---:|---:|---:|---|---|")
+    print(f"| k | base P({args.repeat!r}) | zip2zip P({args.repeat!r}) | zip2zip on base tokens P({args.repeat!r}) | "
+          "base top 3 | zip2zip top 3 |")
+    print("|---:|---:|---:|---:|---|---|")
     for count in args.counts:
         ids = base.backend_tokenizer.encode(rendered + args.answer + args.repeat * count, add_special_tokens=False).ids
         with torch.no_grad(), base_only(model) as plain:
@@ -59,12 +62,14 @@ def main() -> int:
         batch["input_ids"] = torch.from_numpy(encoding.codes.astype("int64"))[None]
         with torch.no_grad():
             p_zip = torch.softmax(model(**batch).logits[0, -1].float(), -1)
+        with torch.no_grad():  # the same model reading the text as base tokens only (no hypertokens in)
+            p_plain = torch.softmax(model(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
         state = tokenizer.state_after(encoding.codes)
 
         def code_name(code: int) -> Any:
             return tokenizer.convert_ids_to_tokens(code, state) if code >= tokenizer.vocab_size else base.decode([code])
 
-        print(f"| {count} | {float(p_base[wanted]):.3f} | {float(p_zip[wanted]):.3f} | "
+        print(f"| {count} | {float(p_base[wanted]):.3f} | {float(p_zip[wanted]):.3f} | {float(p_plain[wanted]):.3f} | "
               f"{_top(p_base, lambda i: base.decode([i]))} | {_top(p_zip, code_name)} |")
     return 0
 
