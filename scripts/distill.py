@@ -72,7 +72,7 @@ def corpus_pieces(folder: Path, domain: str) -> list[str]:
         text = path.read_text(encoding="utf-8", errors="replace")
         if domain == "code":
             for match in FUNCTION.finditer(text):
-                lines = text[match.start() :].split("\n")
+                lines = text[match.start() : match.start() + 16000].split("\n")  # enough for 31 lines
                 indent = len(match.group(1))
                 body = [lines[0]]
                 for line in lines[1:31]:
