@@ -135,7 +135,7 @@ def generation_compression(model: Any, tokenizer: Any, prompts: Sequence[str], m
     """Base tokens per generated code (greedy), the same for the canonical encoding of the
     answers, and the answers."""
     device = _device(model)
-    generated_codes = generated_tokens = ceiling_codes = 0
+    generated_codes = generated_tokens = canonical_total = 0
     answers = []
     for prompt in prompts:
         messages = [{"role": "user", "content": prompt}]
@@ -150,12 +150,12 @@ def generation_compression(model: Any, tokenizer: Any, prompts: Sequence[str], m
         canonical = canonical_codes(tokenizer, tokenizer.expand(prompt_codes).tolist(), tokens.tolist())
         generated_codes += len(new)
         generated_tokens += len(tokens)
-        ceiling_codes += canonical
+        canonical_total += canonical
         answers.append({"prompt": prompt, "codes": len(new), "base_tokens": len(tokens), "canonical_codes": canonical,
                         "text": tokenizer.decode(new, state=state)})
     return {"codes": generated_codes, "base_tokens": generated_tokens,
-            "tokens_per_code": generated_tokens / max(generated_codes, 1), "canonical_codes": ceiling_codes,
-            "canonical_tokens_per_code": generated_tokens / max(ceiling_codes, 1), "answers": answers}
+            "tokens_per_code": generated_tokens / max(generated_codes, 1), "canonical_codes": canonical_total,
+            "canonical_tokens_per_code": generated_tokens / max(canonical_total, 1), "answers": answers}
 
 
 def evaluate(model: Any, tokenizer: Any, files: Sequence[str], *, window: int = 1024, max_windows: int | None = None,
