@@ -544,3 +544,41 @@ def test_train_with_document_windows(workspace, tmp_path):
     assert main(train_args(workspace, out, "--steps", "2", "--document-windows")) == 0
     assert json.loads((out / "train_config.json").read_text())["document_windows"] is True
     assert [e["step"] for e in log_of(out)] == [1, 2] and all(np.isfinite(e["loss"]) for e in log_of(out))
+
+
+def test_adapter_kl_is_zero_for_a_fresh_adapter_and_pulls_a_moved_one_back(workspace, tok):
+    """The --adapter-kl term: KL(base without adapter || with it) on plain base tokens. A fresh
+    LoRA adapter (B = 0) changes nothing, so the term is 0 and the loss is the code loss; a
+    moved adapter gives a positive term whose gradient reaches the LoRA weights."""
+    windows = CodeWindows(tok, *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
+                          window_codes=48, plain_tokens=32)
+    batch = collate_windows([windows[0], windows[1]])
+    assert batch["plain_ids"].shape == (2, 32) and batch["plain_mask"].all()
+    assert torch.equal(batch["plain_ids"][0], torch.from_numpy(windows.ids[:32].astype(np.int64)))
+    batch.pop("base_tokens")
+    kl_inputs = {"adapter_kl_ids": batch.pop("plain_ids"), "adapter_kl_mask": batch.pop("plain_mask"), "adapter_kl_weight": 2.0}
+    model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4)
+    plain = model(**batch, return_logits=False).loss
+    with_kl = model(**batch, return_logits=False, **kl_inputs).loss
+    assert float(model.last_adapter_kl) == 0.0 and torch.equal(plain, with_kl)
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    plain = model(**batch, return_logits=False).loss
+    with_kl = model(**batch, return_logits=False, **kl_inputs).loss
+    kl = float(model.last_adapter_kl)
+    assert kl > 0 and float(with_kl.detach()) == pytest.approx(float(plain.detach()) + 2.0 * kl, rel=1e-5)
+    model.zero_grad()
+    model._adapter_kl(kl_inputs["adapter_kl_ids"], kl_inputs["adapter_kl_mask"]).backward()
+    grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
+    assert any(g is not None and g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("hyper."))  # encoders not involved
+
+
+def test_train_with_adapter_kl(workspace, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "2", "--adapter-kl", "1.0", "--adapter-kl-tokens", "16")) == 0
+    log = log_of(out)
+    assert [e["step"] for e in log] == [1, 2] and all(e["adapter_kl"] >= 0 for e in log)
+    assert log[0]["adapter_kl"] == 0.0  # the first step's adapter is fresh

@@ -169,6 +169,8 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             a window never spans two documents: each document starts a window, so its codebook
             starts empty, as a generation's does from its prompt, and its last window may be
             shorter. Without it, windows run on across documents (no padding).
+        plain_tokens: also give each window's first ``plain_tokens`` base ids as ``plain_ids``
+            (for ``zip2zip train --adapter-kl``); 0: not.
 
     Raises:
         ValueError: ``window_codes`` below 2, ``mask`` of another length, or document starts
@@ -176,7 +178,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """
 
     def __init__(self, tokenizer: Any, ids: np.ndarray, mask: np.ndarray, window_codes: int,
-                 document_starts: np.ndarray | None = None) -> None:
+                 document_starts: np.ndarray | None = None, plain_tokens: int = 0) -> None:
         if window_codes < 2:
             raise ValueError(f"window_codes must be at least 2, got {window_codes}")
         if len(ids) != len(mask):
@@ -185,6 +187,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.ids = np.ascontiguousarray(ids, dtype=np.int32)
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
         self.window_codes = window_codes
+        self.plain_tokens = plain_tokens
         cuts = np.asarray([] if document_starts is None else document_starts, dtype=np.int64)
         if len(cuts) and (cuts.min() < 0 or cuts.max() >= max(len(ids), 1) or (np.diff(cuts) <= 0).any()):
             raise ValueError(f"document_starts must ascend strictly within [0, {len(ids)})")
@@ -222,7 +225,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         ends = np.cumsum(lengths)
         scored = np.minimum.reduceat(self.mask[start:end], ends - lengths) if len(codes) else np.zeros(0, np.uint8)
         labels = np.where(scored.astype(bool), codes, IGNORE_INDEX)
-        return {
+        item = {
             "input_ids": torch.from_numpy(codes),
             "labels": torch.from_numpy(labels),
             "installed": torch.from_numpy(encoding.installed.astype(np.int64)),
@@ -230,11 +233,15 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             "codebook_lengths": torch.from_numpy(encoding.codebook_lengths.astype(np.int64)),
             "base_tokens": torch.tensor(end - start),
         }
+        if self.plain_tokens:
+            item["plain_ids"] = torch.from_numpy(self.ids[start : min(end, start + self.plain_tokens)].astype(np.int64))
+        return item
 
 
 def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """A batch: codes padded on the right (mask 0, label -100), codebooks padded to the most
-    entries in the batch (length 0)."""
+    entries in the batch (length 0), and plain ids (if the windows have them) padded with
+    ``plain_mask`` 0."""
     length = max(len(item["input_ids"]) for item in items)
     entries = max(item["codebook"].shape[0] for item in items)
     slots = items[0]["codebook"].shape[1]
@@ -248,6 +255,13 @@ def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
         "codebook_lengths": torch.zeros(batch, entries, dtype=torch.long),
         "base_tokens": torch.stack([item["base_tokens"] for item in items]),
     }
+    if "plain_ids" in items[0]:
+        width = max(len(item["plain_ids"]) for item in items)
+        out["plain_ids"] = torch.zeros(batch, width, dtype=torch.long)
+        out["plain_mask"] = torch.zeros(batch, width, dtype=torch.long)
+        for row, item in enumerate(items):
+            out["plain_ids"][row, : len(item["plain_ids"])] = item["plain_ids"]
+            out["plain_mask"][row, : len(item["plain_ids"])] = 1
     for row, item in enumerate(items):
         n, e = len(item["input_ids"]), item["codebook"].shape[0]
         out["input_ids"][row, :n] = item["input_ids"]

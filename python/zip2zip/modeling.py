@@ -459,6 +459,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         zip2zip_state: GenerationState | None = None,
         return_logits: bool = True,
+        adapter_kl_ids: torch.Tensor | None = None,
+        adapter_kl_mask: torch.Tensor | None = None,
+        adapter_kl_weight: float = 0.0,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Run the base model over codes.
@@ -476,6 +479,12 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             return_logits: with ``labels``, ``False`` computes the loss with
                 `zip2zip.ops.hyper_cross_entropy` (chunked, no ``[B, L, V + K]`` logits in memory:
                 the training path) and returns ``logits=None``.
+            adapter_kl_ids: training only, with ``labels`` and an adapter: ``[B', P]`` plain base
+                ids (``adapter_kl_mask`` 1 for real ones). The loss then also counts
+                ``adapter_kl_weight`` times the mean KL divergence, over those tokens, from the
+                base model without its adapter to the base model with it: it keeps the adapter
+                from moving base-token predictions. The KL alone is left in
+                ``self.last_adapter_kl`` (detached).
 
         Returns:
             ``CausalLMOutputWithPast`` with ``logits`` ``[B, L, V + K]`` (slots not installed
@@ -540,6 +549,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         else:
             logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap())
             loss = None if labels is None else self.hyper.loss(logits, labels, installed)
+        if adapter_kl_ids is not None and loss is not None:
+            kl = self._adapter_kl(adapter_kl_ids, adapter_kl_mask)
+            self.last_adapter_kl = kl.detach()
+            loss = loss + adapter_kl_weight * kl
         if zip2zip_state is not None:
             self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
         return CausalLMOutputWithPast(
@@ -549,6 +562,20 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
+
+    def _adapter_kl(self, ids: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Mean over the tokens of ``ids`` (``mask``) of KL(base without adapter || with it)."""
+        if not self.has_adapter:
+            raise ValueError("adapter_kl_ids needs a LoRA adapter on the base model")
+        mask = torch.ones_like(ids) if mask is None else mask
+        adapted: Any = self.base
+        with torch.no_grad(), adapted.disable_adapter():
+            teacher = adapted(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        student = adapted(input_ids=ids, attention_mask=mask).logits.float().log_softmax(-1)
+        per_token = (teacher.exp() * (teacher - student)).sum(-1)
+        weights = mask.to(per_token.dtype)
+        mean: torch.Tensor = (per_token * weights).sum() / weights.sum().clamp(min=1)
+        return mean
 
     # ------------------------------------------------------------------ generation
 

@@ -89,6 +89,8 @@ class TrainConfig:
     cpu: bool = False
     init: str | None = None
     document_windows: bool = False
+    adapter_kl: float = 0.0
+    adapter_kl_tokens: int = 256
 
     def validate(self) -> None:
         """Raises ValueError on settings that cannot train."""
@@ -118,13 +120,15 @@ class EpochOrder(torch.utils.data.Sampler[int]):
         return self.size * self.epochs
 
 
-def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int, document_windows: bool = False) -> Any:
+def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int, document_windows: bool = False,
+                  plain_tokens: int = 0) -> Any:
     from zip2zip.data import CodeWindows, read_documents, tokenize_document_stream
 
     ids, mask, starts = tokenize_document_stream(tokenizer, read_documents(paths))
     if len(ids) < 2:
         raise ValueError(f"no text in {', '.join(paths)}")
-    return CodeWindows(tokenizer, ids, mask, window_codes, document_starts=starts if document_windows else None)
+    return CodeWindows(tokenizer, ids, mask, window_codes, document_starts=starts if document_windows else None,
+                       plain_tokens=plain_tokens)
 
 
 def load_pair(config: TrainConfig) -> tuple[Any, Any]:
@@ -236,6 +240,8 @@ def evaluate_loss(model: Any, loader: Any, accelerator: Any, limit: int) -> floa
             if number >= limit:
                 break
             batch.pop("base_tokens")
+            batch.pop("plain_ids", None)
+            batch.pop("plain_mask", None)
             loss = model(**batch, return_logits=False).loss
             total += float(accelerator.gather(loss.detach()[None]).mean())
             count += 1
@@ -270,7 +276,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     set_seed(config.seed)
     tokenizer, model = load_pair(config)
     tune_for_speed(model, accelerator.device, config.bf16)
-    windows = build_windows(tokenizer, config.data, config.window_codes, config.document_windows)
+    plain_tokens = config.adapter_kl_tokens if config.adapter_kl > 0 else 0
+    windows = build_windows(tokenizer, config.data, config.window_codes, config.document_windows, plain_tokens)
     world = accelerator.num_processes
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
     epochs = max(1, math.ceil(windows_needed / len(windows)))
@@ -330,6 +337,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if step >= config.steps:
             break
         base_tokens = batch.pop("base_tokens")
+        if "plain_ids" in batch:  # --adapter-kl: the KL term is computed in the model's forward
+            batch["adapter_kl_ids"], batch["adapter_kl_mask"] = batch.pop("plain_ids"), batch.pop("plain_mask")
+            batch["adapter_kl_weight"] = config.adapter_kl
         # Normalise by the targets of all processes: DDP's gradient average then equals the
         # gradient of the mean over the whole global batch, as one process would compute it.
         # One collective for the counts (targets, codes, base tokens), one for the loss.
@@ -359,6 +369,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
             "step": step, "loss": sum(window_loss) / len(window_loss), "lr": scheduler.get_last_lr()[0],
             "codes": earlier_codes + seen_codes, "base_tokens": earlier_tokens + seen_tokens,
         }
+        kl = getattr(accelerator.unwrap_model(model), "last_adapter_kl", None)
+        if config.adapter_kl > 0 and kl is not None:
+            last["adapter_kl"] = float(accelerator.reduce(kl, reduction="mean"))  # of the last micro-batch
         window_loss = []
         progress.update(1)
         progress.set_postfix(loss=f"{last['loss']:.3f}", codes_s=f"{seen_codes / seconds:.0f}",
@@ -419,6 +432,11 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--max-seconds", type=float, default=0.0,
                         help="stop after this long, saving a checkpoint that --resume continues from; 0: no limit")
     parser.add_argument("--cpu", action="store_true", help="train on the CPU even if a GPU is present")
+    parser.add_argument("--adapter-kl", type=float, default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the KL divergence from the base model without its adapter to the base "
+                             "model with it, on the first --adapter-kl-tokens base tokens of each window (keeps the "
+                             "adapter from moving base-token predictions); 0: off. The logged loss includes it")
+    parser.add_argument("--adapter-kl-tokens", type=int, default=256)
     parser.add_argument("--document-windows", action="store_true",
                         help="start a window, and so an empty codebook, at every document (a JSONL record, a text "
                              "file), as generation starts from a prompt; short documents make short windows, padded "
