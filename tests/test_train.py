@@ -582,3 +582,5 @@ def test_train_with_adapter_kl(workspace, tmp_path):
     log = log_of(out)
     assert [e["step"] for e in log] == [1, 2] and all(e["adapter_kl"] >= 0 for e in log)
     assert log[0]["adapter_kl"] == 0.0  # the first step's adapter is fresh
+    for bad in (["--adapter-kl", "-1"], ["--adapter-kl", "1", "--adapter-kl-tokens", "0"]):
+        assert main(train_args(workspace, tmp_path / "bad", "--steps", "1", *bad)) == 2

@@ -381,7 +381,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         self.config.save_pretrained(folder)
         if self.generation_config is not None:
             self.generation_config.save_pretrained(folder)
-        if state_dict is None or encoders is None:  # (None together)
+        if state_dict is None or encoders is None:  # both None or both set; mypy needs to see both
             save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
             self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
             return

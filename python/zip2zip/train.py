@@ -99,6 +99,8 @@ class TrainConfig:
         bad = [f"{name}={value}" for name, value in positive.items() if value < 1]
         if self.lr <= 0 or self.encoder_lr < 0 or self.warmup < 0 or self.clip < 0:
             bad.append(f"lr={self.lr}, encoder_lr={self.encoder_lr}, warmup={self.warmup}, clip={self.clip}")
+        if self.adapter_kl < 0 or (self.adapter_kl > 0 and self.adapter_kl_tokens < 1):
+            bad.append(f"adapter_kl={self.adapter_kl}, adapter_kl_tokens={self.adapter_kl_tokens}")
         if not self.data:
             bad.append("no --data")
         if bad:
@@ -240,8 +242,6 @@ def evaluate_loss(model: Any, loader: Any, accelerator: Any, limit: int) -> floa
             if number >= limit:
                 break
             batch.pop("base_tokens")
-            batch.pop("plain_ids", None)
-            batch.pop("plain_mask", None)
             loss = model(**batch, return_logits=False).loss
             total += float(accelerator.gather(loss.detach()[None]).mean())
             count += 1
