@@ -14,7 +14,7 @@ venv=${1:?usage: scripts/install_torch.sh VENV [TORCH_REQUIREMENT]}
 torch_requirement=${2:-torch}
 [[ -x $venv/bin/python ]] || { echo "no virtual environment at $venv (no $venv/bin/python)" >&2; exit 1; }
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-pip=("$venv/bin/python" -m pip install -q)
+pip=("$venv/bin/python" -m pip install -q --no-warn-conflicts)
 
 if "$venv/bin/python" -c 'import torch' 2>/dev/null; then
   exit 0
@@ -37,4 +37,4 @@ PY
 for requirement in "${requirements[@]}"; do
   "${pip[@]}" "$requirement"
 done
-"$venv/bin/python" -c 'import torch' || { echo "torch does not import after installing ${requirements[*]}" >&2; exit 1; }
+"$venv/bin/python" -W ignore -c 'import torch' || { echo "torch does not import after installing ${requirements[*]}" >&2; exit 1; }
