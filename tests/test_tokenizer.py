@@ -181,6 +181,22 @@ def test_chat_template_and_tokens(smollm2_tokenizer):
     assert len(tok) == tok.vocab_size + 2048
 
 
+def test_smollm2_decode_keeps_spaces_before_punctuation(smollm2_tokenizer, tmp_path, caplog):
+    """The GGUF conversion turns clean_up_tokenization_spaces on, which SmolLM2's own config
+    leaves off (older transformers would strip " ," to ","; newer ones warn and ignore it): the
+    loader turns it off, so decoding returns the text, saved and loaded again too, silently."""
+    text = "a , b . c ! d ? it 's x"
+    assert smollm2_tokenizer.clean_up_tokenization_spaces is False
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer)
+    tok.save_pretrained(tmp_path / "saved")
+    again = z.Zip2ZipTokenizer.from_pretrained(tmp_path / "saved")
+    with caplog.at_level("WARNING"):
+        for each in (tok, again):
+            assert each.decode(each.encode(text, add_special_tokens=False)) == text
+            assert each.batch_decode([each.encode(text, add_special_tokens=False)] * 2) == [text, text]
+    assert "clean_up_tokenization_spaces" not in caplog.text
+
+
 def test_sources_all_give_the_same_codes(smollm2_tokenizer, tmp_path):
     from zip2zip.sources import smollm2_gguf_path
 

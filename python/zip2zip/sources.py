@@ -64,6 +64,11 @@ def load_smollm2_tokenizer() -> PreTrainedTokenizerFast:
     GPT-2 byte-level splitting; SmolLM2 (like llama.cpp's ``smollm`` pre-tokenizer) first splits
     every digit off. Without that split about 2% of corpus lines tokenize differently (digits
     after spaces), so it is restored here.
+
+    The conversion also sets ``clean_up_tokenization_spaces``, which SmolLM2's own tokenizer
+    config leaves off: older transformers then strip spaces before punctuation when decoding,
+    newer ones ignore it for BPE with a warning. It is turned off here, so that decoding gives
+    the text back whatever the transformers version.
     """
     from tokenizers import pre_tokenizers
 
@@ -74,6 +79,7 @@ def load_smollm2_tokenizer() -> PreTrainedTokenizerFast:
             pre_tokenizers.ByteLevel(add_prefix_space=False, trim_offsets=True, use_regex=True),
         ]
     )
+    tokenizer.clean_up_tokenization_spaces = False
     return tokenizer
 
 
