@@ -584,3 +584,86 @@ def test_train_with_adapter_kl(workspace, tmp_path):
     assert log[0]["adapter_kl"] == 0.0  # the first step's adapter is fresh
     for bad in (["--adapter-kl", "-1"], ["--adapter-kl", "1", "--adapter-kl-tokens", "0"]):
         assert main(train_args(workspace, tmp_path / "bad", "--steps", "1", *bad)) == 2
+
+
+def naive_distill_kl(model, batch, top):
+    """--distill's term the long way: the teacher's full next-token distribution at each code's
+    last base token, its ``top`` tokens renormalised, against the student's probability of each
+    first base token summed over the base id and every installed hypertoken starting with it."""
+    vocab = model.config.vocab_size
+    with torch.no_grad():
+        student = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "codebook", "codebook_lengths",
+                                                  "installed")}).logits.float().log_softmax(-1).exp()
+        with model.base.disable_adapter():
+            teacher = model.base(input_ids=batch["window_ids"], attention_mask=batch["window_mask"]).logits.float()
+    total, count = 0.0, 0
+    for row in range(batch["input_ids"].shape[0]):
+        firsts = batch["codebook"][row, :, 0].tolist()
+        for t in range(batch["input_ids"].shape[1] - 1):
+            if int(batch["labels"][row, t + 1]) == -100:
+                continue
+            values, ids = teacher[row, int(batch["code_ends"][row, t])].topk(top)
+            p = values.softmax(-1)
+            q = student[row, t, :vocab].clone()
+            for slot, first in enumerate(firsts):
+                q[first] += student[row, t, vocab + slot]
+            total += float((p * (p.log() - q[ids].log())).sum())
+            count += 1
+    return total / count
+
+
+def test_distill_term_equals_its_definition_and_is_zero_when_the_student_is_the_teacher(workspace, tok):
+    """--distill: KL(base without adapter, at each code's last base token || the model's
+    first-base-token marginal at that code), on positions whose next code is scored. Equal to
+    the long-way computation with a moved adapter and hypertokens installed; 0 (with the
+    teacher's whole vocabulary kept) when the adapter is fresh and no hypertoken is installed,
+    because the student then is the teacher."""
+    windows = CodeWindows(tok, *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
+                          window_codes=48, teacher_ids=True)
+    items = [windows[0], windows[len(windows) - 1]]  # the last window is shorter: padding in the batch
+    batch = collate_windows(items)
+    for row, item in enumerate(items):
+        expanded = tok.expand(item["input_ids"].numpy())
+        assert torch.equal(batch["window_ids"][row, : len(expanded)], torch.from_numpy(expanded.astype(np.int64)))
+        ends = np.cumsum(code_lengths(z.encode_ids(tok.config, expanded), tok.vocab_size)) - 1
+        assert batch["code_ends"][row, : len(ends)].tolist() == ends.tolist()
+    assert int(batch["window_mask"][1].sum()) < batch["window_ids"].shape[1] and (batch["input_ids"] >= tok.vocab_size).any()
+    batch.pop("base_tokens")
+    model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4)
+    distill = {"distill_ids": batch["window_ids"], "distill_mask": batch["window_mask"], "distill_ends": batch["code_ends"]}
+    core = {k: v for k, v in batch.items() if k not in ("window_ids", "window_mask", "code_ends")}
+
+    # The same text as plain base ids: one code per base token, nothing installed.
+    ids, mask = batch["window_ids"], batch["window_mask"]
+    plain = {"input_ids": ids, "attention_mask": mask, "labels": torch.where(mask.bool(), ids, -100),
+             "codebook": core["codebook"][:, :0], "codebook_lengths": core["codebook_lengths"][:, :0],
+             "installed": torch.zeros_like(ids)}
+    model(**plain, distill_ids=ids, distill_mask=mask, distill_ends=torch.arange(ids.shape[1]).expand_as(ids),
+          distill_weight=1.0, distill_top=tok.vocab_size, return_logits=False)
+    assert abs(float(model.last_distill_kl)) < 1e-5
+
+    torch.manual_seed(0)
+    for name, param in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    plain = model(**core, return_logits=False).loss
+    with_kl = model(**core, **distill, distill_weight=0.5, distill_top=8, return_logits=False).loss
+    kl = float(model.last_distill_kl)
+    assert kl == pytest.approx(naive_distill_kl(model, batch, top=8), rel=1e-4) and kl > 0.01
+    assert float(with_kl.detach()) == pytest.approx(float(plain.detach()) + 0.5 * kl, rel=1e-5)
+    model.zero_grad()
+    with_kl.backward()
+    for prefix in ("lora_", "hyper.output_encoder"):  # the adapter and the output rows both learn from it
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if prefix in n)
+    with pytest.raises(ValueError, match="distill_ends"):
+        model(**core, **dict(distill, distill_ends=batch["code_ends"][:, :-1]), distill_weight=1.0, return_logits=False)
+
+
+def test_train_with_distill(workspace, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "2", "--distill", "1.0", "--distill-top", "16")) == 0
+    log = log_of(out)
+    assert [e["step"] for e in log] == [1, 2] and all(e["distill_kl"] > 0 and np.isfinite(e["loss"]) for e in log)
+    assert json.loads((out / "train_config.json").read_text())["distill"] == 1.0
+    for bad in (["--distill", "-1"], ["--distill", "1", "--distill-top", "0"]):
+        assert main(train_args(workspace, tmp_path / "bad", "--steps", "1", *bad)) == 2

@@ -171,6 +171,9 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             shorter. Without it, windows run on across documents (no padding).
         plain_tokens: also give each window's first ``plain_tokens`` base ids as ``plain_ids``
             (for ``zip2zip train --adapter-kl``); 0: not.
+        teacher_ids: also give each window's base ids as ``window_ids`` and, per code, the
+            index in them of its last base token as ``code_ends`` (for ``zip2zip train
+            --distill``, whose teacher reads the base ids).
 
     Raises:
         ValueError: ``window_codes`` below 2, ``mask`` of another length, or document starts
@@ -178,7 +181,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
     """
 
     def __init__(self, tokenizer: Any, ids: np.ndarray, mask: np.ndarray, window_codes: int,
-                 document_starts: np.ndarray | None = None, plain_tokens: int = 0) -> None:
+                 document_starts: np.ndarray | None = None, plain_tokens: int = 0, teacher_ids: bool = False) -> None:
         if window_codes < 2:
             raise ValueError(f"window_codes must be at least 2, got {window_codes}")
         if len(ids) != len(mask):
@@ -188,6 +191,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
         self.window_codes = window_codes
         self.plain_tokens = plain_tokens
+        self.teacher_ids = teacher_ids
         cuts = np.asarray([] if document_starts is None else document_starts, dtype=np.int64)
         if len(cuts) and (cuts.min() < 0 or cuts.max() >= max(len(ids), 1) or (np.diff(cuts) <= 0).any()):
             raise ValueError(f"document_starts must ascend strictly within [0, {len(ids)})")
@@ -235,13 +239,17 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         }
         if self.plain_tokens:
             item["plain_ids"] = torch.from_numpy(self.ids[start : min(end, start + self.plain_tokens)].astype(np.int64))
+        if self.teacher_ids:
+            item["window_ids"] = torch.from_numpy(self.ids[start:end].astype(np.int64))
+            item["code_ends"] = torch.from_numpy(ends - 1)
         return item
 
 
 def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
     """A batch: codes padded on the right (mask 0, label -100), codebooks padded to the most
-    entries in the batch (length 0), and plain ids (if the windows have them) padded with
-    ``plain_mask`` 0."""
+    entries in the batch (length 0), plain ids (if the windows have them) padded with
+    ``plain_mask`` 0, and window ids (if they have them) padded with ``window_mask`` 0, their
+    ``code_ends`` with 0."""
     length = max(len(item["input_ids"]) for item in items)
     entries = max(item["codebook"].shape[0] for item in items)
     slots = items[0]["codebook"].shape[1]
@@ -262,6 +270,15 @@ def collate_windows(items: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch
         for row, item in enumerate(items):
             out["plain_ids"][row, : len(item["plain_ids"])] = item["plain_ids"]
             out["plain_mask"][row, : len(item["plain_ids"])] = 1
+    if "window_ids" in items[0]:
+        width = max(len(item["window_ids"]) for item in items)
+        out["window_ids"] = torch.zeros(batch, width, dtype=torch.long)
+        out["window_mask"] = torch.zeros(batch, width, dtype=torch.long)
+        out["code_ends"] = torch.zeros(batch, length, dtype=torch.long)
+        for row, item in enumerate(items):
+            out["window_ids"][row, : len(item["window_ids"])] = item["window_ids"]
+            out["window_mask"][row, : len(item["window_ids"])] = 1
+            out["code_ends"][row, : len(item["code_ends"])] = item["code_ends"]
     for row, item in enumerate(items):
         n, e = len(item["input_ids"]), item["codebook"].shape[0]
         out["input_ids"][row, :n] = item["input_ids"]

@@ -14,10 +14,12 @@ and writes their rows into per-row buffers that grow with the entries (doubling,
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from dataclasses import dataclass
 
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
@@ -25,7 +27,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from zip2zip._core import CodebookConfig, CodecBatch, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding, RowTable
-from zip2zip.nn.hyper_embedding import ENCODER_TYPES
+from zip2zip.nn.hyper_embedding import ENCODER_TYPES, IGNORE_INDEX
 from zip2zip.sources import base_source_name, load_base_model
 
 POSITION_MODES = ("base", "compressed")
@@ -462,6 +464,11 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         adapter_kl_ids: torch.Tensor | None = None,
         adapter_kl_mask: torch.Tensor | None = None,
         adapter_kl_weight: float = 0.0,
+        distill_ids: torch.Tensor | None = None,
+        distill_mask: torch.Tensor | None = None,
+        distill_ends: torch.Tensor | None = None,
+        distill_weight: float = 0.0,
+        distill_top: int = 32,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
         """Run the base model over codes.
@@ -485,6 +492,15 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
                 base model without its adapter to the base model with it: it keeps the adapter
                 from moving base-token predictions. The KL alone is left in
                 ``self.last_adapter_kl`` (detached).
+            distill_ids: training only, with ``labels``: ``[B, N]`` the base ids the codes stand
+                for (``distill_mask`` 1 for real ones), and ``distill_ends`` ``[B, L]`` the index
+                in them of each code's last base token. The loss then also counts
+                ``distill_weight`` times the mean, over the positions whose next code is
+                scored, of the KL divergence from the base model (its adapter disabled) reading
+                the base ids to this model's distribution over the *first base token* of the
+                next code (a base id's probability plus that of every installed hypertoken
+                starting with it). The teacher keeps its ``distill_top`` most likely tokens,
+                renormalised. The KL alone is left in ``self.last_distill_kl`` (detached).
 
         Returns:
             ``CausalLMOutputWithPast`` with ``logits`` ``[B, L, V + K]`` (slots not installed
@@ -553,6 +569,16 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             kl = self._adapter_kl(adapter_kl_ids, adapter_kl_mask)
             self.last_adapter_kl = kl.detach()
             loss = loss + adapter_kl_weight * kl
+        if distill_ids is not None and loss is not None:
+            if distill_ends is None or distill_ends.shape != input_ids.shape:
+                raise ValueError("distill_ends must be [B, L] like input_ids")
+            if labels is None:
+                raise ValueError("distill_ids needs labels")
+            scored = labels[:, 1:] != IGNORE_INDEX
+            kl = self._distill_kl(hidden, head, output_rows, codebook, installed, scored,
+                                  distill_ids, distill_mask, distill_ends, distill_top)
+            self.last_distill_kl = kl.detach()
+            loss = loss + distill_weight * kl
         if zip2zip_state is not None:
             self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
         return CausalLMOutputWithPast(
@@ -575,6 +601,65 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         per_token = (teacher.exp() * (teacher - student)).sum(-1)
         weights = mask.to(per_token.dtype)
         mean: torch.Tensor = (per_token * weights).sum() / weights.sum().clamp(min=1)
+        return mean
+
+    def _distill_kl(self, hidden: torch.Tensor, head: torch.Tensor, output_rows: torch.Tensor, codebook: torch.Tensor,
+                    installed: torch.Tensor, scored: torch.Tensor, ids: torch.Tensor, mask: torch.Tensor | None,
+                    ends: torch.Tensor, top: int, chunk: int = 64) -> torch.Tensor:
+        """Mean over the positions ``t < L - 1`` where ``scored`` of KL(teacher || student's
+        first-base-token marginal), as ``forward``'s ``distill_ids`` describes."""
+        import torch.utils.checkpoint
+
+        if top < 1:
+            raise ValueError(f"distill_top must be at least 1, got {top}")
+        batch, length, width = hidden.shape
+        vocab = self.config.vocab_size
+        mask = torch.ones_like(ids) if mask is None else mask
+        if int(ends.max()) >= ids.shape[1] or int(ends.min()) < 0:
+            raise ValueError(f"distill_ends must index the {ids.shape[1]} distill ids")
+        softcap = self._softcap()
+        # The teacher: the base model without its adapter, at each code's last base token.
+        adapted: Any = self.base
+        off = adapted.disable_adapter() if self.has_adapter else contextlib.nullcontext()
+        with torch.no_grad(), off:
+            states = self.base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            at_ends = states.gather(1, ends[:, :-1, None].expand(-1, -1, states.shape[-1]))
+            del states
+            top_p, top_ids = [], []
+            for begin in range(0, length - 1, chunk):
+                logits = F.linear(at_ends[:, begin : begin + chunk], head.to(at_ends.dtype)).float()
+                if softcap is not None:
+                    logits = torch.tanh(logits / softcap) * softcap
+                values, indices = logits.topk(min(top, vocab), dim=-1)
+                top_p.append(values.softmax(-1))  # renormalised over the kept tokens
+                top_ids.append(indices)
+            teacher_p, teacher_ids = torch.cat(top_p, 1), torch.cat(top_ids, 1)
+        firsts = codebook[:, :, 0].long()  # [B, E] each entry's first base token
+
+        def piece(part: torch.Tensor, part_installed: torch.Tensor, p: torch.Tensor, where: torch.Tensor) -> torch.Tensor:
+            logits = self.hyper.logits(part, head, output_rows, part_installed, softcap).float()
+            probs = (logits - logits.logsumexp(-1, keepdim=True)).exp()
+            entries = firsts.shape[1]
+            marginal = probs[..., :vocab]
+            if entries:
+                index = firsts[:, None, :].expand(-1, part.shape[1], -1)
+                marginal = marginal.scatter_add(-1, index, probs[..., vocab : vocab + entries])
+            student = marginal.gather(-1, where).clamp(min=1e-30).log()
+            return (p * (p.clamp(min=1e-30).log() - student)).sum(-1)
+
+        per_position = []
+        for begin in range(0, length - 1, chunk):
+            stop = min(begin + chunk, length - 1)
+            args = (hidden[:, begin:stop], installed[:, begin:stop], teacher_p[:, begin:stop], teacher_ids[:, begin:stop])
+            if torch.is_grad_enabled():
+                per_position.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
+            else:
+                per_position.append(piece(*args))
+        if not per_position:
+            return hidden.new_zeros(())
+        kl = torch.cat(per_position, 1)
+        weights = scored.to(kl.dtype)
+        mean: torch.Tensor = (kl * weights).sum() / weights.sum().clamp(min=1)
         return mean
 
     # ------------------------------------------------------------------ generation

@@ -91,6 +91,8 @@ class TrainConfig:
     document_windows: bool = False
     adapter_kl: float = 0.0
     adapter_kl_tokens: int = 256
+    distill: float = 0.0
+    distill_top: int = 32
 
     def validate(self) -> None:
         """Raises ValueError on settings that cannot train."""
@@ -101,6 +103,8 @@ class TrainConfig:
             bad.append(f"lr={self.lr}, encoder_lr={self.encoder_lr}, warmup={self.warmup}, clip={self.clip}")
         if self.adapter_kl < 0 or (self.adapter_kl > 0 and self.adapter_kl_tokens < 1):
             bad.append(f"adapter_kl={self.adapter_kl}, adapter_kl_tokens={self.adapter_kl_tokens}")
+        if self.distill < 0 or (self.distill > 0 and self.distill_top < 1):
+            bad.append(f"distill={self.distill}, distill_top={self.distill_top}")
         if not self.data:
             bad.append("no --data")
         if bad:
@@ -123,14 +127,14 @@ class EpochOrder(torch.utils.data.Sampler[int]):
 
 
 def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int, document_windows: bool = False,
-                  plain_tokens: int = 0) -> Any:
+                  plain_tokens: int = 0, teacher_ids: bool = False) -> Any:
     from zip2zip.data import CodeWindows, read_documents, tokenize_document_stream
 
     ids, mask, starts = tokenize_document_stream(tokenizer, read_documents(paths))
     if len(ids) < 2:
         raise ValueError(f"no text in {', '.join(paths)}")
     return CodeWindows(tokenizer, ids, mask, window_codes, document_starts=starts if document_windows else None,
-                       plain_tokens=plain_tokens)
+                       plain_tokens=plain_tokens, teacher_ids=teacher_ids)
 
 
 def load_pair(config: TrainConfig) -> tuple[Any, Any]:
@@ -277,7 +281,8 @@ def train(config: TrainConfig) -> dict[str, Any]:
     tokenizer, model = load_pair(config)
     tune_for_speed(model, accelerator.device, config.bf16)
     plain_tokens = config.adapter_kl_tokens if config.adapter_kl > 0 else 0
-    windows = build_windows(tokenizer, config.data, config.window_codes, config.document_windows, plain_tokens)
+    windows = build_windows(tokenizer, config.data, config.window_codes, config.document_windows, plain_tokens,
+                            teacher_ids=config.distill > 0)
     world = accelerator.num_processes
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
     epochs = max(1, math.ceil(windows_needed / len(windows)))
@@ -340,6 +345,10 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if "plain_ids" in batch:  # --adapter-kl: the KL term is computed in the model's forward
             batch["adapter_kl_ids"], batch["adapter_kl_mask"] = batch.pop("plain_ids"), batch.pop("plain_mask")
             batch["adapter_kl_weight"] = config.adapter_kl
+        if "window_ids" in batch:  # --distill: the teacher's pass is in the model's forward too
+            batch["distill_ids"], batch["distill_mask"] = batch.pop("window_ids"), batch.pop("window_mask")
+            batch["distill_ends"] = batch.pop("code_ends")
+            batch["distill_weight"], batch["distill_top"] = config.distill, config.distill_top
         # Normalise by the targets of all processes: DDP's gradient average then equals the
         # gradient of the mean over the whole global batch, as one process would compute it.
         # One collective for the counts (targets, codes, base tokens), one for the loss.
@@ -372,6 +381,9 @@ def train(config: TrainConfig) -> dict[str, Any]:
         kl = getattr(accelerator.unwrap_model(model), "last_adapter_kl", None)
         if config.adapter_kl > 0 and kl is not None:
             last["adapter_kl"] = float(accelerator.reduce(kl, reduction="mean"))  # of the last micro-batch
+        distill_kl = getattr(accelerator.unwrap_model(model), "last_distill_kl", None)
+        if config.distill > 0 and distill_kl is not None:
+            last["distill_kl"] = float(accelerator.reduce(distill_kl, reduction="mean"))  # of the last micro-batch
         window_loss = []
         progress.update(1)
         progress.set_postfix(loss=f"{last['loss']:.3f}", codes_s=f"{seen_codes / seconds:.0f}",
@@ -437,6 +449,14 @@ def add_arguments(parser: Any) -> None:
                              "model with it, on the first --adapter-kl-tokens base tokens of each window (keeps the "
                              "adapter from moving base-token predictions); 0: off. The logged loss includes it")
     parser.add_argument("--adapter-kl-tokens", type=int, default=256)
+    parser.add_argument("--distill", type=float, default=0.0, metavar="WEIGHT",
+                        help="add WEIGHT x the KL divergence from the base model without its adapter, reading the "
+                             "window's base tokens, to the model's probability of the first base token of each next "
+                             "code (its base id plus every installed hypertoken starting with it): soft targets from "
+                             "the base model at every code, next to the code loss. Costs one more forward pass of the "
+                             "base model. 0: off. The logged loss includes it")
+    parser.add_argument("--distill-top", type=int, default=32, metavar="K",
+                        help="the teacher's K most likely next tokens, renormalised, make its distribution")
     parser.add_argument("--document-windows", action="store_true",
                         help="start a window, and so an empty codebook, at every document (a JSONL record, a text "
                              "file), as generation starts from a prompt; short documents make short windows, padded "
