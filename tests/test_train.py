@@ -162,14 +162,15 @@ def test_training_lowers_the_loss_and_the_run_loads_and_generates(workspace, tmp
     assert main(train_args(workspace, out, "--steps", "2")) == 2
 
 
-def test_resume_continues_the_same_loss_curve(workspace, tmp_path):
+@pytest.mark.parametrize("order", [[], ["--document-windows", "--group-by-length"]], ids=["shuffled", "grouped"])
+def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    assert main(train_args(workspace, whole, "--steps", "6", "--save-every", "3")) == 0
+    assert main(train_args(workspace, whole, "--steps", "6", "--save-every", "3", *order)) == 0
     # An interrupted run: what the first three steps left behind, then --resume.
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(whole / "checkpoints" / "step-3", resumed / "checkpoints" / "step-3")
     (resumed / "train_log.jsonl").write_text("".join(line + "\n" for line in (whole / "train_log.jsonl").read_text().splitlines()[:3]))
-    assert main(train_args(workspace, resumed, "--steps", "6", "--save-every", "3", "--resume")) == 0
+    assert main(train_args(workspace, resumed, "--steps", "6", "--save-every", "3", "--resume", *order)) == 0
     expected, got = log_of(whole), log_of(resumed)
     assert [e["step"] for e in got] == [1, 2, 3, 4, 5, 6]
     for a, b in zip(expected[3:], got[3:]):
@@ -179,6 +180,32 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path):
         Zip2ZipForCausalLM.from_pretrained(whole).hyper.output_encoder.project_out.weight,
         Zip2ZipForCausalLM.from_pretrained(resumed).hyper.output_encoder.project_out.weight,
     )
+
+
+def test_grouped_batches_cover_each_epoch_once_with_little_padding():
+    """--group-by-length's batches: each epoch holds every window once, the order is fixed by
+    the seed, and windows of mixed lengths (chats and full windows) pad far less than in the
+    shuffled order."""
+    from zip2zip.train import EpochOrder, GroupedBatches
+
+    rng = np.random.default_rng(3)
+    lengths = np.where(rng.random(1000) < 0.3, 1024, rng.integers(20, 600, 1000))
+    sampler = GroupedBatches(lengths, batch_size=8, epochs=2, seed=5, pool=16)
+    batches = list(sampler)
+    assert len(batches) == len(sampler) == 2 * 125 and batches == list(GroupedBatches(lengths, 8, 2, 5, pool=16))
+    assert sorted(sum(batches[:125], [])) == list(range(1000)) == sorted(sum(batches[125:], []))
+    assert batches[:125] != batches[125:] and all(len(b) == 8 for b in batches)
+
+    def padding(groups):
+        return sum(len(g) * lengths[g].max() - lengths[g].sum() for g in groups)
+
+    flat = list(EpochOrder(1000, 2, 5))
+    shuffled = [flat[i : i + 8] for i in range(0, len(flat), 8)]
+    assert padding(batches) < 0.2 * padding(shuffled)
+    short = list(GroupedBatches(lengths[:997], batch_size=8, epochs=1, seed=0))
+    assert [len(b) for b in short[:-1]] == [8] * 124 and len(short[-1]) == 5  # the epoch's last batch
+    with pytest.raises(ValueError, match="batch_size"):
+        GroupedBatches(lengths, batch_size=0, epochs=1, seed=0)
 
 
 def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):

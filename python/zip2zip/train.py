@@ -89,6 +89,7 @@ class TrainConfig:
     cpu: bool = False
     init: str | None = None
     document_windows: bool = False
+    group_by_length: bool = False
     adapter_kl: float = 0.0
     adapter_kl_tokens: int = 256
     distill: float = 0.0
@@ -124,6 +125,46 @@ class EpochOrder(torch.utils.data.Sampler[int]):
 
     def __len__(self) -> int:
         return self.size * self.epochs
+
+
+class GroupedBatches(torch.utils.data.Sampler[list[int]]):
+    """Batches of window indices with similar lengths (``--group-by-length``): each epoch's
+    permutation (from ``seed + epoch``, as `EpochOrder`'s) is cut into pools of ``pool`` batches;
+    a pool is sorted by length, longest first, and cut into batches; then the epoch's batches
+    are shuffled. Every window comes once per epoch (the epoch's last batch may be short), and
+    the order is deterministic, so that a resumed run sees the same batches. With
+    ``--document-windows`` short chats then share batches with short chats instead of being
+    padded to a full window.
+
+    Raises:
+        ValueError: ``batch_size`` or ``pool`` below 1.
+    """
+
+    def __init__(self, lengths: Sequence[int] | np.ndarray, batch_size: int, epochs: int, seed: int, pool: int = 64) -> None:
+        if batch_size < 1 or pool < 1:
+            raise ValueError(f"batch_size and pool must be at least 1, got {batch_size} and {pool}")
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.batch_size, self.epochs, self.seed, self.pool = batch_size, epochs, seed, pool
+
+    def _epoch(self, epoch: int) -> list[list[int]]:
+        rng = np.random.default_rng(self.seed + epoch)
+        order = rng.permutation(len(self.lengths))
+        span = self.batch_size * self.pool
+        full: list[list[int]] = []
+        for begin in range(0, len(order), span):
+            chunk = order[begin : begin + span]
+            chunk = chunk[np.argsort(-self.lengths[chunk], kind="stable")]
+            full.extend(chunk[i : i + self.batch_size].tolist() for i in range(0, len(chunk), self.batch_size))
+        short = [b for b in full if len(b) < self.batch_size]  # at most one: the last pool's tail
+        full = [b for b in full if len(b) == self.batch_size]
+        return [full[i] for i in rng.permutation(len(full))] + short
+
+    def __iter__(self) -> Iterator[list[int]]:
+        for epoch in range(self.epochs):
+            yield from self._epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.epochs * math.ceil(len(self.lengths) / self.batch_size)
 
 
 def build_windows(tokenizer: Any, paths: Sequence[str], window_codes: int, document_windows: bool = False,
@@ -288,10 +329,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
     epochs = max(1, math.ceil(windows_needed / len(windows)))
     from zip2zip.data import collate_windows
 
-    loader = torch.utils.data.DataLoader(
-        windows, batch_size=config.batch_size, sampler=EpochOrder(len(windows), epochs, config.seed),
-        collate_fn=collate_windows, num_workers=config.workers, drop_last=True,
-    )
+    if config.group_by_length:
+        lengths = np.diff(windows.starts)  # base tokens: a window's codes grow with them
+        loader = torch.utils.data.DataLoader(
+            windows, batch_sampler=GroupedBatches(lengths, config.batch_size, epochs, config.seed),
+            collate_fn=collate_windows, num_workers=config.workers,
+        )
+    else:
+        loader = torch.utils.data.DataLoader(
+            windows, batch_size=config.batch_size, sampler=EpochOrder(len(windows), epochs, config.seed),
+            collate_fn=collate_windows, num_workers=config.workers, drop_last=True,
+        )
     eval_loader = None
     if config.eval_data and config.eval_every:
         eval_windows = build_windows(tokenizer, config.eval_data, config.window_codes, config.document_windows)
@@ -461,6 +509,9 @@ def add_arguments(parser: Any) -> None:
                         help="start a window, and so an empty codebook, at every document (a JSONL record, a text "
                              "file), as generation starts from a prompt; short documents make short windows, padded "
                              "in the batch. Default: windows run on across documents")
+    parser.add_argument("--group-by-length", action="store_true",
+                        help="batch windows of similar lengths together (pools of 64 batches sorted by length, the "
+                             "batches shuffled): with --document-windows, less padding and more codes per second")
     parser.add_argument("--init", default=None, metavar="DIR",
                         help="start from a saved zip2zip model (its encoders and LoRA adapter, on --base); its codebook, "
                              "encoder and LoRA settings replace the options for them")
