@@ -612,7 +612,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
 
         if top < 1:
             raise ValueError(f"distill_top must be at least 1, got {top}")
-        batch, length, width = hidden.shape
+        length = hidden.shape[1]
         vocab = self.config.vocab_size
         mask = torch.ones_like(ids) if mask is None else mask
         if int(ends.max()) >= ids.shape[1] or int(ends.min()) < 0:
