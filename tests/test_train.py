@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import warnings
 from xml.etree import ElementTree
 
 import numpy as np
@@ -497,8 +498,10 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
 
     folder = Path(__file__).resolve().parents[1] / "models" / name
     assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
-    tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
-    model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loads without a warning (peft used to trigger a FutureWarning)
+        tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
+        model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
     assert model.has_adapter and model.config.base_source == SMOLLM2_SOURCE
     messages = [{"role": "user", "content": "Write a Python function that returns the largest of three numbers."}]
     batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)

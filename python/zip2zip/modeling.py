@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -58,6 +60,15 @@ def _is_peft_model(module: torch.nn.Module) -> bool:
     except ImportError:
         return False
     return isinstance(module, PeftModel)
+
+
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """Wrapping a model with peft under transformers 5.2x warns that peft reads a deprecated
+    alias (``is_gradient_checkpointing``): peft's to fix, nothing a user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        yield
 
 
 class Zip2ZipConfig(PretrainedConfig):
@@ -321,7 +332,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             lora_kwargs.setdefault("fan_in_fan_out", True)
         lora = LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, lora_dropout=dropout,
                           target_modules=targets, task_type="CAUSAL_LM", **lora_kwargs)
-        self.base = get_peft_model(self.base, lora)
+        with _quiet_peft():
+            self.base = get_peft_model(self.base, lora)
         return self
 
     def merge_lora(self) -> Zip2ZipForCausalLM:
@@ -439,7 +451,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             raise FileNotFoundError(f"{folder} has encoders but no adapter: {adapter}/adapter_config.json is missing")
         model = cls(config, base_model=base_model)
         # Wrapped after construction: post_init would re-initialise the adapter's new layers.
-        model.base = PeftModel.from_pretrained(model.base, adapter, is_trainable=is_trainable)
+        with _quiet_peft():
+            model.base = PeftModel.from_pretrained(model.base, adapter, is_trainable=is_trainable)
         try:
             load_model(model.hyper, os.path.join(folder, ENCODERS_FILE), strict=True)
         except RuntimeError as error:  # missing, unexpected or reshaped encoder weights
