@@ -270,14 +270,16 @@ def test_a_time_limit_stops_with_a_checkpoint_that_resumes(workspace, tmp_path):
     assert [e["step"] for e in log_of(out)] == [1, 2, 3, 4]
 
 
-def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--distill", "1.0", "--distill-top", "8"]], ids=["code-loss", "distill"])
+def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path, extra):
     """DDP over gloo (2 CPU processes under `accelerate launch`, batch 1 each) against one
-    process with batch 2: the same windows per step and the same normalisation, so the same run."""
+    process with batch 2: the same windows per step and the same normalisation, so the same run;
+    with --distill too (its teacher pass inside the forward, its mean over the same targets)."""
     single, double = tmp_path / "single", tmp_path / "double"
-    args = train_args(workspace, single, "--steps", "4")
+    args = train_args(workspace, single, "--steps", "4", *extra)
     args[args.index("--batch-size") + 1] = "2"
     assert main(args) == 0
-    launched = train_args(workspace, double, "--steps", "4")
+    launched = train_args(workspace, double, "--steps", "4", *extra)
     launched[launched.index("--batch-size") + 1] = "1"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --multi_gpu is accelerate's multi-process launcher; with --cpu, Accelerator finds no GPU to
@@ -630,7 +632,8 @@ def naive_distill_kl(model, batch, top):
     for row in range(batch["input_ids"].shape[0]):
         firsts = batch["codebook"][row, :, 0].tolist()
         for t in range(batch["input_ids"].shape[1] - 1):
-            if int(batch["labels"][row, t + 1]) == -100:
+            target = int(batch["labels"][row, t + 1])
+            if target == -100 or target >= vocab + int(batch["installed"][row, t]):  # as the code loss
                 continue
             values, ids = teacher[row, int(batch["code_ends"][row, t])].topk(top)
             p = values.softmax(-1)

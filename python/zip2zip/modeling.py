@@ -508,8 +508,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             distill_ids: training only, with ``labels``: ``[B, N]`` the base ids the codes stand
                 for (``distill_mask`` 1 for real ones), and ``distill_ends`` ``[B, L]`` the index
                 in them of each code's last base token. The loss then also counts
-                ``distill_weight`` times the mean, over the positions whose next code is
-                scored, of the KL divergence from the base model (its adapter disabled) reading
+                ``distill_weight`` times the mean, over the positions whose next code the code
+                loss scores, of the KL divergence from the base model (its adapter disabled) reading
                 the base ids to this model's distribution over the *first base token* of the
                 next code (a base id's probability plus that of every installed hypertoken
                 starting with it). The teacher keeps its ``distill_top`` most likely tokens,
@@ -587,7 +587,11 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
                 raise ValueError("distill_ends must be [B, L] like input_ids")
             if labels is None:
                 raise ValueError("distill_ids needs labels")
-            scored = labels[:, 1:] != IGNORE_INDEX
+            # The code loss's targets (not -100, installed when predicted): with the term's mean
+            # over them, a process's mean times its target count is its sum, so DDP's
+            # normalisation by all processes' targets gives the whole batch's mean.
+            targets = labels[:, 1:]
+            scored = (targets != IGNORE_INDEX) & (targets < config.vocab_size + installed[:, :-1])
             kl = self._distill_kl(hidden, head, output_rows, codebook, installed, scored,
                                   distill_ids, distill_mask, distill_ends, distill_top)
             self.last_distill_kl = kl.detach()
