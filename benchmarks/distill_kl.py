@@ -17,6 +17,7 @@ import torch
 from zip2zip.data import CodeWindows, collate_windows, read_documents, tokenize_document_stream
 from zip2zip.modeling import Zip2ZipForCausalLM
 from zip2zip.tokenizer import Zip2ZipTokenizer
+from zip2zip.train import scored_targets
 
 TEACHER_KEYS = ("window_ids", "window_mask", "code_ends")
 
@@ -46,7 +47,7 @@ def main() -> int:
                 out = model(**batch, distill_ids=teacher["window_ids"], distill_mask=teacher["window_mask"],
                             distill_ends=teacher["code_ends"], distill_weight=0.0, distill_top=args.top,
                             return_logits=False)
-                count = int((batch["labels"][:, 1:] != -100).sum())
+                count = int(scored_targets(batch, tokenizer.vocab_size))  # both means are over these
                 kl_sum += float(model.last_distill_kl) * count
                 loss_sum += float(out.loss) * count
                 scored += count
