@@ -6,7 +6,7 @@
 #
 # PyPI's Linux torch wheels bring about 5 GB of CUDA libraries (torch imports them even on a CPU).
 # One `pip install torch` downloads all of them (about 3 GB) before it installs any, and pip's
-# cache keeps another copy: a machine with 8 GB free runs out of disk. Installing torch alone
+# cache keeps another copy: a CI machine ran out of disk that way. Installing torch alone
 # (--no-deps) and then each of its requirements in turn keeps the peak near the installed size.
 # Does nothing when the environment already has torch.
 set -euo pipefail
