@@ -130,6 +130,13 @@ def load_real_tokenizer(name: str) -> PreTrainedTokenizerFast:
     path = asset_path(name)
     if name in MISTRAL_MODELS:
         return _sentencepiece_tokenizer(path)
+    if name in LLAMA_CPP_VOCABS and _transformers_before(5, 23):
+        import pytest
+
+        # Before 5.23, transformers' GGUF conversion of these vocabularies differs (no BOS for the
+        # SentencePiece ones, byte fallback and extra added tokens for the BPE ones); the repairs
+        # below are for 5.23 and later. The locked versions (scripts/test.sh) run these tests.
+        pytest.skip("transformers < 5.23 converts llama.cpp's GGUF vocabularies differently")
 
     from tokenizers import normalizers, pre_tokenizers
     from zip2zip.sources import load_gguf_tokenizer, load_smollm2_tokenizer
@@ -153,6 +160,13 @@ def load_real_tokenizer(name: str) -> PreTrainedTokenizerFast:
         )
         backend.pre_tokenizer = None
     return tokenizer
+
+
+def _transformers_before(major: int, minor: int) -> bool:
+    import transformers
+
+    parts = transformers.__version__.split(".")
+    return (int(parts[0]), int(parts[1])) < (major, minor)
 
 
 def _without_added_tokens_from(tokenizer: PreTrainedTokenizerFast, first_id: int) -> PreTrainedTokenizerFast:

@@ -42,10 +42,16 @@ def test_buckets_cover_every_count():
 def test_base_loop_equals_transformers_generate(smollm2_tokenizer):
     base = tiny_llama(smollm2_tokenizer.vocab_size)
     prompts = ["hello hello hello", "a b"]
-    batch = smollm2_tokenizer(prompts, padding=True, padding_side="left", return_tensors="pt")
+    rows = [smollm2_tokenizer(p)["input_ids"] for p in prompts]
+    # Left-padded by hand: SmolLM2's GGUF tokenizer has no pad token (transformers < 5.24 then
+    # refuses padding=True; 5.24 pads anyway).
+    width = max(map(len, rows))
+    batch = {
+        "input_ids": torch.tensor([[0] * (width - len(r)) + r for r in rows]),
+        "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
+    }
     expected = base.generate(**batch, max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)
     generator = StaticGenerator.for_base(base, smollm2_tokenizer, batch_size=3, max_cache_len=32)
-    rows = [smollm2_tokenizer(p)["input_ids"] for p in prompts]
     generator.stop_ids = frozenset()  # as generate() above: run the whole budget
     out = generator.generate(rows, max_new_base_tokens=10)
     assert out.tokens == expected[:, batch["input_ids"].shape[1]:].tolist()

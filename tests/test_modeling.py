@@ -347,3 +347,54 @@ def test_generation_buffers_grow_with_the_entries(smollm2_tokenizer):
     assert entries + 1 <= state.input_rows.shape[1] <= max(16, 2 * entries)
     model._grow_rows(state, 5000)
     assert state.input_rows.shape[1] == 2048 == state.output_rows.shape[1]
+
+
+# --------------------------------------------------------------- transformers' cache conventions
+
+
+@pytest.mark.parametrize("name", [None, "cache", "past_key_values"])
+def test_generate_and_forward_take_the_cache_under_either_name_without_warnings(smol_pair, name, caplog):
+    """transformers 5.24 renamed ``past_key_values`` to ``cache``. zip2zip's ``generate()`` and
+    ``forward`` take the cache under either name (or none), on every supported release, give the
+    same codes, and neither zip2zip nor transformers warns (warnings are errors here; transformers'
+    logged deprecation notices are checked too)."""
+    import logging
+    import warnings
+
+    from transformers import DynamicCache
+
+    from zip2zip._compat import CACHE_NAME, output_cache
+
+    tok, model = smol_pair
+    batch = tok(TEXTS, padding=True, padding_side="left", return_tensors="pt")
+    caplog.set_level(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        given = {} if name is None else {name: DynamicCache(config=model.base.config)}
+        with torch.no_grad():
+            codes = model.generate(**batch, max_new_tokens=12, do_sample=False, **given)
+            reference = model.generate(**batch, max_new_tokens=12, do_sample=False)
+            # forward: the same logits with a cache under this name as without one
+            cache = DynamicCache(config=model.base.config)
+            out = model(**batch, **({} if name is None else {name: cache}))
+            plain = model(**batch)
+    assert torch.equal(codes, reference)
+    assert codes.shape[1] > batch["input_ids"].shape[1]
+    assert torch.equal(out.logits, plain.logits)
+    if name is not None:
+        assert output_cache(out) is cache and cache.get_seq_length() == batch["input_ids"].shape[1]
+    assert CACHE_NAME in ("cache", "past_key_values")
+    noisy = [r.getMessage() for r in caplog.records if "deprecat" in r.getMessage().lower()]
+    assert not noisy, noisy
+
+
+def test_both_cache_names_at_once_are_rejected(smol_pair):
+    from transformers import DynamicCache
+
+    tok, model = smol_pair
+    batch = tok(TEXTS[:1], return_tensors="pt")
+    caches = {"cache": DynamicCache(config=model.base.config), "past_key_values": DynamicCache(config=model.base.config)}
+    with pytest.raises(ValueError, match="not both"):
+        model(**batch, **caches)
+    with pytest.raises(ValueError, match="not both"):
+        model.generate(**batch, max_new_tokens=2, **caches)

@@ -62,7 +62,8 @@ def test_identical_to_reference_on_real_token_streams(smollm2_tokenizer, corpus_
     vocab = len(smollm2_tokenizer)
     pad = smollm2_tokenizer.pad_token_id
     disabled = set(default_disabled_ids(smollm2_tokenizer, protect_digits=protect_digits))
-    assert pad in disabled and len(disabled) >= 17 + (10 if protect_digits else 0)
+    # transformers < 5.24 gives SmolLM2's GGUF tokenizer no pad token
+    assert (pad is None or pad in disabled) and len(disabled) >= 17 + (10 if protect_digits else 0)
     compressor = reference.LZWCompressor(vocab, 2048, 4, pad, sorted(disabled))
     config = z.CodebookConfig(vocab, 2048, 4, disabled)
     compared = 0

@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from transformers import StaticCache
 
+from zip2zip._compat import cache_kwargs
 from zip2zip._core import CodecBatch, CodecState
 from zip2zip.nn import RowTable
 
@@ -196,8 +197,8 @@ class StaticGenerator(abc.ABC):
     # ------------------------------------------------------------------ shared tensor work
 
     def _decode(self, embeds: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-        out = self.decoder(inputs_embeds=embeds, attention_mask=bias, position_ids=positions,
-                           past_key_values=self.cache, use_cache=True)
+        out = self.decoder(inputs_embeds=embeds, attention_mask=bias, position_ids=positions, use_cache=True,
+                           **cache_kwargs(self.cache))
         hidden: torch.Tensor = out.last_hidden_state
         return hidden
 

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from transformers import AutoConfig, AutoModelForCausalLM, DynamicCache, GenerationConfig, GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
+from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache, pop_cache
 from zip2zip._core import CodebookConfig, CodecBatch, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding, RowTable
 from zip2zip.nn.hyper_embedding import ENCODER_TYPES, IGNORE_INDEX
@@ -470,6 +471,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         installed: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
+        cache: Any = None,
         past_key_values: Any = None,
         use_cache: bool | None = None,
         zip2zip_state: GenerationState | None = None,
@@ -495,6 +497,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             labels: ``[B, L]`` codes to predict (shifted inside; -100 ignored; targets not yet
                 installed, the KwKwK case, are ignored too).
             position_ids: explicit positions; default from ``config.position_mode``.
+            cache: the KV cache (``past_key_values`` is the same argument under its older name;
+                either works with every supported transformers release).
             zip2zip_state: set by ``generate()``: the per-row codebook states of a generation.
             return_logits: with ``labels``, ``False`` computes the loss with
                 `zip2zip.ops.hyper_cross_entropy` (chunked, no ``[B, L, V + K]`` logits in memory:
@@ -523,8 +527,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             ValueError: codes out of range, hypertokens without codebook or installed counts,
                 or shapes that disagree.
         """
+        cache = pick_cache(cache, past_key_values)
         if zip2zip_state is not None and zip2zip_state.started:
-            return self._decode_step(input_ids, attention_mask, past_key_values, zip2zip_state, **kwargs)
+            return self._decode_step(input_ids, attention_mask, cache, zip2zip_state, **kwargs)
         batch, length = input_ids.shape
         config = self.config
         if codebook is None:
@@ -558,15 +563,15 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         output_rows = self.hyper.encode_rows(RowTable(head), codebook, codebook_lengths, self.hyper.output_encoder)
         inputs_embeds = self.hyper.input_embeddings(input_ids, embedding, input_rows)
         if position_ids is None:
-            if past_key_values is not None and past_key_values.get_seq_length() > 0:
-                raise ValueError("with past_key_values, pass position_ids (positions continue the cache)")
+            if cache is not None and cache.get_seq_length() > 0:
+                raise ValueError("with a KV cache, pass position_ids (positions continue the cache)")
             position_ids = self.hyper.position_ids(input_ids, codebook_lengths, attention_mask, config.position_mode)
         outputs = self.base.get_decoder()(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            past_key_values=past_key_values,
             use_cache=use_cache,
+            **cache_kwargs(cache),
             **kwargs,
         )
         hidden = outputs.last_hidden_state
@@ -598,10 +603,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             loss = loss + distill_weight * kl
         if zip2zip_state is not None:
             self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
-        return CausalLMOutputWithPast(
+        return causal_lm_output(
+            output_cache(outputs),
             loss=loss,
             logits=logits,
-            past_key_values=getattr(outputs, "past_key_values", None),
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
@@ -731,27 +736,34 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             )
             kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), criteria])
         kwargs["zip2zip_state"] = GenerationState()
-        kwargs.setdefault("past_key_values", DynamicCache(config=self.base.config))
-        return super().generate(*args, **kwargs)  # type: ignore[misc]
+        # The caller's cache under either name, handed on under the installed release's name.
+        cache = pop_cache(kwargs)
+        kwargs.update(cache_kwargs(DynamicCache(config=self.base.config) if cache is None else cache))
+        return super().generate(*args, **kwargs)  # type: ignore[misc, unused-ignore]  # misc: transformers < 5.24 types self
 
-    def prepare_inputs_for_generation(
+    # The cache's name and place differ between transformers releases (zip2zip._compat), so the
+    # signature cannot match both releases' for the type checker.
+    def prepare_inputs_for_generation(  # type: ignore[override, unused-ignore]
         self,
         input_ids: torch.LongTensor,
         next_sequence_length: int | None = None,
+        cache: Any = None,
         past_key_values: Any = None,
         attention_mask: torch.LongTensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         is_first_iteration: bool | None = False,
         **kwargs: Any,
     ) -> dict[str, Any]:
-        """The new codes (everything not in the cache yet) and the codebook fields."""
+        """The new codes (everything not in the cache yet) and the codebook fields. ``generate()``
+        passes the cache as ``cache`` (transformers 5.24 on) or ``past_key_values`` (before)."""
         if inputs_embeds is not None:
             raise ValueError("zip2zip generates from codes (input_ids), not inputs_embeds")
-        cached = past_key_values.get_seq_length() if past_key_values is not None else 0
+        cache = pick_cache(cache, past_key_values)
+        cached = cache.get_seq_length() if cache is not None else 0
         return {
             "input_ids": input_ids[:, cached:],
             "attention_mask": attention_mask,
-            "past_key_values": past_key_values,
+            **cache_kwargs(cache),
             "use_cache": True,
             "codebook": kwargs.get("codebook"),
             "codebook_lengths": kwargs.get("codebook_lengths"),
@@ -806,7 +818,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         self,
         input_ids: torch.Tensor,
         attention_mask: torch.Tensor | None,
-        past_key_values: Any,
+        cache: Any,
         state: GenerationState,
         **kwargs: Any,
     ) -> CausalLMOutputWithPast:
@@ -841,10 +853,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
             position_ids=state.last_position[:, None],
-            past_key_values=past_key_values,
             use_cache=True,
+            **cache_kwargs(cache),
         )
         logits = self.hyper.logits(
             outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
         )
-        return CausalLMOutputWithPast(logits=logits, past_key_values=getattr(outputs, "past_key_values", None))
+        return causal_lm_output(output_cache(outputs), logits=logits)

@@ -70,7 +70,7 @@ def load_smollm2_tokenizer() -> PreTrainedTokenizerFast:
     newer ones ignore it for BPE with a warning. It is turned off here, so that decoding gives
     the text back whatever the transformers version.
     """
-    from tokenizers import pre_tokenizers
+    from tokenizers import decoders, pre_tokenizers
 
     tokenizer = load_gguf_tokenizer(smollm2_gguf_path())
     tokenizer.backend_tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -80,6 +80,17 @@ def load_smollm2_tokenizer() -> PreTrainedTokenizerFast:
         ]
     )
     tokenizer.clean_up_tokenization_spaces = False
+    # transformers before 5.23 also turns byte fallback on and puts SentencePiece's decoding
+    # steps before the byte-level decoder; SmolLM2's own tokenizer.json has plain byte-level BPE
+    # with a byte-level decoder, as 5.23 and later convert it.
+    model = tokenizer.backend_tokenizer.model
+    if getattr(model, "byte_fallback", False):
+        model.byte_fallback = False
+    tokenizer.backend_tokenizer.decoder = decoders.ByteLevel()
+    if tokenizer.pad_token is None:
+        # transformers 5.24 names <|im_end|> the pad token, as SmolLM2's own config does; older
+        # releases name none (and then refuse to pad a batch).
+        tokenizer.pad_token = "<|im_end|>"
     return tokenizer
 
 
