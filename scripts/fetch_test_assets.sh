@@ -16,6 +16,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${1:-}
 target=${2:-${ZIP2ZIP_ASSETS:-$root/.assets}}
 export PIP_DISABLE_PIP_VERSION_CHECK=1
+# The downloads below are pinned by version and hash; scripts/test.sh's lock (PIP_CONSTRAINT) is
+# for the test environment and would also reach the build tools pip sets up to read an sdist.
+unset PIP_CONSTRAINT
 
 if [[ -n $venv ]]; then
   [[ -x $venv/bin/python ]] || { echo "no virtual environment at $venv (no $venv/bin/python)" >&2; exit 1; }
