@@ -117,10 +117,10 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
     together = evaluate_humaneval(model, tok, problems, max_new_tokens=12, batch_size=3, workers=2)
     alone = evaluate_humaneval(model, tok, problems, max_new_tokens=12, batch_size=1, workers=2)
     for a, b in zip(together["answers"], alone["answers"]):
-        assert (a["base"], a["zip2zip"]) == (b["base"], b["zip2zip"])
+        assert (a["base"], a["zip2zip"], a["prompt_only"]) == (b["base"], b["zip2zip"], b["prompt_only"])
     for row, problem in zip(together["answers"], problems):
-        assert row["base_passes"] == passes(problem, row["base"])
-        assert row["zip2zip_passes"] == passes(problem, row["zip2zip"])
+        for side in humaneval.SIDES:
+            assert row[f"{side}_passes"] == passes(problem, row[side])
         assert 0 < row["base_tokens"] <= 12 and 0 < row["zip2zip_base_tokens"] < 12 + tok.config.max_subtokens
         assert row["zip2zip_codes"] <= row["zip2zip_base_tokens"]
         assert len(tok.base(row["zip2zip"], add_special_tokens=False)["input_ids"]) <= 12 + 2  # text cut at the budget
@@ -133,7 +133,7 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
     assert together["answers"][0]["base"] == tok.base.decode(out[0, text["input_ids"].shape[1]:], skip_special_tokens=True)
     assert together["problems"] == 3 and together["base_passed"] == sum(r["base_passes"] for r in together["answers"])
     table = format_humaneval(together)
-    assert "| base |" in table and "| zip2zip |" in table and "3 problems" in table
+    assert "| base |" in table and "| zip2zip |" in table and "prompt only" in table and "3 problems" in table
 
 
 def test_eval_command_runs_humaneval(pair, tmp_path):

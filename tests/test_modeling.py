@@ -398,3 +398,26 @@ def test_both_cache_names_at_once_are_rejected(smol_pair):
         model(**batch, **caches)
     with pytest.raises(ValueError, match="not both"):
         model.generate(**batch, max_new_tokens=2, **caches)
+
+
+def test_output_hypertokens_false_writes_base_ids_only(smollm2_tokenizer):
+    """The safety valve: with ``output_hypertokens=False`` the prompt still reads hypertokens but
+    every generated code is a base id, each one the base-id argmax of a full forward over the
+    codes before it."""
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    torch.manual_seed(3)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.5)
+    batch = tok([TEXTS[0]], return_tensors="pt")
+    prompt_length = batch["input_ids"].shape[1]
+    assert int((batch["input_ids"] >= tok.vocab_size).sum()) > 0  # the prompt reads hypertokens
+    with torch.no_grad():
+        free = model.generate(**batch, max_new_tokens=16, do_sample=False)
+        valved = model.generate(**batch, max_new_tokens=16, do_sample=False, output_hypertokens=False)
+        full = model(**tracked_batch(tok, [valved[0].tolist()])).logits[0]
+    assert int((free[0, prompt_length:] >= tok.vocab_size).sum()) > 0  # without the valve it writes some
+    new = valved[0, prompt_length:]
+    assert len(new) == 16 and int((new >= tok.vocab_size).sum()) == 0
+    expected = full[prompt_length - 1 : -1, : tok.vocab_size].argmax(-1)
+    assert torch.equal(new, expected)

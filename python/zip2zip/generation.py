@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from transformers import StoppingCriteria
+from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from zip2zip._core import TextStream
@@ -127,3 +127,16 @@ class CodeTextStopping(StoppingCriteria):
             over = self.max_new_base_tokens is not None and self.base_tokens[row] >= self.max_new_base_tokens
             done.append(stop or over)
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
+
+
+class BaseIdsOnly(LogitsProcessor):
+    """Masks every hypertoken slot (scores at ids ``vocab_size`` and above), so that generation
+    writes base ids only: ``model.generate(..., output_hypertokens=False)`` adds it."""
+
+    def __init__(self, vocab_size: int) -> None:
+        self.vocab_size = int(vocab_size)
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        masked = scores.clone()
+        masked[:, self.vocab_size :] = -float("inf")
+        return masked  # type: ignore[return-value]

@@ -15,9 +15,11 @@ tokens of answer (the zip2zip model through ``max_new_base_tokens``, so it write
 than the base model). Running generated code is what code benchmarks do: it is the evaluated
 model's code, run with the evaluating user's rights.
 
-Besides pass@1 the report gives, per model, the mean repetition of the answers (the share of
-distinct 4-grams of each answer's base tokens: lower means more repeated) and, for the zip2zip
-model, generation compression (base tokens per generated code).
+The zip2zip model answers twice: as it is, and with hypertokens in the prompt only
+(``output_hypertokens=False``, the safety valve: it writes base ids, keeping the prompt's
+prefill and KV-cache savings). Besides pass@1 the report gives, per answer set, the mean
+repetition (the share of distinct 4-grams of each answer's base tokens: lower means more
+repeated) and, for the zip2zip model, generation compression (base tokens per generated code).
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ PROMPT_TEMPLATE = (
     "Complete this Python function. Reply with the whole function in one python code block.\n\n```python\n{prompt}```"
 )
 MEMORY_LIMIT_BYTES = 2 << 30
+# The answers compared: the base model (adapter off), the zip2zip model, and the zip2zip model
+# writing base ids only (``output_hypertokens=False``: hypertokens in the prompt only).
+SIDES = ("base", "zip2zip", "prompt_only")
 
 _FIRST_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _IMPORT = re.compile(r"^(?:import|from)\s+\S")
@@ -211,17 +216,19 @@ def base_answers(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: i
     return answers
 
 
-def zip2zip_answers(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int) -> list[tuple[str, list[int], int]]:
+def zip2zip_answers(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int,
+                    output_hypertokens: bool = True) -> list[tuple[str, list[int], int]]:
     """The zip2zip model's greedy answers to chat texts, batched, left-padded, with at most
     ``max_new_tokens`` base tokens of text each: (text, generated base ids, generated codes) per
-    text (the ids and codes as generated, which may pass the budget by a part of a code)."""
+    text (the ids and codes as generated, which may pass the budget by a part of a code). With
+    ``output_hypertokens=False`` the answers are written in base ids only (the safety valve)."""
     stop = _stop_ids(model)
     batch = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
     batch = {key: value.to(device) for key, value in batch.items()}
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=max_new_tokens, max_new_base_tokens=max_new_tokens,
-                             tokenizer=tokenizer, do_sample=False)
+                             tokenizer=tokenizer, do_sample=False, output_hypertokens=output_hypertokens)
     width = batch["input_ids"].shape[1]
     answers = []
     for row in range(len(texts)):
@@ -262,46 +269,46 @@ def evaluate_humaneval(
         texts = [_chat_text(tokenizer.base, p) for p in chunk]
         base = base_answers(model, tokenizer, texts, max_new_tokens)
         zipped = zip2zip_answers(model, tokenizer, texts, max_new_tokens)
-        for problem, (base_text, base_ids), (zip_text, zip_ids, codes) in zip(chunk, base, zipped):
-            rows.append({"task_id": problem.task_id, "base": base_text, "zip2zip": zip_text,
+        valved = zip2zip_answers(model, tokenizer, texts, max_new_tokens, output_hypertokens=False)
+        for problem, (base_text, base_ids), (zip_text, zip_ids, codes), (valve_text, valve_ids, _) in zip(
+            chunk, base, zipped, valved
+        ):
+            rows.append({"task_id": problem.task_id, "base": base_text, "zip2zip": zip_text, "prompt_only": valve_text,
                          "base_tokens": len(base_ids), "zip2zip_base_tokens": len(zip_ids), "zip2zip_codes": codes,
                          "base_distinct_4grams": distinct_ngram_share(base_ids),
-                         "zip2zip_distinct_4grams": distinct_ngram_share(zip_ids)})
+                         "zip2zip_distinct_4grams": distinct_ngram_share(zip_ids),
+                         "prompt_only_distinct_4grams": distinct_ngram_share(valve_ids)})
         if progress is not None:
             progress(len(chunk))
     by_id = {p.task_id: p for p in problems}
-    jobs = [(by_id[r["task_id"]], r[side]) for r in rows for side in ("base", "zip2zip")]
+    jobs = [(by_id[r["task_id"]], r[side]) for r in rows for side in SIDES]
     with ThreadPoolExecutor(max_workers=workers or min(8, os.cpu_count() or 1)) as pool:
-        verdicts = list(pool.map(lambda job: passes(job[0], job[1], timeout), jobs))
-    for number, row in enumerate(rows):
-        row["base_passes"], row["zip2zip_passes"] = verdicts[2 * number], verdicts[2 * number + 1]
+        verdicts = iter(pool.map(lambda job: passes(job[0], job[1], timeout), jobs))
+    for row in rows:
+        for side in SIDES:
+            row[f"{side}_passes"] = next(verdicts)
     count = len(rows)
     codes = sum(r["zip2zip_codes"] for r in rows)
-    return {
-        "problems": count,
-        "max_new_tokens": max_new_tokens,
-        "base_passed": sum(r["base_passes"] for r in rows),
-        "zip2zip_passed": sum(r["zip2zip_passes"] for r in rows),
-        "base_pass_at_1": sum(r["base_passes"] for r in rows) / count,
-        "zip2zip_pass_at_1": sum(r["zip2zip_passes"] for r in rows) / count,
-        "base_distinct_4grams": sum(r["base_distinct_4grams"] for r in rows) / count,
-        "zip2zip_distinct_4grams": sum(r["zip2zip_distinct_4grams"] for r in rows) / count,
-        "zip2zip_tokens_per_code": sum(r["zip2zip_base_tokens"] for r in rows) / max(codes, 1),
-        "answers": rows,
-    }
+    report: dict[str, Any] = {"problems": count, "max_new_tokens": max_new_tokens}
+    for side in SIDES:
+        passed = sum(r[f"{side}_passes"] for r in rows)
+        report[f"{side}_passed"] = passed
+        report[f"{side}_pass_at_1"] = passed / count
+        report[f"{side}_distinct_4grams"] = sum(r[f"{side}_distinct_4grams"] for r in rows) / count
+    report["zip2zip_tokens_per_code"] = sum(r["zip2zip_base_tokens"] for r in rows) / max(codes, 1)
+    report["answers"] = rows
+    return report
 
 
 def format_humaneval(report: dict[str, Any]) -> str:
     """A Markdown table of the HumanEval report."""
-    only_base = sum(a["base_passes"] and not a["zip2zip_passes"] for a in report["answers"])
-    only_zip = sum(a["zip2zip_passes"] and not a["base_passes"] for a in report["answers"])
-    return "\n".join([
-        f"HumanEval, {report['problems']} problems, greedy, {report['max_new_tokens']} base tokens per answer",
-        "",
-        "| model | passed | pass@1 | only this one right | distinct 4-grams | base tokens per code |",
-        "|---|---:|---:|---:|---:|---:|",
-        f"| base | {report['base_passed']} | {report['base_pass_at_1']:.3f} | {only_base} | "
-        f"{report['base_distinct_4grams']:.3f} | 1.00 |",
-        f"| zip2zip | {report['zip2zip_passed']} | {report['zip2zip_pass_at_1']:.3f} | {only_zip} | "
-        f"{report['zip2zip_distinct_4grams']:.3f} | {report['zip2zip_tokens_per_code']:.2f} |",
-    ])
+    names = {"base": "base", "zip2zip": "zip2zip", "prompt_only": "zip2zip, hypertokens in the prompt only"}
+    compression = {"base": "1.00", "zip2zip": f"{report['zip2zip_tokens_per_code']:.2f}", "prompt_only": "1.00"}
+    lines = [f"HumanEval, {report['problems']} problems, greedy, {report['max_new_tokens']} base tokens per answer", "",
+             "| model | passed | pass@1 | right where the base is wrong | distinct 4-grams | base tokens per code |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for side in SIDES:
+        gained = sum(a[f"{side}_passes"] and not a["base_passes"] for a in report["answers"])
+        lines.append(f"| {names[side]} | {report[f'{side}_passed']} | {report[f'{side}_pass_at_1']:.3f} | {gained} | "
+                     f"{report[f'{side}_distinct_4grams']:.3f} | {compression[side]} |")
+    return "\n".join(lines)

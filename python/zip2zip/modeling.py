@@ -707,11 +707,21 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         prompt. ``max_new_tokens`` counts codes; ``max_new_base_tokens`` (with ``tokenizer=``)
         also limits base tokens, and ``stop_strings`` (with ``tokenizer=``) are matched on the
         generated text. For printing as it goes, ``streamer=zip2zip.generation.Zip2ZipStreamer(tok)``.
+        ``output_hypertokens=False`` restricts the generated codes to base ids (the prompt still
+        reads hypertokens, so its prefill and KV-cache savings stay): a safety valve that trades
+        generation compression for the base model's output vocabulary.
 
         Raises:
             ValueError: beam search (per-row codebook states are not reordered yet), or a
                 right-padded batch.
         """
+        if not kwargs.pop("output_hypertokens", True):
+            from transformers import LogitsProcessorList
+
+            from zip2zip.generation import BaseIdsOnly
+
+            only_base = BaseIdsOnly(self.config.vocab_size)
+            kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), only_base])
         generation_config = kwargs.get("generation_config") or self.generation_config
         if (kwargs.get("num_beams") or generation_config.num_beams or 1) > 1:
             raise ValueError("beam search is not supported: per-row codebook states would need reordering")
