@@ -89,10 +89,14 @@ pub(crate) fn to_py_err(error: CodecError) -> PyErr {
     }
 }
 
-/// A one-dimensional, contiguous int32 or int64 NumPy array (what the Python layer passes).
-pub(crate) enum IdArray<'py> {
-    I32(PyReadonlyArray1<'py, i32>),
-    I64(PyReadonlyArray1<'py, i64>),
+/// The ids of a one-dimensional int32 or int64 NumPy array (what the Python layer passes),
+/// copied out of the array while the GIL is held. Work then reads the copy, with or without the
+/// GIL: another thread that writes into the caller's array meanwhile cannot change ids after
+/// they were validated (that made a validated stream invalid halfway through: a panic, or a
+/// codebook holding the new values).
+pub(crate) enum IdArray {
+    I32(Vec<i32>),
+    I64(Vec<i64>),
 }
 
 /// A borrowed view of an [`IdArray`], usable without the GIL.
@@ -102,10 +106,10 @@ pub(crate) enum IdSlice<'a> {
     I64(&'a [i64]),
 }
 
-impl<'py> IdArray<'py> {
-    /// Reads an int32 or int64 array as it is; converts anything else (lists, tensors, other
+impl IdArray {
+    /// Copies an int32 or int64 array as it is; converts anything else (lists, tensors, other
     /// dtypes, strided views) with `zip2zip._ids.as_id_array`, which also validates it.
-    pub(crate) fn extract(object: &Bound<'py, PyAny>, what: &str) -> PyResult<Self> {
+    pub(crate) fn extract(object: &Bound<'_, PyAny>, what: &str) -> PyResult<Self> {
         if let Some(array) = Self::extract_exact(object) {
             return Ok(array);
         }
@@ -121,8 +125,8 @@ impl<'py> IdArray<'py> {
         })
     }
 
-    fn extract_exact(object: &Bound<'py, PyAny>) -> Option<Self> {
-        let contiguous = |array: &Bound<'py, PyAny>| {
+    fn extract_exact(object: &Bound<'_, PyAny>) -> Option<Self> {
+        let contiguous = |array: &Bound<'_, PyAny>| {
             array
                 .cast::<numpy::PyUntypedArray>()
                 .is_ok_and(|a| a.is_c_contiguous())
@@ -130,21 +134,26 @@ impl<'py> IdArray<'py> {
         if !contiguous(object) {
             return None;
         }
-        if let Ok(array) = object.extract::<PyReadonlyArray1<'py, i64>>() {
-            return Some(Self::I64(array));
+        // Only C-contiguous arrays come here, so as_slice succeeds.
+        if let Ok(array) = object.extract::<PyReadonlyArray1<'_, i64>>() {
+            return array
+                .as_slice()
+                .ok()
+                .map(|values| Self::I64(values.to_vec()));
         }
-        if let Ok(array) = object.extract::<PyReadonlyArray1<'py, i32>>() {
-            return Some(Self::I32(array));
+        if let Ok(array) = object.extract::<PyReadonlyArray1<'_, i32>>() {
+            return array
+                .as_slice()
+                .ok()
+                .map(|values| Self::I32(values.to_vec()));
         }
         None
     }
 
     pub(crate) fn slice(&self) -> PyResult<IdSlice<'_>> {
-        let not_contiguous = |_| PyValueError::new_err("ids must be a contiguous array");
-        // extract_exact only accepts C-contiguous arrays, so this cannot fail in practice.
         Ok(match self {
-            Self::I32(array) => IdSlice::I32(array.as_slice().map_err(not_contiguous)?),
-            Self::I64(array) => IdSlice::I64(array.as_slice().map_err(not_contiguous)?),
+            Self::I32(values) => IdSlice::I32(values),
+            Self::I64(values) => IdSlice::I64(values),
         })
     }
 
@@ -605,7 +614,7 @@ pub(crate) enum BatchSlices<'a> {
     I64(Vec<Cow<'a, [i64]>>),
 }
 
-pub(crate) fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlices<'a>> {
+pub(crate) fn batch_slices(arrays: &[IdArray]) -> PyResult<BatchSlices<'_>> {
     let slices = arrays
         .iter()
         .map(IdArray::slice)
@@ -637,7 +646,7 @@ pub(crate) fn batch_slices<'a>(arrays: &'a [IdArray<'_>]) -> PyResult<BatchSlice
 pub(crate) fn extract_batch<'py>(
     sequences: &Bound<'py, PyAny>,
     what: &str,
-) -> PyResult<Vec<IdArray<'py>>> {
+) -> PyResult<Vec<IdArray>> {
     sequences
         .try_iter()?
         .map(|item| IdArray::extract(&item?, what))
