@@ -218,6 +218,9 @@ def test_html(capsys, smollm2_tokenizer, tok, tmp_path):
         (["show", "{corpus}/a.txt", "--text", "x"], "not both"),
         (["show", "--text", "x", "--max-chars", "0"], "--max-chars"),
         (["show", "--text", "x", "--html", "/no/such/dir/out.html"], "cannot write"),
+        (["stats", "/dev/null"], "not a regular file"),
+        (["show", "/dev/zero"], "not a regular file"),
+        (["show", "--text", "a\udc80b"], "lone surrogate"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(capsys, smollm2_tokenizer, corpus, args, message):
@@ -238,3 +241,46 @@ def test_argparse_errors_and_help(capsys):
 def test_python_dash_m():
     result = subprocess.run([sys.executable, "-m", "zip2zip", "show", "--help"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "--html" in result.stdout
+
+
+# ---------------------------------------------------------------------------- what is not a file
+
+
+def test_stats_skips_what_is_not_a_regular_file(capsys, smollm2_tokenizer, tok, corpus):
+    """A FIFO (reading it would block forever) and a link to /dev/zero (endless) in a folder are
+    skipped with a warning; the regular files are measured as before."""
+    import os
+
+    os.mkfifo(corpus / "pipe.txt")
+    os.symlink("/dev/zero", corpus / "zero.txt")
+    status, out, err = cli(capsys, smollm2_tokenizer, "stats", str(corpus), "-K", str(K), "--format", "json")
+    assert status == 0
+    assert "skipping docs/pipe.txt: not a regular file" in err and "skipping docs/zero.txt: not a regular file" in err
+    assert [(r["kind"], r["path"]) for r in json.loads(out)] == [("file", "docs/a.txt"), ("file", "docs/b.py"),
+                                                                 ("folder", "docs/")]
+
+
+def test_show_reads_only_max_chars(capsys, smollm2_tokenizer, tok, monkeypatch):
+    """--max-chars bounds what is read: the first 10 characters of /dev/zero, and of stdin."""
+    status, out, _ = cli(capsys, smollm2_tokenizer, "show", "/dev/zero", "--max-chars", "10", "-K", str(K),
+                         "--colour", "never")
+    assert status == 0 and out == render_terminal(tok, tok.encode("\0" * 10, add_special_tokens=False), colour=False) + "\n"
+
+    class EndlessStdin:
+        buffer = open("/dev/zero", "rb")  # noqa: SIM115 (closed below)
+
+    monkeypatch.setattr(sys, "stdin", EndlessStdin())
+    try:
+        assert cli(capsys, smollm2_tokenizer, "show", "-", "--max-chars", "10", "-K", str(K), "--colour", "never")[1] == out
+        assert not EndlessStdin.buffer.closed  # stdin stays open
+    finally:
+        EndlessStdin.buffer.close()
+
+
+def test_stdin_that_is_not_utf8_is_a_user_error(capsys, smollm2_tokenizer, monkeypatch):
+    class BadStdin:
+        buffer = io.BytesIO(b"ab\xff\xfe")
+
+    monkeypatch.setattr(sys, "stdin", BadStdin())
+    status, out, err = cli(capsys, smollm2_tokenizer, "show", "-")
+    assert status == 2 and err == "zip2zip: error: stdin: not UTF-8 text\n" and out == ""

@@ -85,8 +85,11 @@ def load_tokenizer(source: Any, max_codebook_size: int, max_subtokens: int) -> Z
 def collect_files(paths: Sequence[str | os.PathLike[str]], globs: Sequence[str] = DEFAULT_GLOBS) -> list[tuple[Path, str]]:
     """:func:`zip2zip.files.collect_files` with the command's default patterns; a missing path
     or an empty folder is a `UsageError`."""
+    def skip(label: str) -> None:
+        print(f"zip2zip: warning: skipping {label}: not a regular file", file=sys.stderr)
+
     try:
-        return files.collect_files(paths, globs)
+        return files.collect_files(paths, globs, on_skip=skip)
     except (FileNotFoundError, ValueError) as error:
         raise UsageError(str(error)) from None
 
@@ -245,27 +248,50 @@ def run_stats(
 
 def read_text(path: str | None, text: str | None, max_chars: int | None = None) -> tuple[str, str]:
     """(text, name) from ``--text``, a file, or stdin (``path`` None or "-"), cut to
-    ``max_chars`` characters.
+    ``max_chars`` characters: only that much is read.
 
     Raises:
-        UsageError: both a path and ``--text``, an unreadable or non-UTF-8 file, max_chars < 1.
+        UsageError: both a path and ``--text``, an unreadable or non-UTF-8 file or stdin, text
+            that is not valid Unicode (a lone surrogate), something that is not a regular file
+            without ``--max-chars`` (it could be endless), max_chars < 1.
     """
     if max_chars is not None and max_chars < 1:
         raise UsageError(f"--max-chars must be at least 1, got {max_chars}")
+    limit = -1 if max_chars is None else max_chars
     if text is not None:
         if path is not None:
             raise UsageError("give either a PATH or --text, not both")
-        name = "text"
+        text, name = text[:limit] if max_chars is not None else text, "text"
     elif path is None or path == "-":
-        text, name = sys.stdin.read(), "stdin"
-    else:
+        name = "stdin"
+        buffer = getattr(sys.stdin, "buffer", None)
         try:
-            text, name = Path(path).read_text(encoding="utf-8"), path
+            if buffer is None:  # a text stream put in place of stdin
+                text = sys.stdin.read(limit)
+            else:
+                reader = io.TextIOWrapper(buffer, encoding="utf-8", errors="strict")
+                try:
+                    text = reader.read(limit)
+                finally:
+                    reader.detach()  # leave sys.stdin's buffer open
+        except UnicodeDecodeError:
+            raise UsageError("stdin: not UTF-8 text") from None
+    else:
+        name = path
+        if Path(path).exists() and not Path(path).is_file() and max_chars is None:
+            raise UsageError(f"{path}: not a regular file (give --max-chars N to read its first N characters)")
+        try:
+            with open(path, encoding="utf-8", errors="strict") as handle:
+                text = handle.read(limit)
         except UnicodeDecodeError:
             raise UsageError(f"{path}: not UTF-8 text") from None
         except OSError as error:
             raise UsageError(f"{path}: {error.strerror or error}") from None
-    return (text if max_chars is None else text[:max_chars]), name
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(f"{name}: not valid Unicode text (a lone surrogate)") from None
+    return text, name
 
 
 def run_show(
