@@ -178,6 +178,27 @@ def test_chat_template_and_tokens(smollm2_tokenizer):
     assert "".join(tokens) == "".join(smollm2_tokenizer.convert_ids_to_tokens(list(base_ids)))
     assert any(code >= tok.vocab_size for code in codes), "expected at least one hypertoken"
     assert tok.eos_token == smollm2_tokenizer.eos_token and tok.pad_token_id == smollm2_tokenizer.pad_token_id
+
+
+def test_chat_template_truncates_like_a_call(smollm2_tokenizer):
+    """truncation=True with max_length (codes) cuts the templated codes as __call__ does; it was
+    ignored (29 codes for max_length=3)."""
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer)
+    messages = [{"role": "user", "content": "Say hello, hello, hello, hello!"}]
+    full = tok.apply_chat_template(messages, add_generation_prompt=True)
+    cut = tok.apply_chat_template(messages, add_generation_prompt=True, truncation=True, max_length=3)
+    assert len(full) > 3 and list(cut) == list(full[:3])
+    import torch
+
+    batch = tok.apply_chat_template(messages, add_generation_prompt=True, truncation=True, max_length=5,
+                                    return_dict=True, return_tensors="pt")
+    rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    direct = tok(rendered, add_special_tokens=False, truncation=True, max_length=5, return_tensors="pt")
+    assert all(torch.equal(batch[k], direct[k]) for k in direct)
+    for bad in (True, 2.5, "3"):
+        with pytest.raises(TypeError, match="max_length must be an integer"):
+            tok("hello", truncation=True, max_length=bad)
+    assert len(tok("hello hello hello", truncation=True, max_length=np.int64(2))["input_ids"]) == 2
     assert len(tok) == tok.vocab_size + 2048
 
 

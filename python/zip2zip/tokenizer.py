@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 
 import json
+import numbers
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -303,6 +304,8 @@ class Zip2ZipTokenizer:
         truncate = truncation not in (False, "do_not_truncate")
         if (truncate or padding_strategy == "max_length") and max_length is None:
             raise ValueError("truncation and padding='max_length' need max_length (counted in codes)")
+        if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)):
+            raise TypeError(f"max_length must be an integer (a number of codes), got {max_length!r}")
         if max_length is not None and max_length < 1:
             raise ValueError(f"max_length must be at least 1, got {max_length}")
         side = padding_side or self.padding_side
@@ -441,12 +444,17 @@ class Zip2ZipTokenizer:
         return_tensors: str | None = None,
         return_dict: bool = False,
         padding: bool | str = False,
+        truncation: bool | str = False,
+        max_length: int | None = None,
+        padding_side: str | None = None,
         **template_kwargs: Any,
     ) -> Any:
         """Render with the base tokenizer's chat template, then compress.
 
         With ``tokenize=False`` the rendered text is returned; with ``return_dict=True`` the
-        full ``BatchEncoding`` of :meth:`__call__`, else the codes.
+        full ``BatchEncoding`` of :meth:`__call__`, else the codes. ``padding``, ``truncation``,
+        ``max_length`` (in codes) and ``padding_side`` are :meth:`__call__`'s; other keywords go
+        to the template.
         """
         rendered: Any = self.base.apply_chat_template(
             conversation, tokenize=False, add_generation_prompt=add_generation_prompt, **template_kwargs
@@ -454,7 +462,8 @@ class Zip2ZipTokenizer:
         if not tokenize:
             return rendered
         # The template already holds the special tokens (BOS etc.): do not add them twice.
-        encoding = self(rendered, add_special_tokens=False, return_tensors=return_tensors, padding=padding)
+        encoding = self(rendered, add_special_tokens=False, return_tensors=return_tensors, padding=padding,
+                        truncation=truncation, max_length=max_length, padding_side=padding_side)
         return encoding if return_dict else encoding["input_ids"]
 
 
