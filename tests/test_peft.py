@@ -156,3 +156,44 @@ def test_tied_encoders_save_once_and_load(smollm2_tokenizer, base_folder, tmp_pa
     batch = tok(TEXTS, padding=True, return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(loaded(**batch).logits, model(**batch).logits)
+
+
+@pytest.mark.parametrize("cut", [ENCODERS_FILE, f"{ADAPTER_FOLDER}/adapter_model.safetensors", "encoders-shape"])
+def test_a_failed_load_leaves_the_callers_base_as_it_was(smollm2_tokenizer, base_folder, tmp_path, cut):
+    """from_pretrained(folder, base_model=base) with a cut-short or mismatched file raises an error
+    that names the file, and the caller's base keeps its modules and its logits (the adapter
+    used to be injected before the encoders were read)."""
+    import shutil
+
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from transformers import AutoModelForCausalLM
+
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
+    model = Zip2ZipForCausalLM.from_base(base_folder, tok).add_lora(r=2)
+    for name, parameter in model.base.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter, std=1.0)  # an adapter that moves the logits
+    model.save_pretrained(tmp_path / "good")
+    shutil.copytree(tmp_path / "good", tmp_path / "bad")
+    if cut == "encoders-shape":
+        weights = load_file(tmp_path / "good" / ENCODERS_FILE)
+        save_file({k: v for k, v in weights.items() if "project_out" not in k}, tmp_path / "bad" / ENCODERS_FILE)
+        message = "do not match"
+    else:
+        path = tmp_path / "bad" / cut
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+        message = "not a valid safetensors file"
+    base = AutoModelForCausalLM.from_pretrained(base_folder).eval()
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad():
+        before = base(input_ids=ids).logits.clone()
+    with pytest.raises(ValueError, match=message) as error:
+        Zip2ZipForCausalLM.from_pretrained(tmp_path / "bad", base_model=base)
+    if cut != "encoders-shape":
+        assert os.path.basename(cut) in str(error.value)
+    assert not any(isinstance(m, BaseTunerLayer) for m in base.modules())
+    with torch.no_grad():
+        assert torch.equal(base(input_ids=ids).logits, before)
+    # the good folder still loads onto the same base afterwards
+    loaded = Zip2ZipForCausalLM.from_pretrained(tmp_path / "good", base_model=base)
+    assert loaded.has_adapter

@@ -55,6 +55,36 @@ def lora_target_modules(model_type: str) -> list[str] | str:
     return list(LORA_TARGETS.get(model_type, [])) or "all-linear"
 
 
+def _read_safetensors(path: str) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file.
+
+    Raises:
+        FileNotFoundError: no file.
+        ValueError: not a whole safetensors file (cut short, say); the message names the file.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} is missing")
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"{path} is not a valid safetensors file (cut short or corrupt?): {error}") from error
+
+
+def _remove_adapter_layers(model: torch.nn.Module) -> None:
+    """Put back the plain layers where peft injected adapter layers into ``model`` (after a
+    failed load), so that the caller's model is as it was."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in list(model.named_modules()):
+        if isinstance(module, BaseTunerLayer) and name:
+            parent_name, _, child = name.rpartition(".")
+            parent = model.get_submodule(parent_name) if parent_name else model
+            setattr(parent, child, module.get_base_layer())
+
+
 def _is_peft_model(module: torch.nn.Module) -> bool:
     try:
         from peft import PeftModel
@@ -450,14 +480,27 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         adapter = os.path.join(folder, ADAPTER_FOLDER)
         if not os.path.isfile(os.path.join(adapter, "adapter_config.json")):
             raise FileNotFoundError(f"{folder} has encoders but no adapter: {adapter}/adapter_config.json is missing")
+        # Every file is read and checked before the base is touched: PeftModel.from_pretrained
+        # injects the adapter into the caller's base in place, so a bad file found after that
+        # would leave a changed base behind.
+        encoders_file = os.path.join(folder, ENCODERS_FILE)
+        _read_safetensors(encoders_file)
+        adapter_weights = os.path.join(adapter, "adapter_model.safetensors")
+        if os.path.isfile(adapter_weights):
+            _read_safetensors(adapter_weights)
         model = cls(config, base_model=base_model)
-        # Wrapped after construction: post_init would re-initialise the adapter's new layers.
-        with _quiet_peft():
-            model.base = PeftModel.from_pretrained(model.base, adapter, is_trainable=is_trainable)
         try:
-            load_model(model.hyper, os.path.join(folder, ENCODERS_FILE), strict=True)
+            # load_model, not load_state_dict: tied encoders are saved once (see _encoder_tensors).
+            load_model(model.hyper, encoders_file, strict=True)
         except RuntimeError as error:  # missing, unexpected or reshaped encoder weights
             raise ValueError(f"the encoders in {folder} do not match the model: {error}") from error
+        # Wrapped after construction: post_init would re-initialise the adapter's new layers.
+        try:
+            with _quiet_peft():
+                model.base = PeftModel.from_pretrained(model.base, adapter, is_trainable=is_trainable)
+        except BaseException:
+            _remove_adapter_layers(base_model)
+            raise
         if os.path.isfile(os.path.join(folder, "generation_config.json")):
             model.generation_config = GenerationConfig.from_pretrained(folder)
         return model
