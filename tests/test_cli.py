@@ -217,7 +217,7 @@ def test_html(capsys, smollm2_tokenizer, tok, tmp_path):
         (["show", "{corpus}/image.bin"], "not UTF-8"),
         (["show", "{corpus}/a.txt", "--text", "x"], "not both"),
         (["show", "--text", "x", "--max-chars", "0"], "--max-chars"),
-        (["show", "--text", "x", "--html", "/no/such/dir/out.html"], "cannot write"),
+        (["show", "--text", "x", "--html", "/no/such/dir/out.html"], "could not write /no/such/dir/out.html"),
         (["stats", "/dev/null"], "not a regular file"),
         (["show", "/dev/zero"], "not a regular file"),
         (["show", "--text", "a\udc80b"], "lone surrogate"),

@@ -313,9 +313,9 @@ def run_show(
     codes = tokenizer.encode(text, add_special_tokens=False)
     if html_path is not None:
         try:
-            Path(html_path).write_text(render_html(tokenizer, codes, title=title), encoding="utf-8")
-        except OSError as error:
-            raise UsageError(f"cannot write {html_path}: {error.strerror or error}") from None
+            files.write_atomic(html_path, render_html(tokenizer, codes, title=title))
+        except files.SaveError as error:
+            raise UsageError(str(error)) from None
     else:
         rendered = render_terminal(tokenizer, codes, colour=colour)
         out.write(rendered if rendered.endswith("\n") else rendered + "\n")

@@ -31,6 +31,7 @@ from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_c
 from zip2zip._core import CodebookConfig, CodecBatch, CodecState, ConfigError
 from zip2zip.nn import HyperEmbedding, RowTable
 from zip2zip.nn.hyper_embedding import ENCODER_TYPES, IGNORE_INDEX
+from zip2zip.files import staged_save
 from zip2zip.sources import base_source_name, load_base_model
 
 POSITION_MODES = ("base", "compressed")
@@ -411,7 +412,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         if not self.has_adapter:
             if state_dict is not None:
                 kwargs["state_dict"] = state_dict
-            super().save_pretrained(save_directory, *args, **kwargs)
+            with staged_save(save_directory) as stage:
+                super().save_pretrained(stage, *args, **kwargs)
             return
         if not self.config.base_source:
             raise ValueError(
@@ -421,20 +423,22 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         from safetensors.torch import save_file, save_model
 
         encoders = None if state_dict is None else self._encoder_tensors(state_dict)  # raises before writing
-        folder = os.fspath(save_directory)
-        os.makedirs(folder, exist_ok=True)
-        self.config.save_pretrained(folder)
-        if self.generation_config is not None:
-            self.generation_config.save_pretrained(folder)
-        if state_dict is None or encoders is None:  # both None or both set; mypy needs to see both
-            save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
-            self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
-            return
-        tensors, metadata = encoders
-        save_file(tensors, os.path.join(folder, ENCODERS_FILE), metadata=metadata)
-        # peft picks the adapter's weights out of a state dict of the PeftModel (keys "base_model.model.…").
-        base_state = {key.removeprefix("base."): value for key, value in state_dict.items() if key.startswith("base.")}
-        self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER), state_dict=base_state)
+        # Written into a staging folder, then moved in file by file: a failed save (a full disk)
+        # leaves the folder as it was.
+        with staged_save(save_directory) as stage:
+            folder = os.fspath(stage)
+            self.config.save_pretrained(folder)
+            if self.generation_config is not None:
+                self.generation_config.save_pretrained(folder)
+            if state_dict is None or encoders is None:  # both None or both set; mypy needs to see both
+                save_model(self.hyper, os.path.join(folder, ENCODERS_FILE), metadata={"format": "pt"})
+                self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER))
+                return
+            tensors, metadata = encoders
+            save_file(tensors, os.path.join(folder, ENCODERS_FILE), metadata=metadata)
+            # peft picks the adapter's weights out of a state dict of the PeftModel (keys "base_model.model.…").
+            base_state = {key.removeprefix("base."): value for key, value in state_dict.items() if key.startswith("base.")}
+            self.base.save_pretrained(os.path.join(folder, ADAPTER_FOLDER), state_dict=base_state)
 
     def _encoder_tensors(self, state_dict: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
         """The encoders' weights in a state dict of the whole model, named and laid out as

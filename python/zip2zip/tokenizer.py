@@ -179,10 +179,17 @@ class Zip2ZipTokenizer:
         return cls(base, config, protect_digits=data["protect_digits"], extra_disabled_ids=data["extra_disabled_ids"])
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> tuple[str, ...]:
-        """Write the base tokenizer's files and ``zip2zip_config.json`` to ``directory``."""
+        """Write the base tokenizer's files and ``zip2zip_config.json`` to ``directory``.
+
+        Each file is written whole before any replaces the folder's old one, so a failed save
+        (a full disk) leaves the folder as it was.
+
+        Raises:
+            zip2zip.files.SaveError: the files could not be written.
+        """
+        from zip2zip.files import staged_save
+
         directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        files = tuple(self.base.save_pretrained(str(directory)))
         data = {
             "format_version": CONFIG_FORMAT_VERSION,
             "vocab_size": self.config.vocab_size,
@@ -192,9 +199,11 @@ class Zip2ZipTokenizer:
             "protect_digits": self.protect_digits,
             "extra_disabled_ids": list(self.extra_disabled_ids),
         }
-        config_path = directory / CONFIG_NAME
-        config_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        return (*files, str(config_path))
+        with staged_save(directory) as stage:
+            staged = [Path(f) for f in self.base.save_pretrained(str(stage))]
+            (stage / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        files = tuple(str(directory / f.relative_to(stage)) if f.is_relative_to(stage) else str(f) for f in staged)
+        return (*files, str(directory / CONFIG_NAME))
 
     def __getstate__(self) -> dict[str, Any]:
         return {
