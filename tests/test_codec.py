@@ -251,11 +251,26 @@ def test_errors_name_the_value_and_position():
         ((10, 2**31, 4), "fits in int32"),
         ((10, 10, 4, [3, 10]), "disabled id 10 is out of range"),
         ((10, 10, 4, [-2]), "non-negative"),
+        ((2**63, 10, 4), "vocab_size is out of range"),
+        ((10, 2**64, 4), "max_codebook_size is out of range"),
+        ((10, 10, -(2**70)), "max_subtokens is out of range"),
+        ((10, 10, 4, [2**70]), "a disabled id is out of range"),
     ],
 )
 def test_invalid_configs(args, message):
     with pytest.raises(z.ConfigError, match=message):
         z.CodebookConfig(*args)
+
+
+@pytest.mark.parametrize("args", [(True,), (10.0,), ("10",), (10, 16, 4, [True]), (10, 16, 4, [1.0])])
+def test_config_numbers_must_be_integers(args):
+    with pytest.raises(TypeError, match="must be an integer"):
+        z.CodebookConfig(*args)
+
+
+def test_config_numbers_may_be_numpy_integers_and_defaults_may_be_none():
+    assert z.CodebookConfig(np.int64(100), np.int32(16), np.uint8(4), [np.int16(3)]) == z.CodebookConfig(100, 16, 4, [3])
+    assert z.CodebookConfig(100, None, None) == z.CodebookConfig(100)
 
 
 def test_config_accessors():

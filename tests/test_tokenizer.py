@@ -279,8 +279,12 @@ def test_save_load_and_pickle(smollm2_tokenizer, tmp_path):
         (lambda d: {**d, "max_subtokens": 0}, "max_subtokens must be in"),
         (lambda d: {**d, "disabled_ids": d["disabled_ids"][1:]}, "disabled_ids do not match"),
         (lambda d: {**d, "vocab_size": 10}, "out of range"),
+        (lambda d: {**d, "vocab_size": 10**30}, "out of range"),
+        (lambda d: {**d, "disabled_ids": [*d["disabled_ids"], 2**70]}, "out of range"),
+        (lambda d: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
-    ids=["garbage", "wrong-type", "version", "invalid-S", "disabled-mismatch", "small-vocab"],
+    ids=["garbage", "wrong-type", "version", "invalid-S", "disabled-mismatch", "small-vocab", "huge-vocab",
+         "huge-disabled-id", "deep-json"],
 )
 def test_corrupted_config_raises(smollm2_tokenizer, tmp_path, edit, message):
     z.Zip2ZipTokenizer.from_base(smollm2_tokenizer).save_pretrained(tmp_path)

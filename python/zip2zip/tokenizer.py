@@ -165,6 +165,8 @@ class Zip2ZipTokenizer:
             data = json.loads(config_path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
             raise ConfigError(f"{config_path} is not valid JSON: {error}") from None
+        except RecursionError:  # nesting deeper than the parser goes
+            raise ConfigError(f"{config_path} is not a zip2zip config: its JSON is nested too deeply") from None
         config = _config_from_json(data, config_path)
         if (directory / "config.json").is_file():  # a saved model's folder: register its config type
             with contextlib.suppress(ImportError):
@@ -515,3 +517,5 @@ def _config_from_json(data: Any, path: Path) -> CodebookConfig:
         return CodebookConfig(data["vocab_size"], data["max_codebook_size"], data["max_subtokens"], data["disabled_ids"])
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+    except (OverflowError, TypeError) as error:  # numbers beyond 64 bits
+        raise ConfigError(f"{path}: a size or disabled id is out of range: {error}") from None

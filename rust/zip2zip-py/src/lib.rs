@@ -13,7 +13,7 @@ use numpy::{
 use pyo3::create_exception;
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBool, PyBytes, PyTuple};
 use zip2zip_core::{step_batch, CodeSink, CodebookConfig, CodecError, CodecState, Encoding};
 
 create_exception!(
@@ -195,29 +195,56 @@ fn non_negative(name: &str, value: i64) -> PyResult<u64> {
     })
 }
 
+/// A config number: an int (not a bool) that fits 64 bits and is not negative; an int beyond
+/// 64 bits is a `ConfigError` like any other out-of-range size, anything else a `TypeError`.
+fn config_int(name: &str, value: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let not_an_integer = || -> PyResult<PyErr> {
+        Ok(PyTypeError::new_err(format!(
+            "invalid codebook config: {name} must be an integer, got {}",
+            value.repr()?
+        )))
+    };
+    if value.is_instance_of::<PyBool>() {
+        return Err(not_an_integer()?);
+    }
+    match value.extract::<i64>() {
+        Ok(number) => non_negative(name, number),
+        // An integer (a Python int, a NumPy integer) that does not fit 64 bits.
+        Err(_) if value.hasattr("__index__")? => Err(ConfigError::new_err(format!(
+            "invalid codebook config: {name} is out of range, got {}",
+            value.repr()?
+        ))),
+        Err(_) => Err(not_an_integer()?),
+    }
+}
+
 #[pymethods]
 impl PyCodebookConfig {
     #[new]
-    #[pyo3(signature = (vocab_size, max_codebook_size = 2048, max_subtokens = 4, disabled_ids = None))]
+    #[pyo3(
+        signature = (vocab_size, max_codebook_size = None, max_subtokens = None, disabled_ids = None),
+        text_signature = "(vocab_size, max_codebook_size=2048, max_subtokens=4, disabled_ids=None)"
+    )]
     fn new(
-        vocab_size: i64,
-        max_codebook_size: i64,
-        max_subtokens: i64,
+        vocab_size: &Bound<'_, PyAny>,
+        max_codebook_size: Option<&Bound<'_, PyAny>>,
+        max_subtokens: Option<&Bound<'_, PyAny>>,
         disabled_ids: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Self> {
+        let or_default = |name: &str, value: Option<&Bound<'_, PyAny>>, default: u64| match value {
+            Some(value) => config_int(name, value),
+            None => Ok(default),
+        };
         let mut disabled = Vec::new();
         if let Some(ids) = disabled_ids {
             for item in ids.try_iter()? {
-                let id: i64 = item?
-                    .extract()
-                    .map_err(|_| PyTypeError::new_err("disabled_ids must be integers"))?;
-                disabled.push(non_negative("a disabled id", id)?);
+                disabled.push(config_int("a disabled id", &item?)?);
             }
         }
         let config = CodebookConfig::new(
-            non_negative("vocab_size", vocab_size)?,
-            non_negative("max_codebook_size", max_codebook_size)?,
-            non_negative("max_subtokens", max_subtokens)?,
+            config_int("vocab_size", vocab_size)?,
+            or_default("max_codebook_size", max_codebook_size, 2048)?,
+            or_default("max_subtokens", max_subtokens, 4)?,
             disabled,
         )
         .map_err(to_py_err)?;
