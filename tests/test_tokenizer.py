@@ -315,6 +315,9 @@ def test_bad_codes_and_configs(smollm2_tokenizer):
     other = z.CodecState(z.CodebookConfig(tok.vocab_size, 10, 2))
     with pytest.raises(z.ConfigError, match="another codebook config"):
         tok.decode(codes, state=other)
+    for read in (tok.expand, tok.state_after, tok.convert_ids_to_tokens):  # they took it before
+        with pytest.raises(z.ConfigError, match="another codebook config"):
+            read(codes, other)
     with pytest.raises(ValueError):
         tok.encode("\ud800")  # a lone surrogate is not text
 

@@ -386,8 +386,12 @@ class Zip2ZipTokenizer:
     # ------------------------------------------------------------------ decoding
 
     def expand(self, codes: Codes, state: CodecState | None = None) -> np.ndarray:
-        """The base ids of ``codes`` read from ``state`` (a copy; default: an empty codebook)."""
-        tracker = state.copy() if state is not None else CodecState(self.config)
+        """The base ids of ``codes`` read from ``state`` (a copy; default: an empty codebook).
+
+        Raises:
+            ConfigError: ``state`` was made with another codebook config (as ``decode``).
+        """
+        tracker = self._tracker(state)
         ids, _new = tracker.feed_codes(_strip_tensor(codes))
         return ids
 
@@ -427,18 +431,34 @@ class Zip2ZipTokenizer:
         never splits a UTF-8 character. Pass the prompt's state to stream generated codes."""
         return TextStream(self._hyper, state, skip_special_tokens)
 
+    def _tracker(self, state: CodecState | None) -> CodecState:
+        """A copy of ``state`` to read codes with (an empty one for ``None``)."""
+        if state is None:
+            return CodecState(self.config)
+        if state.config != self.config:
+            raise ConfigError("the state was made with another codebook config than the tokenizer's")
+        return state.copy()
+
     def state_after(self, codes: Codes, state: CodecState | None = None) -> CodecState:
         """The codebook state after reading ``codes`` (from ``state`` or empty): what decoding
-        or generating a continuation needs."""
-        tracker = state.copy() if state is not None else CodecState(self.config)
+        or generating a continuation needs.
+
+        Raises:
+            ConfigError: ``state`` was made with another codebook config (as ``decode``).
+        """
+        tracker = self._tracker(state)
         tracker.feed_codes(_strip_tensor(codes))
         return tracker
 
     def convert_ids_to_tokens(self, codes: Codes | int, state: CodecState | None = None) -> list[str] | str:
-        """Token strings; a hypertoken shows as its base tokens joined."""
+        """Token strings; a hypertoken shows as its base tokens joined.
+
+        Raises:
+            ConfigError: ``state`` was made with another codebook config (as ``decode``).
+        """
         single = isinstance(codes, (int, np.integer))
         sequence = [int(codes)] if isinstance(codes, (int, np.integer)) else [int(c) for c in _strip_tensor(codes)]
-        tracker = state.copy() if state is not None else CodecState(self.config)
+        tracker = self._tracker(state)
         tokens = []
         for code in sequence:
             tracker.feed_codes([code])
