@@ -421,3 +421,46 @@ def test_output_hypertokens_false_writes_base_ids_only(smollm2_tokenizer):
     assert len(new) == 16 and int((new >= tok.vocab_size).sum()) == 0
     expected = full[prompt_length - 1 : -1, : tok.vocab_size].argmax(-1)
     assert torch.equal(new, expected)
+
+
+# --------------------------------------------------------------- impossible configs and inputs
+
+
+def test_impossible_configs_and_inputs_are_refused(smol_pair, tmp_path):
+    """A config asking for more slots than the codec can have, phrase lengths above S and
+    installed counts beyond the codebook are errors (they loaded, or changed the logits)."""
+    tok, model = smol_pair
+    with pytest.raises(z.ConfigError, match="int32"):
+        Zip2ZipConfig(vocab_size=tok.vocab_size, max_codebook_size=2**31, max_subtokens=4)
+    with pytest.raises(z.ConfigError):
+        Zip2ZipConfig(vocab_size=tok.vocab_size, max_subtokens=0)
+    batch = tok(TEXTS[:1], return_tensors="pt")
+    assert batch["codebook"].shape[1] > 0
+    too_long = dict(batch, codebook_lengths=batch["codebook_lengths"].clamp(min=1) * 0 + tok.config.max_subtokens + 5)
+    with pytest.raises(ValueError, match="codebook_lengths"):
+        model(**too_long)
+    beyond = dict(batch, installed=batch["installed"] + batch["codebook"].shape[1] + 1)
+    with pytest.raises(ValueError, match="installed"):
+        model(**beyond)
+    with pytest.raises(ValueError, match="installed"):
+        model(**dict(batch, installed=batch["installed"][:, :-1]))
+    # a saved config.json with an impossible K does not load
+    model.save_pretrained(tmp_path / "big")
+    config = json.loads((tmp_path / "big" / "config.json").read_text())
+    config["max_codebook_size"] = 2**31
+    (tmp_path / "big" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(z.ConfigError, match="int32"):
+        Zip2ZipForCausalLM.from_pretrained(tmp_path / "big")
+
+
+def test_a_folder_whose_tokenizer_and_model_disagree_does_not_load(smol_pair, tmp_path):
+    tok, model = smol_pair
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    assert Zip2ZipForCausalLM.from_pretrained(tmp_path) is not None
+    assert z.Zip2ZipTokenizer.from_pretrained(tmp_path).config == tok.config
+    other = z.Zip2ZipTokenizer.from_base(tok.base, max_codebook_size=tok.config.max_codebook_size // 2)
+    other.save_pretrained(tmp_path)  # the tokenizer of another codebook, over the model's folder
+    for load in (Zip2ZipForCausalLM.from_pretrained, z.Zip2ZipTokenizer.from_pretrained):
+        with pytest.raises(z.ConfigError, match="disagree on max_codebook_size"):
+            load(tmp_path)

@@ -123,6 +123,8 @@ class Zip2ZipConfig(PretrainedConfig):
 
     Raises:
         ValueError: an invalid ``position_mode`` or encoder shape.
+        ConfigError: a codebook the codec cannot have (V + K beyond int32, S outside 1..256, a
+            disabled id not below V).
     """
 
     model_type = "zip2zip"
@@ -149,6 +151,10 @@ class Zip2ZipConfig(PretrainedConfig):
             raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         if encoder_layers < 0 or encoder_heads < 1:
             raise ValueError(f"invalid encoder shape: layers={encoder_layers}, heads={encoder_heads}")
+        if vocab_size:  # 0: the placeholder config transformers builds for defaults
+            # The codec's own checks (V + K must fit int32, 1 <= S <= 256, disabled ids below V):
+            # a config.json asking for 2**31 slots fails here, not in an allocation later.
+            CodebookConfig(vocab_size, max_codebook_size, max_subtokens, list(disabled_ids or []))
         self.base_config = dict(base_config or {})
         self.vocab_size = vocab_size
         self.max_codebook_size = max_codebook_size
@@ -249,8 +255,13 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
         Raises:
             ValueError: the checkpoint lacks weights the model has, or has weights it lacks, or
                 their shapes differ.
+            ConfigError: the folder's tokenizer config describes another codebook.
         """
+        from zip2zip.tokenizer import check_folder_configs_agree
+
         folder = os.fspath(args[0]) if args else os.fspath(kwargs.pop("pretrained_model_name_or_path"))
+        if os.path.isdir(folder):
+            check_folder_configs_agree(folder)
         base_model = kwargs.pop("base_model", None)
         is_trainable = bool(kwargs.pop("is_trainable", False))
         if os.path.isfile(os.path.join(folder, ENCODERS_FILE)):
@@ -592,6 +603,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             )
         if entries > config.max_codebook_size:
             raise ValueError(f"codebook has {entries} entries, more than max_codebook_size {config.max_codebook_size}")
+        if entries and bool(((codebook_lengths < 0) | (codebook_lengths > config.max_subtokens)).any()):
+            raise ValueError(f"codebook_lengths must be between 0 and max_subtokens {config.max_subtokens}")
         too_large = input_ids >= config.vocab_size + entries
         if too_large.any():
             b, t = (int(i) for i in too_large.nonzero()[0])
@@ -603,6 +616,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, GenerationMixin):
             if entries and (input_ids >= config.vocab_size).any():
                 raise ValueError("installed counts are required with hypertokens (the tokenizer returns them)")
             installed = input_ids.new_full((batch, length), entries)
+        elif installed.shape != (batch, length) or bool(((installed < 0) | (installed > entries)).any()):
+            raise ValueError(f"installed must be [B, L] like input_ids, with counts between 0 and the codebook's {entries} "
+                             "entries")
         embedding = self.base.get_input_embeddings()
         head = self.base.get_output_embeddings().weight
 
