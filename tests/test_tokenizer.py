@@ -348,3 +348,21 @@ def test_very_long_input_is_exact(pair):
     assert tok.decode(codes) == base.decode(base_ids)
     stream = tok.stream()
     assert "".join(stream.step(codes[i : i + 97]) for i in range(0, len(codes), 97)) + stream.flush() == base.decode(base_ids)
+
+
+def test_sources_that_are_no_tokenizer_or_model_say_so(tmp_path):
+    """Paths that do not exist, and files that are no tokenizer or model, are named as such
+    (they were taken for hub ids: "Repo id must be in the form ...")."""
+    from zip2zip.sources import load_base_model
+
+    text_file = tmp_path / "notes.txt"
+    text_file.write_text("not a model")
+    for source in ("/nonexistent/tokenizer", "./no/such/folder", "a/b/c"):
+        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+            z.Zip2ZipTokenizer.from_base(source)
+        with pytest.raises(FileNotFoundError, match="no such file or folder"):
+            load_base_model(source)
+    with pytest.raises(ValueError, match="neither a .gguf nor a tokenizer .json"):
+        z.Zip2ZipTokenizer.from_base(str(text_file))
+    with pytest.raises(ValueError, match="is a file but not a .gguf file"):
+        load_base_model(str(text_file))

@@ -66,7 +66,7 @@ def load_tokenizer(source: Any, max_codebook_size: int, max_subtokens: int) -> Z
         CodebookConfig(1, max_codebook_size, max_subtokens, [])
     except (ValueError, OverflowError) as error:
         raise UsageError(f"invalid codebook size or subtokens: {error}") from None
-    if isinstance(source, str) and (os.sep in source or source.startswith(".")) and not os.path.exists(source):
+    if isinstance(source, str) and source.startswith((".", "/", "~")) and not os.path.exists(source):
         raise UsageError(f"tokenizer {source!r}: no such file or folder")
     try:
         if source is None:

@@ -149,6 +149,7 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
     Raises:
         FileNotFoundError: a path-like source that does not exist (or the SmolLM2 package is
             not installed: ``ModuleNotFoundError``, with the command that installs it).
+        ValueError: a file that is not a GGUF file.
         OSError: transformers could not load the source.
     """
     from transformers import AutoModelForCausalLM
@@ -160,8 +161,11 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
             raise FileNotFoundError(f"base model source {text!r}: no GGUF file at {path}")
         model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(str(path.parent), gguf_file=path.name, **kwargs)
         return model
-    if (path.is_absolute() or text.startswith(".")) and not path.exists():
-        raise FileNotFoundError(f"base model source {text!r} does not exist")
+    if (path.is_absolute() or text.startswith(".") or text.count("/") > 1) and not path.exists():
+        raise FileNotFoundError(f"base model source {text!r}: no such file or folder")
+    if path.is_file():
+        raise ValueError(f"base model source {text!r} is a file but not a .gguf file: give a model folder, a GGUF "
+                         f"file, {SMOLLM2_SOURCE} or a hub id")
     model = AutoModelForCausalLM.from_pretrained(text, **kwargs)
     return model
 

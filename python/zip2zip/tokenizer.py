@@ -62,12 +62,20 @@ def _as_fast_tokenizer(source: Any) -> BaseTokenizer:
         if path.suffix == ".json":
             return fast(tokenizer_object=tokenizers.Tokenizer.from_file(str(path)))
         raise ValueError(f"{path} is neither a .gguf nor a tokenizer .json file")
+    if _looks_like_a_path(str(source)) and not path.exists():
+        raise FileNotFoundError(f"tokenizer source {str(source)!r}: no such file or folder")
     # A local folder, or a hub id resolved by huggingface_hub (HF_HUB_OFFLINE and the local
     # cache are honoured there).
     tokenizer = AutoTokenizer.from_pretrained(str(source))
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(f"{source} gives a slow tokenizer: zip2zip needs a fast (tokenizers-backed) one")
     return tokenizer
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether a source string can only be a path: absolute, relative with ./ or ../, from ~,
+    or more than one slash (a hub id is NAME or ORG/NAME)."""
+    return text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
 
 
 def _largest_id(base: BaseTokenizer) -> int:
