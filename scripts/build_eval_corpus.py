@@ -14,8 +14,7 @@ boundary from text that ships inside a public package. It writes
 * ``chat/chatterbot_{english,chinese,german,japanese,italian}.txt``: the YAML dialogues of PyPI
   ``chatterbot-corpus``, one ``User:``/``Bot:`` line per turn, a blank line between conversations;
 * ``multilingual/debian_reference.{de,fr,ja,zh-cn,es}.txt``: the plain-text edition of the Debian
-  Reference that Debian's ``debian-reference-LANG`` packages ship (their HTML, turned into text
-  with ``html.parser``, where a package has no plain-text edition), about 400 KB each;
+  Reference that Debian's ``debian-reference-LANG`` packages ship, about 400 KB each;
 * ``prose/kjv_bible.txt``: the King James Bible of Debian's ``bible-kjv-text``, decoded by the
   ``bible`` program of Debian's ``bible-kjv`` (one verse a line), about 1 MB; and
   ``prose/botchan_gutenberg.txt``: *Botchan* (Project Gutenberg) from the ``sentencepiece``
@@ -46,7 +45,6 @@ import tarfile
 import tempfile
 import time
 import zipfile
-from html.parser import HTMLParser
 from pathlib import Path
 from typing import NamedTuple
 
@@ -345,60 +343,12 @@ def chatterbot(wheel: Path) -> list[Output]:
 # multilingual
 
 
-class _HtmlText(HTMLParser):
-    """Plain text of an HTML page: no head, script or style; blocks kept apart by blank lines."""
-
-    BLOCK = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol", "dl", "blockquote", "div",
-             "section", "hr", "li", "tr", "dt", "dd", "br"}
-    SKIP = {"head", "script", "style"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-        self.skipping = 0
-        self.pre = 0
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.SKIP:
-            self.skipping += 1
-        self.pre += tag == "pre"
-        if tag in self.BLOCK:
-            self.parts.append("\n\n" if tag not in ("br", "li", "tr", "dt", "dd") else "\n")
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag in self.SKIP and self.skipping:
-            self.skipping -= 1
-        if tag == "pre" and self.pre:
-            self.pre -= 1
-        if tag in self.BLOCK:
-            self.parts.append("\n\n")
-
-    def handle_data(self, data: str) -> None:
-        if not self.skipping:
-            self.parts.append(data if self.pre else re.sub(r"\s+", " ", data))
-
-
-def html_to_text(raw: str) -> str:
-    parser = _HtmlText()
-    parser.feed(raw)
-    parser.close()
-    lines = [line.rstrip() for line in "".join(parser.parts).splitlines()]
-    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
-
-
 def debian_reference(root: Path, lang: str, version: str) -> Output:
-    """The Debian Reference in ``lang``: the package's plain-text edition, else its HTML as text."""
-    base = root / "usr" / "share" / "debian-reference"
-    plain = base / f"debian-reference.{lang}.txt.gz"
-    if plain.is_file():
-        text = gzip.decompress(plain.read_bytes()).decode("utf-8")
-    else:
-        # The book's pages in reading order: index, preface, chapters, appendices.
-        order = {"in": 0, "pr": 1, "ch": 2, "ap": 3}
-        pages = sorted(base.glob(f"*.{lang}.html"), key=lambda p: (order.get(p.name[:2], 4), p.name))
-        if not pages:
-            raise BuildError(f"debian-reference-{lang} has neither a .txt.gz nor .html pages")
-        text = "\n".join(html_to_text(p.read_text(encoding="utf-8")) for p in pages)
+    """The Debian Reference in ``lang``: the plain-text edition the package ships."""
+    plain = root / "usr" / "share" / "debian-reference" / f"debian-reference.{lang}.txt.gz"
+    if not plain.is_file():
+        raise BuildError(f"debian-reference-{lang} has no plain-text edition ({plain.name})")
+    text = gzip.decompress(plain.read_bytes()).decode("utf-8")
     return Output("multilingual", f"debian_reference.{lang}.txt", cut_lines(text, REFERENCE_LIMIT),
                   f"Debian debian-reference-{lang} {version}")
 
