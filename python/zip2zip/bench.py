@@ -27,6 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zip2zip.files import write_atomic
+
 PROMPT_SETS: dict[str, list[str]] = {
     "code": [
         "Write a Python function that reverses the words of a sentence.",
@@ -326,5 +328,5 @@ def run(args: argparse.Namespace) -> int:
     results = bench_model(args) if args.model is not None else bench_shapes(args)
     print(format_results(results))
     if args.json:
-        Path(args.json).write_text(json.dumps({k: v for k, v in results.items()}, indent=1, default=str))
+        write_atomic(args.json, json.dumps({k: v for k, v in results.items()}, indent=1, default=str))
     return 0

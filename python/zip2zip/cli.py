@@ -389,7 +389,7 @@ def main(argv: Sequence[str] | None = None, *, base_tokenizer: Any = None) -> in
 
         try:
             return {"train": train.run, "eval": evaluate.run, "bench": bench.run}[args.command](args)
-        except (ValueError, FileNotFoundError, FileExistsError) as error:
+        except (ValueError, FileNotFoundError, FileExistsError, files.SaveError) as error:
             print(f"zip2zip {args.command}: error: {error}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from zip2zip.files import write_atomic
+
 # Held out: none of these is among the self-distillation prompts of scripts/distill.py.
 PROMPTS = {
     "chat": [
@@ -309,7 +311,7 @@ def run(args: Any) -> int:
         print()
         print(format_humaneval(report["humaneval"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
+        write_atomic(args.json, json.dumps(report, indent=1))
     if args.plot:
-        Path(args.plot).write_text(plot_svg(report, f"zip2zip eval of {Path(args.model).name}"))
+        write_atomic(args.plot, plot_svg(report, f"zip2zip eval of {Path(args.model).name}"))
     return 0

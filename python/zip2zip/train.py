@@ -47,6 +47,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from zip2zip.files import write_atomic
+
 IGNORE_INDEX = -100
 
 
@@ -253,7 +255,7 @@ def save_checkpoint(accelerator: Any, out: Path, step: int) -> None:
     folder = out / "checkpoints" / f"step-{step}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
-        (folder / "zip2zip_step.json").write_text(json.dumps({"step": step}))
+        write_atomic(folder / "zip2zip_step.json", json.dumps({"step": step}))
 
 
 def _latest_checkpoint(out: Path) -> Path | None:
@@ -370,7 +372,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         step = int(json.loads((checkpoint / "zip2zip_step.json").read_text())["step"])
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(asdict(config), indent=1))
+        write_atomic(out / "train_config.json", json.dumps(asdict(config), indent=1))
     batches = accelerator.skip_first_batches(loader, step * config.grad_accum) if step else loader
     log_path = out / "train_log.jsonl"
     progress = tqdm(total=config.steps, initial=step, disable=not accelerator.is_local_main_process, desc="zip2zip train")
