@@ -181,6 +181,27 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
         Zip2ZipForCausalLM.from_pretrained(whole).hyper.output_encoder.project_out.weight,
         Zip2ZipForCausalLM.from_pretrained(resumed).hyper.output_encoder.project_out.weight,
     )
+    # The checkpoint holds the trained tensors only (LoRA and encoders), not the frozen base.
+    from safetensors import safe_open
+
+    with safe_open(str(whole / "checkpoints" / "step-3" / "model.safetensors"), framework="pt") as handle:
+        keys = set(handle.keys())
+    assert keys and all("lora_" in k or k.startswith("hyper.") for k in keys)
+    assert any("lora_" in k for k in keys) and any(k.startswith("hyper.") for k in keys)
+
+
+def test_a_checkpoint_without_a_trained_tensor_does_not_resume(workspace, tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    out = tmp_path / "run"
+    assert main(train_args(workspace, out, "--steps", "4", "--save-every", "2")) == 0
+    shutil.rmtree(out / "checkpoints" / "step-4")
+    weights_file = out / "checkpoints" / "step-2" / "model.safetensors"
+    weights = load_file(weights_file)
+    dropped = sorted(k for k in weights if k.startswith("hyper."))[0]
+    save_file({k: v for k, v in weights.items() if k != dropped}, weights_file)
+    assert main(train_args(workspace, out, "--steps", "4", "--resume")) == 2
+    assert f"lacks 1 trained tensors ({dropped}" in capsys.readouterr().err
 
 
 def test_grouped_batches_cover_each_epoch_once_with_little_padding():

@@ -250,8 +250,48 @@ def scored_targets(batch: dict[str, torch.Tensor], vocab: int) -> torch.Tensor:
     return ((targets != IGNORE_INDEX) & (targets < vocab + batch["installed"][:, :-1])).sum()
 
 
+def keep_trainable_weights(accelerator: Any) -> None:
+    """Make accelerate's checkpoints hold only the trained tensors (the LoRA matrices and the
+    encoders: 15 MB for SmolLM2-135M instead of 553 MB with the frozen base), so that a
+    checkpoint fits through a small transfer. The frozen base comes back from its source when the
+    run resumes, so a checkpoint still resumes exactly (`check_checkpoint_weights`). Under FSDP the
+    checkpoints stay accelerate's sharded ones."""
+    if accelerator.is_fsdp2 or os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true":
+        return
+
+    def trim(models: list[Any], weights: list[dict[str, Any]], output_dir: str) -> None:
+        for model, state in zip(models, weights):
+            trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+            for name in [key for key in state if key not in trained]:
+                del state[name]
+
+    accelerator.register_save_state_pre_hook(trim)
+
+
+def check_checkpoint_weights(model: Any, checkpoint: Path) -> None:
+    """Before resuming: the checkpoint's weights must hold every trained tensor of ``model`` (a
+    checkpoint that holds the frozen base too, as older ones do, is fine).
+
+    Raises:
+        ValueError: a trained tensor is missing (its names, the first few).
+    """
+    from safetensors import safe_open
+
+    path = checkpoint / "model.safetensors"
+    if not path.is_file():  # sharded (FSDP) or written by torch.save: accelerate checks it
+        return
+    with safe_open(str(path), framework="pt") as handle:
+        saved = set(handle.keys())
+    missing = sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad
+                     and name not in saved)
+    if missing:
+        raise ValueError(f"checkpoint {checkpoint} lacks {len(missing)} trained tensors ({', '.join(missing[:3])} ...): "
+                         "it was written for another model or adapter")
+
+
 def save_checkpoint(accelerator: Any, out: Path, step: int) -> None:
-    """``out/checkpoints/step-N``: accelerate's state (weights, optimizer, scheduler, RNG)."""
+    """``out/checkpoints/step-N``: accelerate's state (the trained weights, optimizer,
+    scheduler, RNG; see `keep_trainable_weights`)."""
     folder = out / "checkpoints" / f"step-{step}"
     accelerator.save_state(str(folder))
     if accelerator.is_main_process:
@@ -362,13 +402,17 @@ def train(config: TrainConfig) -> dict[str, Any]:
         # that every process's reduce-scatter holds the same parameters (else they mismatch).
         model.set_reduce_scatter_unused_params(True)
     accelerator.register_for_checkpointing(scheduler)
+    keep_trainable_weights(accelerator)
     if eval_loader is not None:
         eval_loader = accelerator.prepare(eval_loader)
 
     vocab = tokenizer.vocab_size
     step = 0
     if checkpoint is not None:
-        accelerator.load_state(str(checkpoint))
+        check_checkpoint_weights(model, checkpoint)
+        # strict=False: the frozen base is not in the checkpoint (it came from its source);
+        # check_checkpoint_weights made sure that every trained tensor is.
+        accelerator.load_state(str(checkpoint), **({} if accelerator.is_fsdp2 else {"strict": False}))
         step = int(json.loads((checkpoint / "zip2zip_step.json").read_text())["step"])
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
