@@ -202,6 +202,9 @@ def test_a_checkpoint_without_a_trained_tensor_does_not_resume(workspace, tmp_pa
     save_file({k: v for k, v in weights.items() if k != dropped}, weights_file)
     assert main(train_args(workspace, out, "--steps", "4", "--resume")) == 2
     assert f"lacks 1 trained tensors ({dropped}" in capsys.readouterr().err
+    weights_file.write_bytes(weights_file.read_bytes()[:100])  # a checkpoint cut short
+    assert main(train_args(workspace, out, "--steps", "4", "--resume")) == 2
+    assert "not a valid safetensors file" in capsys.readouterr().err
 
 
 def test_grouped_batches_cover_each_epoch_once_with_little_padding():

@@ -273,15 +273,20 @@ def check_checkpoint_weights(model: Any, checkpoint: Path) -> None:
     checkpoint that holds the frozen base too, as older ones do, is fine).
 
     Raises:
-        ValueError: a trained tensor is missing (its names, the first few).
+        ValueError: a trained tensor is missing (its names, the first few), or the weights file
+            is cut short.
     """
-    from safetensors import safe_open
+    from safetensors import SafetensorError, safe_open
 
     path = checkpoint / "model.safetensors"
     if not path.is_file():  # sharded (FSDP) or written by torch.save: accelerate checks it
         return
-    with safe_open(str(path), framework="pt") as handle:
-        saved = set(handle.keys())
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            saved = set(handle.keys())
+    except (SafetensorError, OSError) as error:
+        raise ValueError(f"checkpoint {checkpoint}: {path.name} is not a valid safetensors file (cut short?): "
+                         f"{error}") from error
     missing = sorted(name for name, parameter in model.named_parameters() if parameter.requires_grad
                      and name not in saved)
     if missing:
