@@ -67,6 +67,11 @@ def test_staged_save_moves_everything_in_or_nothing(tmp_path):
         with staged_save(folder) as stage:
             raise ValueError("bad save")
     assert sorted(os.listdir(folder)) == ["a.txt", "sub"]
+    new = tmp_path / "new" / "deeper"
+    with pytest.raises(SaveError):
+        with staged_save(new) as stage:
+            raise OSError(28, "No space left on device")
+    assert not new.exists()  # a failed save into a new folder leaves no empty folder behind
 
 
 def test_a_tokenizer_save_that_fails_leaves_the_folder_loadable(tmp_path, smollm2_tokenizer):

@@ -17,9 +17,6 @@ from typing import Any
 
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
-CACHE_NAMES = ("cache", "past_key_values")
-
-
 def _native_cache_name() -> str:
     fields = {field.name for field in dataclasses.fields(CausalLMOutputWithPast)}
     return "cache" if "cache" in fields else "past_key_values"

@@ -104,6 +104,7 @@ def staged_save(directory: str | os.PathLike[str]) -> Iterator[Path]:
             that say the save itself is wrong (``ValueError``, ``TypeError``) pass unchanged.
     """
     target = Path(directory)
+    created = not target.exists()
     try:
         target.mkdir(parents=True, exist_ok=True)
         stage = Path(tempfile.mkdtemp(prefix=".zip2zip-saving-", dir=target))
@@ -123,3 +124,5 @@ def staged_save(directory: str | os.PathLike[str]) -> Iterator[Path]:
             os.replace(file, destination)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
+        if created and target.is_dir() and not any(target.iterdir()):
+            target.rmdir()  # a folder this save made and that nothing moved into
