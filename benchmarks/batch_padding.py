@@ -16,7 +16,8 @@ import numpy as np
 
 from zip2zip import encode_ids
 from zip2zip.tokenizer import Zip2ZipTokenizer
-from zip2zip.train import EpochOrder, GroupedBatches, build_windows
+from zip2zip.training.loop import build_windows
+from zip2zip.training.samplers import EpochOrder, GroupedBatches
 
 
 def main() -> int:
@@ -28,8 +29,12 @@ def main() -> int:
     args = parser.parse_args()
     tokenizer = Zip2ZipTokenizer.from_pretrained(args.tokenizer)
     windows = build_windows(tokenizer, args.data, args.window_codes, document_windows=True)
-    codes = np.array([len(encode_ids(tokenizer.config, windows.ids[int(a) : int(b)]).codes)
-                      for a, b in zip(windows.starts[:-1], windows.starts[1:])])
+    codes = np.array(
+        [
+            len(encode_ids(tokenizer.config, windows.ids[int(a) : int(b)]).codes)
+            for a, b in zip(windows.starts[:-1], windows.starts[1:])
+        ]
+    )
     batch = args.batch_size
     flat = list(EpochOrder(len(windows), 1, 0))
     orders = {
@@ -40,8 +45,17 @@ def main() -> int:
     for name, batches in orders.items():
         real = sum(int(codes[b].sum()) for b in batches)
         slots = sum(len(b) * int(codes[b].max()) for b in batches)
-        print(json.dumps({"order": name, "batches": len(batches), "real_codes": real, "code_slots": slots,
-                          "real_fraction": round(real / slots, 4)}))
+        print(
+            json.dumps(
+                {
+                    "order": name,
+                    "batches": len(batches),
+                    "real_codes": real,
+                    "code_slots": slots,
+                    "real_fraction": round(real / slots, 4),
+                }
+            )
+        )
     return 0
 
 

@@ -26,8 +26,8 @@ import numpy as np
 import zip2zip_compression as reference
 
 import zip2zip as z
-from zip2zip.corpus import corpus_files
 from _timing import best_time  # benchmarks/ is on sys.path when a script runs
+from zip2zip.corpus import corpus_files
 from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
 
 K, S = 2048, 4
@@ -64,15 +64,39 @@ def main() -> None:
     code_lists = [c.tolist() for c in code_arrays]
 
     rows = [
-        ("encode", "one thread", lambda: [z.encode_ids(config, w) for w in windows], lambda: [compressor.encode(l) for l in lists]),
-        ("encode", "batch", lambda: z.encode_ids_batch(config, windows), lambda: compressor.batch_encode(lists, False, False, None)),
-        ("decode", "one thread", lambda: [z.decode_ids(config, c) for c in code_arrays], lambda: [compressor.decode(c) for c in code_lists]),
-        ("decode", "batch", lambda: z.decode_ids_batch(config, code_arrays), lambda: compressor.batch_decode(code_lists)),
+        (
+            "encode",
+            "one thread",
+            lambda: [z.encode_ids(config, w) for w in windows],
+            lambda: [compressor.encode(ids) for ids in lists],
+        ),
+        (
+            "encode",
+            "batch",
+            lambda: z.encode_ids_batch(config, windows),
+            lambda: compressor.batch_encode(lists, False, False, None),
+        ),
+        (
+            "decode",
+            "one thread",
+            lambda: [z.decode_ids(config, c) for c in code_arrays],
+            lambda: [compressor.decode(c) for c in code_lists],
+        ),
+        (
+            "decode",
+            "batch",
+            lambda: z.decode_ids_batch(config, code_arrays),
+            lambda: compressor.batch_decode(code_lists),
+        ),
     ]
-    print(f"# zip2zip {z.__version__} vs zip2zip-compression 0.3.4 | {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores | {time.strftime('%Y-%m-%d')}")
-    print(f"# {len(files)} corpus files, {n_ids:,} SmolLM2 ids in {len(windows)} windows of {args.window}; "
-          f"K={K} S={S}, {len(disabled)} disabled ids; {n_codes:,} codes ({n_ids / n_codes:.3f} ids per code)")
+    print(
+        f"# zip2zip {z.__version__} vs zip2zip-compression 0.3.4 | {platform.processor() or platform.machine()}, "
+        f"{os.cpu_count()} cores | {time.strftime('%Y-%m-%d')}"
+    )
+    print(
+        f"# {len(files)} corpus files, {n_ids:,} SmolLM2 ids in {len(windows)} windows of {args.window}; "
+        f"K={K} S={S}, {len(disabled)} disabled ids; {n_codes:,} codes ({n_ids / n_codes:.3f} ids per code)"
+    )
     print(f"| {'op':<6} | {'mode':<10} | {'zip2zip Mtok/s':>14} | {'reference Mtok/s':>16} | {'speed-up':>8} |")
     print(f"|{'-' * 8}|{'-' * 12}|{'-' * 16}:|{'-' * 18}:|{'-' * 10}:|")
     for op, mode, ours_fn, ref_fn in rows:
@@ -86,8 +110,21 @@ def main() -> None:
             stream.astype("<u4").tofile(ids_path)
             disabled_path = Path(tmp) / "disabled.u32"
             np.asarray(disabled, dtype="<u4").tofile(disabled_path)
-            command = ["cargo", "run", "--release", "-q", "-p", "zip2zip-core", "--example", "throughput", "--",
-                       str(ids_path), str(vocab), str(args.window), str(disabled_path)]
+            command = [
+                "cargo",
+                "run",
+                "--release",
+                "-q",
+                "-p",
+                "zip2zip-core",
+                "--example",
+                "throughput",
+                "--",
+                str(ids_path),
+                str(vocab),
+                str(args.window),
+                str(disabled_path),
+            ]
             print("# Rust core alone, same windows and config:")
             result = subprocess.run(command, check=True, capture_output=True, text=True, cwd=Path(__file__).parents[1])
             print("\n".join("#   " + line for line in result.stdout.strip().splitlines()))

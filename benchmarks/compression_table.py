@@ -37,20 +37,28 @@ def main() -> None:
     args = parser.parse_args()
     files = corpus_files()
     texts = [f.read() for f in files]
-    print(f"# {time.strftime('%Y-%m-%d')} | windows of {args.window} base tokens, S=4; "
-          "reduction = 1 - codes / base tokens")
-    print("| tokenizer | domain | bytes | base tokens | bytes/token | codes K=2048 | reduction | "
-          "codes K=unlimited | reduction |")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} | windows of {args.window} base tokens, S=4; "
+        "reduction = 1 - codes / base tokens"
+    )
+    print(
+        "| tokenizer | domain | bytes | base tokens | bytes/token | codes K=2048 | reduction | "
+        "codes K=unlimited | reduction |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.tokenizers:
         base = load_real_tokenizer(name)
-        tokenizer_ids = [np.asarray(e.ids, dtype=np.int32) for e in
-                         base.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
+        tokenizer_ids = [
+            np.asarray(e.ids, dtype=np.int32)
+            for e in base.backend_tokenizer.encode_batch_fast(texts, add_special_tokens=False)
+        ]
         tokens: dict[str, int] = defaultdict(int)
         size: dict[str, int] = defaultdict(int)
         codes: dict[tuple[str, int], int] = defaultdict(int)
         for max_codebook_size in (2048, UNLIMITED):
-            tok = z.Zip2ZipTokenizer.from_base(base, max_codebook_size=min(max_codebook_size, UNLIMITED - len(base) - 1))
+            tok = z.Zip2ZipTokenizer.from_base(
+                base, max_codebook_size=min(max_codebook_size, UNLIMITED - len(base) - 1)
+            )
             for f, text, ids in zip(files, texts, tokenizer_ids):
                 windows = [ids[i : i + args.window] for i in range(0, len(ids), args.window)]
                 encodings = z.encode_ids_batch(tok.config, windows)
@@ -60,9 +68,11 @@ def main() -> None:
                     size[f.domain] += len(text.encode())
         for domain in sorted(tokens):
             limited, unlimited = codes[(domain, 2048)], codes[(domain, UNLIMITED)]
-            print(f"| {name} | {domain} | {size[domain]:,} | {tokens[domain]:,} | "
-                  f"{size[domain] / tokens[domain]:.2f} | {limited:,} | {1 - limited / tokens[domain]:.1%} | "
-                  f"{unlimited:,} | {1 - unlimited / tokens[domain]:.1%} |")
+            print(
+                f"| {name} | {domain} | {size[domain]:,} | {tokens[domain]:,} | "
+                f"{size[domain] / tokens[domain]:.2f} | {limited:,} | {1 - limited / tokens[domain]:.1%} | "
+                f"{unlimited:,} | {1 - unlimited / tokens[domain]:.1%} |"
+            )
 
 
 if __name__ == "__main__":

@@ -20,9 +20,10 @@ import sys
 import torch
 
 from zip2zip import CodecState
-from zip2zip.bench import PROMPT_SETS, _render
 from zip2zip.corpus import corpus_files
-from zip2zip.decoding import StaticGenerator
+from zip2zip.evaluation.prompts import BENCH_PROMPTS as PROMPT_SETS
+from zip2zip.evaluation.prompts import user_text as _render
+from zip2zip.generation.static import StaticGenerator
 from zip2zip.modeling import Zip2ZipForCausalLM
 from zip2zip.tokenizer import Zip2ZipTokenizer
 
@@ -39,17 +40,31 @@ def main() -> int:
     for batch_size in (1, 4):
         outs = {}
         for mode in ("eager", "graphs", "graphs, one stream", "graphs and prefill graphs"):
-            generator = StaticGenerator.for_zip2zip(model, tok, batch_size=batch_size, max_cache_len=600,
-                                                    cuda_graphs=mode != "eager", prefill_graphs=mode.endswith("prefill graphs"))
+            generator = StaticGenerator.for_zip2zip(
+                model,
+                tok,
+                batch_size=batch_size,
+                max_cache_len=600,
+                cuda_graphs=mode != "eager",
+                prefill_graphs=mode.endswith("prefill graphs"),
+            )
             if mode == "graphs, one stream":
                 generator.side_stream = None
-            outs[mode] = [t for chunk in range(0, 4, batch_size)
-                          for t in generator.generate(prompts[chunk:chunk + batch_size], max_new_base_tokens=200).tokens]
+            outs[mode] = [
+                t
+                for chunk in range(0, 4, batch_size)
+                for t in generator.generate(prompts[chunk : chunk + batch_size], max_new_base_tokens=200).tokens
+            ]
         for mode in ("graphs", "graphs, one stream", "graphs and prefill graphs"):
             same = outs["eager"] == outs[mode]
-            first = [next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None) for a, b in zip(outs["eager"], outs[mode])]
+            first = [
+                next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None)
+                for a, b in zip(outs["eager"], outs[mode])
+            ]
             failures += not same
-            print(f"greedy, batch {batch_size}: {mode} == eager for 4 prompts x 200 base tokens: {same} (first difference: {first})")
+            print(
+                f"greedy, batch {batch_size}: {mode} == eager for 4 prompts x 200 base tokens: {same} (first difference: {first})"
+            )
 
     # Batched forced streams: four stretches of the corpus, every row checked against its own full forward.
     text = next(f for f in corpus_files() if f.domain == "code").read()
@@ -81,12 +96,16 @@ def main() -> int:
         with torch.no_grad():
             full = model(**{k: v.cuda() for k, v in tok([tok.decode(codes)], return_tensors="pt").items()}).logits[0]
         assert tok([tok.decode(codes)], return_tensors="pt")["input_ids"][0].tolist() == codes
-        exact = sum(int(full[prompt - 1 + i].argmax()) == c or bool(full[prompt - 1 + i][c] == full[prompt - 1 + i].max())
-                    for i, c in enumerate(out.greedy[0]))
+        exact = sum(
+            int(full[prompt - 1 + i].argmax()) == c or bool(full[prompt - 1 + i][c] == full[prompt - 1 + i].max())
+            for i, c in enumerate(out.greedy[0])
+        )
         ok = exact == len(out.greedy[0])
         failures += not ok
-        print(f"forced {name} ({len(codes) - prompt} codes, {kwkwk} KwKwK): greedy choice == full-forward argmax "
-              f"at {exact} of {len(out.greedy[0])} steps")
+        print(
+            f"forced {name} ({len(codes) - prompt} codes, {kwkwk} KwKwK): greedy choice == full-forward argmax "
+            f"at {exact} of {len(out.greedy[0])} steps"
+        )
     print("all checks passed" if not failures else f"{failures} checks FAILED")
     return 1 if failures else 0
 

@@ -14,10 +14,11 @@ import json
 
 import torch
 
-from zip2zip.data import CodeWindows, collate_windows, read_documents, tokenize_document_stream
 from zip2zip.modeling import Zip2ZipForCausalLM
+from zip2zip.modeling.loss_terms import scored_targets
 from zip2zip.tokenizer import Zip2ZipTokenizer
-from zip2zip.train import scored_targets
+from zip2zip.training.data import CodeWindows, collate_windows, read_documents, tokenize_document_stream
+from zip2zip.training.losses import DistillKL
 
 TEACHER_KEYS = ("window_ids", "window_mask", "code_ends")
 
@@ -44,16 +45,27 @@ def main() -> int:
                 batch.pop("base_tokens")
                 batch = {k: v.to(device) for k, v in batch.items()}
                 teacher = {k: batch.pop(k) for k in TEACHER_KEYS}
-                out = model(**batch, distill_ids=teacher["window_ids"], distill_mask=teacher["window_mask"],
-                            distill_ends=teacher["code_ends"], distill_weight=0.0, distill_top=args.top,
-                            return_logits=False)
-                count = int(scored_targets(batch, tokenizer.vocab_size))  # both means are over these
-                kl_sum += float(model.last_distill_kl) * count
+                term = DistillKL(
+                    teacher["window_ids"], teacher["window_mask"], teacher["code_ends"], weight=0.0, top=args.top
+                )
+                out = model(**batch, loss_terms=[term], return_logits=False)
+                # both means are over these
+                count = int(scored_targets(batch["labels"], batch["installed"], tokenizer.vocab_size).sum())
+                kl_sum += float(out.loss_terms["distill_kl"]) * count
                 loss_sum += float(out.loss) * count
                 scored += count
-        print(json.dumps({"model": folder, "windows": len(windows), "scored_codes": scored,
-                          "distill_kl": round(kl_sum / max(scored, 1), 4), "code_loss": round(loss_sum / max(scored, 1), 4)}),
-              flush=True)
+        print(
+            json.dumps(
+                {
+                    "model": folder,
+                    "windows": len(windows),
+                    "scored_codes": scored,
+                    "distill_kl": round(kl_sum / max(scored, 1), 4),
+                    "code_loss": round(loss_sum / max(scored, 1), 4),
+                }
+            ),
+            flush=True,
+        )
     return 0
 
 

@@ -131,15 +131,19 @@ def bench_loss(rows: list[dict]) -> None:
             ours = hyper_cross_entropy(*inputs)
             expected = naive_loss(*inputs)
             torch.testing.assert_close(ours, expected, rtol=1e-2, atol=1e-2)
-            results = {name: measure_loss(fn, inputs) for name, fn in
-                       [("zip2zip", hyper_cross_entropy), ("naive", naive_loss), ("compiled", compiled)]}
-            rows.append({
-                "shape": f"T=4096 V={vocab} H={hidden_size} E=2048 head={'trained' if train_head else 'frozen'}",
-                **{f"{name}_ms": ms for name, (ms, _) in results.items()},
-                **{f"{name}_MB": mb for name, (_, mb) in results.items()},
-                "time_ratio": results["naive"][0] / results["zip2zip"][0],
-                "memory_ratio": results["zip2zip"][1] / results["naive"][1],
-            })
+            results = {
+                name: measure_loss(fn, inputs)
+                for name, fn in [("zip2zip", hyper_cross_entropy), ("naive", naive_loss), ("compiled", compiled)]
+            }
+            rows.append(
+                {
+                    "shape": f"T=4096 V={vocab} H={hidden_size} E=2048 head={'trained' if train_head else 'frozen'}",
+                    **{f"{name}_ms": ms for name, (ms, _) in results.items()},
+                    **{f"{name}_MB": mb for name, (_, mb) in results.items()},
+                    "time_ratio": results["naive"][0] / results["zip2zip"][0],
+                    "memory_ratio": results["zip2zip"][1] / results["naive"][1],
+                }
+            )
 
 
 def table(rows: list[dict], columns: list[str]) -> str:
@@ -166,15 +170,56 @@ def main() -> int:
     bench_loss(loss_rows)
     print(f"{gpu}, torch {torch.__version__}, triton {triton.__version__}, {date.today()}")
     print(f"\ndevice-to-device copy: {copy_gbs:.0f} GB/s\n\nhyper_gather forward (bf16), GB/s and share of the copy:")
-    print(table(gather_rows, ["shape", "MB", "triton_GBs", "torch_GBs", "compiled_GBs", "triton_of_copy",
-                              "triton_ms", "torch_ms", "compiled_ms", "backward_triton_ms", "backward_torch_ms"]))
+    print(
+        table(
+            gather_rows,
+            [
+                "shape",
+                "MB",
+                "triton_GBs",
+                "torch_GBs",
+                "compiled_GBs",
+                "triton_of_copy",
+                "triton_ms",
+                "torch_ms",
+                "compiled_ms",
+                "backward_triton_ms",
+                "backward_torch_ms",
+            ],
+        )
+    )
     print("\nhyper_cross_entropy forward + backward (bf16): time (ms) and peak memory above the inputs (MB):")
-    print(table(loss_rows, ["shape", "zip2zip_ms", "naive_ms", "compiled_ms", "time_ratio",
-                            "zip2zip_MB", "naive_MB", "compiled_MB", "memory_ratio"]))
+    print(
+        table(
+            loss_rows,
+            [
+                "shape",
+                "zip2zip_ms",
+                "naive_ms",
+                "compiled_ms",
+                "time_ratio",
+                "zip2zip_MB",
+                "naive_MB",
+                "compiled_MB",
+                "memory_ratio",
+            ],
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"gpu": gpu, "date": str(date.today()), "python": platform.python_version(),
-                       "torch": torch.__version__, "copy_GBs": copy_gbs, "gather": gather_rows, "loss": loss_rows}, f, indent=1)
+            json.dump(
+                {
+                    "gpu": gpu,
+                    "date": str(date.today()),
+                    "python": platform.python_version(),
+                    "torch": torch.__version__,
+                    "copy_GBs": copy_gbs,
+                    "gather": gather_rows,
+                    "loss": loss_rows,
+                },
+                f,
+                indent=1,
+            )
     return 0
 
 

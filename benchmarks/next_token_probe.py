@@ -21,12 +21,14 @@ from typing import Any
 
 import torch
 
-from zip2zip.evaluate import base_only
 from zip2zip.modeling import Zip2ZipForCausalLM
+from zip2zip.modeling.lora import base_only
 from zip2zip.tokenizer import Zip2ZipTokenizer
 
-PROMPT = ("Write a Python function `is_leap_year(year)` that returns True if the year is a leap year in the Gregorian "
-          "calendar, else False.")
+PROMPT = (
+    "Write a Python function `is_leap_year(year)` that returns True if the year is a leap year in the Gregorian "
+    "calendar, else False."
+)
 ANSWER = "```python\ndef is_leap_year(year):\n    return year % 1"
 
 
@@ -46,19 +48,24 @@ def main() -> int:
     tokenizer = Zip2ZipTokenizer.from_pretrained(args.model)
     model = Zip2ZipForCausalLM.from_pretrained(args.model).eval()
     base = tokenizer.base
-    rendered = base.apply_chat_template([{"role": "user", "content": args.prompt}], add_generation_prompt=True,
-                                        tokenize=False)
+    rendered = base.apply_chat_template(
+        [{"role": "user", "content": args.prompt}], add_generation_prompt=True, tokenize=False
+    )
     wanted = base.backend_tokenizer.encode(args.repeat, add_special_tokens=False).ids[0]
-    print(f"| k | base P({args.repeat!r}) | zip2zip P({args.repeat!r}) | zip2zip on base tokens P({args.repeat!r}) | "
-          "base top 3 | zip2zip top 3 |")
+    print(
+        f"| k | base P({args.repeat!r}) | zip2zip P({args.repeat!r}) | zip2zip on base tokens P({args.repeat!r}) | "
+        "base top 3 | zip2zip top 3 |"
+    )
     print("|---:|---:|---:|---:|---|---|")
     for count in args.counts:
         ids = base.backend_tokenizer.encode(rendered + args.answer + args.repeat * count, add_special_tokens=False).ids
         with torch.no_grad(), base_only(model) as plain:
             p_base = torch.softmax(plain(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)
         encoding = tokenizer.encode_ids(ids)
-        batch = {key: torch.from_numpy(getattr(encoding, key).astype("int64"))[None]
-                 for key in ("installed", "codebook", "codebook_lengths")}
+        batch = {
+            key: torch.from_numpy(getattr(encoding, key).astype("int64"))[None]
+            for key in ("installed", "codebook", "codebook_lengths")
+        }
         batch["input_ids"] = torch.from_numpy(encoding.codes.astype("int64"))[None]
         with torch.no_grad():
             p_zip = torch.softmax(model(**batch).logits[0, -1].float(), -1)
@@ -69,8 +76,10 @@ def main() -> int:
         def code_name(code: int) -> Any:
             return tokenizer.convert_ids_to_tokens(code, state) if code >= tokenizer.vocab_size else base.decode([code])
 
-        print(f"| {count} | {float(p_base[wanted]):.3f} | {float(p_zip[wanted]):.3f} | {float(p_plain[wanted]):.3f} | "
-              f"{_top(p_base, lambda i: base.decode([i]))} | {_top(p_zip, code_name)} |")
+        print(
+            f"| {count} | {float(p_base[wanted]):.3f} | {float(p_zip[wanted]):.3f} | {float(p_plain[wanted]):.3f} | "
+            f"{_top(p_base, lambda i: base.decode([i]))} | {_top(p_zip, code_name)} |"
+        )
     return 0
 
 

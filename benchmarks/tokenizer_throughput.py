@@ -18,8 +18,8 @@ import time
 import zip2zip_compression as reference
 
 import zip2zip as z
-from zip2zip.corpus import corpus_files
 from _timing import best_time  # benchmarks/ is on sys.path when a script runs
+from zip2zip.corpus import corpus_files
 from zip2zip.sources import load_smollm2_tokenizer
 
 
@@ -49,7 +49,9 @@ def main() -> None:
     megabytes = sum(len(t.encode()) for t in texts) / 1e6
     config = tok.config
     pad = base.pad_token_id
-    compressor = reference.LZWCompressor(config.vocab_size, config.max_codebook_size, config.max_subtokens, pad, list(config.disabled_ids))
+    compressor = reference.LZWCompressor(
+        config.vocab_size, config.max_codebook_size, config.max_subtokens, pad, list(config.disabled_ids)
+    )
 
     # Same codes from every pipeline before timing.
     ours = [codes.tolist() for _ids, (codes, *_rest) in tok._hyper.encode_batch(texts, False)]
@@ -65,14 +67,21 @@ def main() -> None:
 
     rows = [
         ("tokenizers encode_batch (ids only, baseline)", lambda: backend.encode_batch(texts, add_special_tokens=False)),
-        ("tokenizers encode_batch_fast (no offsets)", lambda: backend.encode_batch_fast(texts, add_special_tokens=False)),
+        (
+            "tokenizers encode_batch_fast (no offsets)",
+            lambda: backend.encode_batch_fast(texts, add_special_tokens=False),
+        ),
         ("zip2zip HyperTokenizer.encode_batch (text to codes)", lambda: tok._hyper.encode_batch(texts, False)),
         ("zip2zip Zip2ZipTokenizer(texts) (lists, HF-style)", lambda: tok(texts, add_special_tokens=False)),
         ("reference: encode_batch + zip2zip-compression", reference_pipeline),
     ]
-    print(f"# {time.strftime('%Y-%m-%d')} | {platform.machine()}, {os.cpu_count()} cores | SmolLM2 tokenizer, K=2048 S=4")
-    print(f"# {len(texts)} pieces, {megabytes:.2f} MB, {n_tokens:,} tokens -> {n_codes:,} codes "
-          f"({1 - n_codes / n_tokens:.1%} fewer); codes identical to the reference pipeline")
+    print(
+        f"# {time.strftime('%Y-%m-%d')} | {platform.machine()}, {os.cpu_count()} cores | SmolLM2 tokenizer, K=2048 S=4"
+    )
+    print(
+        f"# {len(texts)} pieces, {megabytes:.2f} MB, {n_tokens:,} tokens -> {n_codes:,} codes "
+        f"({1 - n_codes / n_tokens:.1%} fewer); codes identical to the reference pipeline"
+    )
     print(f"| {'pipeline':<52} | {'MB/s':>6} | {'vs tokenizers':>13} |")
     print(f"|{'-' * 54}|{'-' * 7}:|{'-' * 14}:|")
     baseline = None

@@ -29,7 +29,9 @@ def main() -> None:
     parser.add_argument("base")
     parser.add_argument("data", nargs="+")
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16, 32], help="measured with and without cuDNN attention")
+    parser.add_argument(
+        "--batch-sizes", type=int, nargs="+", default=[16, 32], help="measured with and without cuDNN attention"
+    )
     parser.add_argument("--window-codes", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--workers", type=int, default=6)
@@ -37,20 +39,37 @@ def main() -> None:
     parser.add_argument("--trace", default="", help="write a Chrome trace of the profiled steps here")
     args = parser.parse_args()
 
-    from zip2zip.data import collate_windows
     from zip2zip.nn.hyper_embedding import RowTable
-    from zip2zip.train import TrainConfig, build_windows, load_pair
+    from zip2zip.training.data import collate_windows
+    from zip2zip.training.loop import TrainConfig, build_windows, load_pair
 
-    config = TrainConfig(base=args.base, data=args.data, out="", lora_r=8, encoder_layers=1, encoder_latent_size=192,
-                         bf16=True, window_codes=args.window_codes, batch_size=args.batch_size)
+    config = TrainConfig(
+        base=args.base,
+        data=args.data,
+        out="",
+        lora_r=8,
+        encoder_layers=1,
+        encoder_latent_size=192,
+        bf16=True,
+        window_codes=args.window_codes,
+        batch_size=args.batch_size,
+    )
     tokenizer, model = load_pair(config)
     model = model.to(args.device).train()
     windows = build_windows(tokenizer, args.data, args.window_codes)
 
     def batches_of(batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
-        return iter(torch.utils.data.DataLoader(windows, batch_size=batch_size, shuffle=True, collate_fn=collate_windows,
-                                                num_workers=args.workers, drop_last=True,
-                                                pin_memory=args.device == "cuda"))
+        return iter(
+            torch.utils.data.DataLoader(
+                windows,
+                batch_size=batch_size,
+                shuffle=True,
+                collate_fn=collate_windows,
+                num_workers=args.workers,
+                drop_last=True,
+                pin_memory=args.device == "cuda",
+            )
+        )
 
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=1e-4)
@@ -71,13 +90,20 @@ def main() -> None:
         t2 = sync()
         with torch.autocast(args.device, dtype=torch.bfloat16):
             hyper = model.hyper
-            input_rows = hyper.encode_rows(model._input_lookup(), batch["codebook"], batch["codebook_lengths"], hyper.input_encoder)
-            output_rows = hyper.encode_rows(RowTable(head), batch["codebook"], batch["codebook_lengths"], hyper.output_encoder)
+            input_rows = hyper.encode_rows(
+                model._input_lookup(), batch["codebook"], batch["codebook_lengths"], hyper.input_encoder
+            )
+            output_rows = hyper.encode_rows(
+                RowTable(head), batch["codebook"], batch["codebook_lengths"], hyper.output_encoder
+            )
             embeds = hyper.input_embeddings(batch["input_ids"], model.base.get_input_embeddings(), input_rows)
-            positions = hyper.position_ids(batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], "base")
+            positions = hyper.position_ids(
+                batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], "base"
+            )
             t3 = sync()
-            hidden = model.base.get_decoder()(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                                              position_ids=positions).last_hidden_state
+            hidden = model.base.get_decoder()(
+                inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=positions
+            ).last_hidden_state
             t4 = sync()
             loss = hyper.fused_loss(hidden, head, output_rows, batch["labels"], batch["installed"], None)
             t5 = sync()
@@ -87,8 +113,16 @@ def main() -> None:
         optimizer.step()
         optimizer.zero_grad()
         t7 = sync()
-        for name, a, b in (("batch", t0, t1), ("to gpu", t1, t2), ("encoders+embed", t2, t3), ("decoder", t3, t4),
-                           ("loss", t4, t5), ("backward", t5, t6), ("optimizer", t6, t7), ("total", t0, t7)):
+        for name, a, b in (
+            ("batch", t0, t1),
+            ("to gpu", t1, t2),
+            ("encoders+embed", t2, t3),
+            ("decoder", t3, t4),
+            ("loss", t4, t5),
+            ("backward", t5, t6),
+            ("optimizer", t6, t7),
+            ("total", t0, t7),
+        ):
             times[name] += b - a
 
     def plain_step() -> None:
@@ -115,16 +149,20 @@ def main() -> None:
             plain_step()
         seconds = (sync() - start) / args.steps
         memory = torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else 0.0
-        return (f"{label}: batch {batch_size}, cuDNN attention {'on' if cudnn else 'off'}: {1e3 * seconds:.1f} ms/step, "
-                f"{batch_size * args.window_codes / seconds:,.0f} codes/s, peak memory {memory:.1f} GiB")
+        return (
+            f"{label}: batch {batch_size}, cuDNN attention {'on' if cudnn else 'off'}: {1e3 * seconds:.1f} ms/step, "
+            f"{batch_size * args.window_codes / seconds:,.0f} codes/s, peak memory {memory:.1f} GiB"
+        )
 
     for _ in range(3):
         plain_step()
     times: dict[str, float] = defaultdict(float)
     for _ in range(args.steps):
         phased_step(times)
-    lines = [f"phases, mean of {args.steps} synchronised steps (ms): "
-             + ", ".join(f"{k} {1e3 * v / args.steps:.1f}" for k, v in times.items())]
+    lines = [
+        f"phases, mean of {args.steps} synchronised steps (ms): "
+        + ", ".join(f"{k} {1e3 * v / args.steps:.1f}" for k, v in times.items())
+    ]
     for batch_size in args.batch_sizes:
         for cudnn in (True, False):
             lines.append(measure(batch_size, cudnn, "fp32 base"))
@@ -145,8 +183,11 @@ def main() -> None:
             plain_step()
         sync()
     table = prof.key_averages()
-    report = (table.table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=60) + "\n"
-              + table.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60))
+    report = (
+        table.table(sort_by="cuda_time_total", row_limit=30, max_name_column_width=60)
+        + "\n"
+        + table.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
+    )
     if args.trace:
         prof.export_chrome_trace(args.trace)
         with open(args.trace + ".txt", "w") as handle:

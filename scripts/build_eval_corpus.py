@@ -57,7 +57,8 @@ SENTENCEPIECE = ("sentencepiece", "0.2.1")
 REFERENCE_LANGUAGES = ["de", "fr", "ja", "zh-cn", "es"]
 CHAT_LANGUAGES = ["english", "chinese", "german", "japanese", "italian"]
 DEBIAN_PACKAGES = ["bible-kjv", "bible-kjv-text", "libcoq-stdlib"] + [
-    f"debian-reference-{lang}" for lang in REFERENCE_LANGUAGES]
+    f"debian-reference-{lang}" for lang in REFERENCE_LANGUAGES
+]
 
 # Size limits in bytes; every cut ends at a line boundary at or below its limit.
 CODE_LIMIT = 1_500_000
@@ -102,8 +103,15 @@ def run(command: list[str], step: str, cwd: Path | None = None) -> str:
     # test environment through PIP_CONSTRAINT) are for other packages and may pin these differently.
     env = {key: value for key, value in os.environ.items() if key != "PIP_CONSTRAINT"}
     try:
-        done = subprocess.run(command, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True,
-                              timeout=COMMAND_TIMEOUT_S, check=False, env=env)
+        done = subprocess.run(
+            command,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=COMMAND_TIMEOUT_S,
+            check=False,
+            env=env,
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         raise BuildError(f"{step}: {error}") from None
     if done.returncode != 0:
@@ -140,8 +148,22 @@ def pypi_archive(cache: Path, name: str, version: str, sdist: bool = False) -> P
     if not cached():
         cache.mkdir(parents=True, exist_ok=True)
         kind = ["--no-binary", ":all:"] if sdist else ["--only-binary", ":all:"]
-        run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--disable-pip-version-check",
-             *kind, "--dest", str(cache), f"{name}=={version}"], f"pip download {name}=={version}")
+        run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                *kind,
+                "--dest",
+                str(cache),
+                f"{name}=={version}",
+            ],
+            f"pip download {name}=={version}",
+        )
         if not cached():
             raise BuildError(f"pip download {name}=={version} gave no {'sdist' if sdist else 'wheel'}")
     return cached()[-1]
@@ -202,8 +224,7 @@ def champ(wheel: Path) -> Output:
     for key, problem in data["problems"].items():
         # The texts are taken as they are (a few steps end with a space).
         steps = " ".join(step["_text"] for step in problem["solution"]["steps"])
-        blocks.append(f"Problem ({key}): {problem['_text']}\nSolution: {steps}\n"
-                      f"Answer: {problem['_answer'].strip()}\n")
+        blocks.append(f"Problem ({key}): {problem['_text']}\nSolution: {steps}\nAnswer: {problem['_answer'].strip()}\n")
     return Output("math", "champ_problems_solutions.txt", "\n".join(blocks), f"PyPI {CHAMP[0]} {CHAMP[1]}")
 
 
@@ -277,8 +298,12 @@ def _scalar(value: str, indent: int, lines: list[str], i: int) -> tuple[str, int
         return (text if "-" in value else text + "\n"), i
     # A plain scalar; deeper indented lines after it continue it, joined with spaces.
     parts = [value.split(" #")[0].strip()]
-    while i < len(lines) and lines[i].strip() and len(lines[i]) - len(lines[i].lstrip()) > indent \
-            and not lines[i].lstrip().startswith("- "):
+    while (
+        i < len(lines)
+        and lines[i].strip()
+        and len(lines[i]) - len(lines[i].lstrip()) > indent
+        and not lines[i].lstrip().startswith("- ")
+    ):
         parts.append(lines[i].strip())
         i += 1
     return " ".join(parts), i
@@ -324,18 +349,27 @@ def chatterbot(wheel: Path) -> list[Output]:
     outputs = []
     with zipfile.ZipFile(wheel) as archive:
         for lang in CHAT_LANGUAGES:
-            names = sorted(n for n in archive.namelist()
-                           if re.fullmatch(rf"chatterbot_corpus/data/{lang}/[^/]+\.ya?ml", n))
+            names = sorted(
+                n for n in archive.namelist() if re.fullmatch(rf"chatterbot_corpus/data/{lang}/[^/]+\.ya?ml", n)
+            )
             if not names:
                 raise BuildError(f"{wheel.name} has no YAML files for {lang}")
             blocks = []
             for name in names:
                 for conversation in parse_conversations(archive.read(name).decode("utf-8-sig")):
-                    turns = [f"{'User' if k % 2 == 0 else 'Bot'}: {message.strip()}"
-                             for k, message in enumerate(conversation)]
+                    turns = [
+                        f"{'User' if k % 2 == 0 else 'Bot'}: {message.strip()}"
+                        for k, message in enumerate(conversation)
+                    ]
                     blocks.append("\n".join(turns))
-            outputs.append(Output("chat", f"chatterbot_{lang}.txt", "\n\n".join(blocks) + "\n",
-                                  f"PyPI {CHATTERBOT[0]} {CHATTERBOT[1]}"))
+            outputs.append(
+                Output(
+                    "chat",
+                    f"chatterbot_{lang}.txt",
+                    "\n\n".join(blocks) + "\n",
+                    f"PyPI {CHATTERBOT[0]} {CHATTERBOT[1]}",
+                )
+            )
     return outputs
 
 
@@ -349,8 +383,12 @@ def debian_reference(root: Path, lang: str, version: str) -> Output:
     if not plain.is_file():
         raise BuildError(f"debian-reference-{lang} has no plain-text edition ({plain.name})")
     text = gzip.decompress(plain.read_bytes()).decode("utf-8")
-    return Output("multilingual", f"debian_reference.{lang}.txt", cut_lines(text, REFERENCE_LIMIT),
-                  f"Debian debian-reference-{lang} {version}")
+    return Output(
+        "multilingual",
+        f"debian_reference.{lang}.txt",
+        cut_lines(text, REFERENCE_LIMIT),
+        f"Debian debian-reference-{lang} {version}",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -380,8 +418,12 @@ def botchan(sdist: Path) -> Output:
             raise BuildError(f"{sdist.name} has no botchan.txt")
         raw = handle.read()
     text = io.TextIOWrapper(io.BytesIO(raw), encoding="utf-8-sig", newline=None).read()
-    return Output("prose", "botchan_gutenberg.txt", text,
-                  f"PyPI {SENTENCEPIECE[0]} {SENTENCEPIECE[1]} (source archive, test/botchan.txt)")
+    return Output(
+        "prose",
+        "botchan_gutenberg.txt",
+        text,
+        f"PyPI {SENTENCEPIECE[0]} {SENTENCEPIECE[1]} (source archive, test/botchan.txt)",
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -420,10 +462,18 @@ def write_outputs(out: Path, outputs: list[Output], started: float) -> list[dict
         data = output.text.encode("utf-8")
         relative = f"{output.domain}/{output.name}"
         write_atomic(out / relative, data)
-        entries.append({"file": relative, "domain": output.domain, "source": output.source,
-                        "bytes": len(data), "sha256": sha256(data)})
-        print(f"  {relative:<42} {len(data):>9,} bytes  {output.source}  ({time.monotonic() - started:.1f} s)",
-              flush=True)
+        entries.append(
+            {
+                "file": relative,
+                "domain": output.domain,
+                "source": output.source,
+                "bytes": len(data),
+                "sha256": sha256(data),
+            }
+        )
+        print(
+            f"  {relative:<42} {len(data):>9,} bytes  {output.source}  ({time.monotonic() - started:.1f} s)", flush=True
+        )
     return entries
 
 
@@ -444,8 +494,10 @@ def build(out: Path, cache: Path) -> list[dict[str, object]]:
         root = Path(tmp)
         versions = {name: unpack_deb(debs[name], root / name) for name in DEBIAN_PACKAGES}
         outputs = [coq_stdlib(root / "libcoq-stdlib", versions["libcoq-stdlib"])]
-        outputs += [debian_reference(root / f"debian-reference-{lang}", lang, versions[f"debian-reference-{lang}"])
-                    for lang in REFERENCE_LANGUAGES]
+        outputs += [
+            debian_reference(root / f"debian-reference-{lang}", lang, versions[f"debian-reference-{lang}"])
+            for lang in REFERENCE_LANGUAGES
+        ]
         outputs.append(kjv_bible(root / "bible-kjv", root / "bible-kjv-text", versions))
         entries += write_outputs(out, outputs, started)
     return entries

@@ -47,8 +47,25 @@ from html.parser import HTMLParser
 from pathlib import Path
 from typing import NamedTuple
 
-CODE_PACKAGES = ["transformers", "accelerate", "peft", "huggingface_hub", "hypothesis", "safetensors", "tqdm", "jinja2",
-                 "numpy", "mypy", "tokenizers", "packaging", "pluggy", "_pytest", "markupsafe", "yaml", "filelock"]
+CODE_PACKAGES = [
+    "transformers",
+    "accelerate",
+    "peft",
+    "huggingface_hub",
+    "hypothesis",
+    "safetensors",
+    "tqdm",
+    "jinja2",
+    "numpy",
+    "mypy",
+    "tokenizers",
+    "packaging",
+    "pluggy",
+    "_pytest",
+    "markupsafe",
+    "yaml",
+    "filelock",
+]
 # The evaluation corpus (scripts/build_eval_corpus.py builds it into .corpora); a shared/corpora
 # beside the checkout serves when the checkout has none.
 REPO = Path(__file__).resolve().parents[1]
@@ -63,10 +80,16 @@ def eval_lines() -> set[str]:
     """
     root = next((folder for folder in EVAL_CORPORA if folder.is_dir()), None)
     if root is None:
-        raise SystemExit("no evaluation corpus to keep apart: run `python3 scripts/build_eval_corpus.py .corpora` first")
+        raise SystemExit(
+            "no evaluation corpus to keep apart: run `python3 scripts/build_eval_corpus.py .corpora` first"
+        )
     lines: set[str] = set()
     for file in sorted(root.rglob("*.txt")):
-        lines.update(line.strip() for line in file.read_text(encoding="utf-8", errors="replace").splitlines() if len(line.strip()) > 40)
+        lines.update(
+            line.strip()
+            for line in file.read_text(encoding="utf-8", errors="replace").splitlines()
+            if len(line.strip()) > 40
+        )
     return lines
 
 
@@ -112,8 +135,13 @@ def _manuals(lang: str, faq: bool = True, devref: bool = True) -> tuple[Source, 
     if faq:
         sources.append(Source(f"debian-faq-{lang}", f"usr/share/doc/debian/FAQ/{lang}/*.html", "html"))
     if devref:
-        sources.append(Source(f"developers-reference-{lang}",
-                              f"usr/share/developers-reference/{lang}/developers-reference.html", "html"))
+        sources.append(
+            Source(
+                f"developers-reference-{lang}",
+                f"usr/share/developers-reference/{lang}/developers-reference.html",
+                "html",
+            )
+        )
     return tuple(sources)
 
 
@@ -123,51 +151,133 @@ def _fortunes(package: str, pattern: str) -> Source:
 
 MULTILINGUAL = [
     Output("ja.txt", 1.5, _manuals("ja") + (Source("manpages-ja", "usr/share/man/ja/man*/*.gz", "man"),)),
-    Output("zh-cn.txt", 1.0, _manuals("zh-cn", devref=False) + (
-        Source("manpages-zh", "usr/share/man/zh_CN/man*/*.gz", "man"),
-        _fortunes("fortunes-zh", "usr/share/games/fortunes/*"))),
-    Output("zh-tw.txt", 0.5, _manuals("zh-tw", faq=False, devref=False) + (
-        Source("manpages-zh", "usr/share/man/zh_TW/man*/*.gz", "man"),)),
-    Output("de.txt", 1.0, _manuals("de") + (Source("manpages-de", "usr/share/man/de/man*/*.gz", "man"),
-                                            _fortunes("fortunes-de", "usr/share/games/fortunes/de/*"))),
-    Output("es.txt", 1.0, _manuals("es", faq=False, devref=False) + (
-        Source("manpages-es", "usr/share/man/es/man*/*.gz", "man"),
-        _fortunes("fortunes-es", "usr/share/games/fortunes/es/*"))),
+    Output(
+        "zh-cn.txt",
+        1.0,
+        _manuals("zh-cn", devref=False)
+        + (
+            Source("manpages-zh", "usr/share/man/zh_CN/man*/*.gz", "man"),
+            _fortunes("fortunes-zh", "usr/share/games/fortunes/*"),
+        ),
+    ),
+    Output(
+        "zh-tw.txt",
+        0.5,
+        _manuals("zh-tw", faq=False, devref=False) + (Source("manpages-zh", "usr/share/man/zh_TW/man*/*.gz", "man"),),
+    ),
+    Output(
+        "de.txt",
+        1.0,
+        _manuals("de")
+        + (
+            Source("manpages-de", "usr/share/man/de/man*/*.gz", "man"),
+            _fortunes("fortunes-de", "usr/share/games/fortunes/de/*"),
+        ),
+    ),
+    Output(
+        "es.txt",
+        1.0,
+        _manuals("es", faq=False, devref=False)
+        + (
+            Source("manpages-es", "usr/share/man/es/man*/*.gz", "man"),
+            _fortunes("fortunes-es", "usr/share/games/fortunes/es/*"),
+        ),
+    ),
     Output("fr.txt", 1.0, _manuals("fr") + (Source("manpages-fr", "usr/share/man/fr/man*/*.gz", "man"),)),
-    Output("it.txt", 1.0, _manuals("it") + (Source("manpages-it", "usr/share/man/it/man*/*.gz", "man"),
-                                            _fortunes("fortunes-it", "usr/share/games/fortunes/it/*"))),
-    Output("ru.txt", 0.75, _manuals("ru") + (Source("manpages-ru", "usr/share/man/ru/man*/*.gz", "man"),
-                                             _fortunes("fortunes-ru", "usr/share/games/fortunes/ru/*"))),
-    Output("pt.txt", 0.75, (Source("debian-faq-pt", "usr/share/doc/debian/FAQ/pt/*.html", "html"),
-                            Source("manpages-pt-br", "usr/share/man/pt_BR/man*/*.gz", "man"),
-                            _fortunes("fortunes-br", "usr/share/games/fortunes/*"))),
+    Output(
+        "it.txt",
+        1.0,
+        _manuals("it")
+        + (
+            Source("manpages-it", "usr/share/man/it/man*/*.gz", "man"),
+            _fortunes("fortunes-it", "usr/share/games/fortunes/it/*"),
+        ),
+    ),
+    Output(
+        "ru.txt",
+        0.75,
+        _manuals("ru")
+        + (
+            Source("manpages-ru", "usr/share/man/ru/man*/*.gz", "man"),
+            _fortunes("fortunes-ru", "usr/share/games/fortunes/ru/*"),
+        ),
+    ),
+    Output(
+        "pt.txt",
+        0.75,
+        (
+            Source("debian-faq-pt", "usr/share/doc/debian/FAQ/pt/*.html", "html"),
+            Source("manpages-pt-br", "usr/share/man/pt_BR/man*/*.gz", "man"),
+            _fortunes("fortunes-br", "usr/share/games/fortunes/*"),
+        ),
+    ),
 ]
-COQ_LIBRARIES = ["libcoq-mathcomp-ssreflect", "libcoq-mathcomp-fingroup", "libcoq-mathcomp-algebra",
-                 "libcoq-mathcomp-field", "libcoq-flocq", "libcoq-coquelicot", "libcoq-stdpp"]
+COQ_LIBRARIES = [
+    "libcoq-mathcomp-ssreflect",
+    "libcoq-mathcomp-fingroup",
+    "libcoq-mathcomp-algebra",
+    "libcoq-mathcomp-field",
+    "libcoq-flocq",
+    "libcoq-coquelicot",
+    "libcoq-stdpp",
+]
 MATH = [
     Output("maxima_manual.txt", 0.4, (Source("maxima-doc", "usr/share/doc/maxima-doc/html/maxima_*.html", "html"),)),
     Output("maxima_share.mac.txt", 0.2, (Source("maxima-share", "usr/share/maxima/*/share/**/*.mac", "text"),)),
     Output("coq_libraries.v.txt", 0.4, tuple(Source(name, "usr/**/*.v", "text") for name in COQ_LIBRARIES)),
 ]
 LITERATURE = [
-    Output("fortunes_en.txt", 0.7, (_fortunes("fortunes", "usr/share/games/fortunes/*"),
-                                    _fortunes("fortune-anarchism", "usr/share/games/fortunes/*"),
-                                    Source("tfortunes", "usr/share/games/tfortunes/epigrams/en.tfortunes", "text"))),
+    Output(
+        "fortunes_en.txt",
+        0.7,
+        (
+            _fortunes("fortunes", "usr/share/games/fortunes/*"),
+            _fortunes("fortune-anarchism", "usr/share/games/fortunes/*"),
+            Source("tfortunes", "usr/share/games/tfortunes/epigrams/en.tfortunes", "text"),
+        ),
+    ),
     Output("jargon_file.txt", 0.3, (Source("jargon-text", "usr/share/doc/jargon-text/jargon.txt.gz", "text"),)),
 ]
-DEBIAN_PACKAGES = sorted({source.package for outputs in (MULTILINGUAL, MATH, LITERATURE)
-                          for output in outputs for source in output.sources})
+DEBIAN_PACKAGES = sorted(
+    {source.package for outputs in (MULTILINGUAL, MATH, LITERATURE) for output in outputs for source in output.sources}
+)
 
 
 class _HtmlText(HTMLParser):
     """Plain text of an HTML page: no head, script, style or navigation; paragraphs kept apart."""
 
-    PARAGRAPH = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "pre", "table", "ul", "ol", "dl", "blockquote",
-                 "div", "section", "hr"}
+    PARAGRAPH = {
+        "p",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "pre",
+        "table",
+        "ul",
+        "ol",
+        "dl",
+        "blockquote",
+        "div",
+        "section",
+        "hr",
+    }
     LINE = {"br", "li", "tr", "dt", "dd", "caption"}
     SKIP = {"head", "script", "style", "nav"}
-    SKIP_CLASSES = {"navheader", "navfooter", "sphinxsidebar", "related", "footer", "toc", "headerlink", "header",
-                    "nav-panel", "copiable-anchor"}
+    SKIP_CLASSES = {
+        "navheader",
+        "navfooter",
+        "sphinxsidebar",
+        "related",
+        "footer",
+        "toc",
+        "headerlink",
+        "header",
+        "nav-panel",
+        "copiable-anchor",
+    }
     VOID = {"br", "hr", "img", "meta", "link", "input", "area", "base", "col", "wbr", "source"}
 
     def __init__(self) -> None:
@@ -223,13 +333,81 @@ def html_to_text(raw: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip() + "\n"
 
 
-TROFF_CHARS = {"em": "—", "en": "–", "hy": "-", "mi": "-", "aq": "'", "dq": '"', "lq": "“", "rq": "”", "oq": "‘",
-               "cq": "’", "bu": "•", "co": "©", "rg": "®", "tm": "™", "de": "°", "ha": "^", "ti": "~", "rs": "\\",
-               "pl": "+", "mu": "×", "di": "÷", "<=": "≤", ">=": "≥", "!=": "≠", "->": "→", "<-": "←", "Fo": "«",
-               "Fc": "»", "fo": "‹", "fc": "›", "sq": "□", "ga": "`", "aa": "´", "at": "@", "sh": "#", "ba": "|",
-               "br": "|", "lB": "[", "rB": "]", "lC": "{", "rC": "}", "or": "|", "ss": "ß", "pc": "·"}
-TROFF_TEXT_MACROS = {"SH", "SS", "B", "I", "SM", "SB", "IP", "TQ", "UR", "MT", "Nm", "Nd", "Ar", "Fl", "Pa", "Em",
-                     "Sh", "Ss", "Xr", "Dq", "Sq", "Ql", "Li", "Cm", "Va", "Ev", "It"}
+TROFF_CHARS = {
+    "em": "—",
+    "en": "–",
+    "hy": "-",
+    "mi": "-",
+    "aq": "'",
+    "dq": '"',
+    "lq": "“",
+    "rq": "”",
+    "oq": "‘",
+    "cq": "’",
+    "bu": "•",
+    "co": "©",
+    "rg": "®",
+    "tm": "™",
+    "de": "°",
+    "ha": "^",
+    "ti": "~",
+    "rs": "\\",
+    "pl": "+",
+    "mu": "×",
+    "di": "÷",
+    "<=": "≤",
+    ">=": "≥",
+    "!=": "≠",
+    "->": "→",
+    "<-": "←",
+    "Fo": "«",
+    "Fc": "»",
+    "fo": "‹",
+    "fc": "›",
+    "sq": "□",
+    "ga": "`",
+    "aa": "´",
+    "at": "@",
+    "sh": "#",
+    "ba": "|",
+    "br": "|",
+    "lB": "[",
+    "rB": "]",
+    "lC": "{",
+    "rC": "}",
+    "or": "|",
+    "ss": "ß",
+    "pc": "·",
+}
+TROFF_TEXT_MACROS = {
+    "SH",
+    "SS",
+    "B",
+    "I",
+    "SM",
+    "SB",
+    "IP",
+    "TQ",
+    "UR",
+    "MT",
+    "Nm",
+    "Nd",
+    "Ar",
+    "Fl",
+    "Pa",
+    "Em",
+    "Sh",
+    "Ss",
+    "Xr",
+    "Dq",
+    "Sq",
+    "Ql",
+    "Li",
+    "Cm",
+    "Va",
+    "Ev",
+    "It",
+}
 TROFF_ALTERNATING = {"BR", "RB", "BI", "IB", "IR", "RI"}
 TROFF_PARAGRAPH = {"PP", "P", "LP", "SH", "SS", "TP", "IP", "Pp", "Sh", "Ss"}
 
@@ -257,8 +435,10 @@ def troff_escapes(line: str) -> str:
 
 
 def _macro_args(rest: str) -> list[str]:
-    return [quoted.replace('""', '"') if quoted or not bare else bare
-            for quoted, bare in re.findall(r'"((?:[^"]|"")*)"?|(\S+)', rest)]
+    return [
+        quoted.replace('""', '"') if quoted or not bare else bare
+        for quoted, bare in re.findall(r'"((?:[^"]|"")*)"?|(\S+)', rest)
+    ]
 
 
 def troff_to_text(raw: str) -> str:
@@ -271,7 +451,7 @@ def troff_to_text(raw: str) -> str:
             if line.startswith(skip_until):
                 skip_until = ""
             continue
-        if line.startswith((".\\\"", "'\\\"", "\\\"", ".\\#")):
+        if line.startswith(('.\\"', "'\\\"", '\\"', ".\\#")):
             continue
         if table_format:
             table_format = not line.rstrip().endswith(".")
@@ -301,9 +481,12 @@ def troff_to_text(raw: str) -> str:
 
 # Fortune cookies quoting a source of the evaluation corpus (fortunes-zh quotes debian-reference
 # hundreds of times; a few English cookies quote the Bible) are left out whole.
-EVAL_QUOTE = re.compile(r"Debian 参考手册|Debian Reference|debian-reference|Osamu Aoki|青木修|Botchan|坊っちゃん|"
-                        r"King James|^\s*--.*(\b(Genesis|Exodus|Psalms?|Proverbs|Ecclesiastes|Isaiah|Matthew|Mark|Luke|"
-                        r"John|Corinthians|Romans|Revelations?)\s+\d+[:.]\d+|\bBible\b)", re.IGNORECASE | re.MULTILINE)
+EVAL_QUOTE = re.compile(
+    r"Debian 参考手册|Debian Reference|debian-reference|Osamu Aoki|青木修|Botchan|坊っちゃん|"
+    r"King James|^\s*--.*(\b(Genesis|Exodus|Psalms?|Proverbs|Ecclesiastes|Isaiah|Matthew|Mark|Luke|"
+    r"John|Corinthians|Romans|Revelations?)\s+\d+[:.]\d+|\bBible\b)",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 def fortune_to_text(raw: str) -> str:
@@ -311,8 +494,11 @@ def fortune_to_text(raw: str) -> str:
     quote an evaluation source removed."""
     raw = re.sub(r"\x1b\[[0-9;]*m", "", raw)
     cookies = re.split(r"^%[ \t]*$", raw, flags=re.MULTILINE)
-    kept = ["\n".join(line.rstrip() for line in cookie.strip("\n").splitlines()) for cookie in cookies
-            if cookie.strip() and not EVAL_QUOTE.search(cookie)]
+    kept = [
+        "\n".join(line.rstrip() for line in cookie.strip("\n").splitlines())
+        for cookie in cookies
+        if cookie.strip() and not EVAL_QUOTE.search(cookie)
+    ]
     return "\n\n".join(kept) + "\n"
 
 
@@ -343,8 +529,9 @@ def fetch_debian_packages(cache: Path, names: list[str]) -> dict[str, Path]:
 def unpack(deb: Path, dest: Path) -> str:
     """Unpack ``deb`` into ``dest`` and return the package's version."""
     subprocess.run(["dpkg-deb", "-x", str(deb), str(dest)], check=True)
-    return subprocess.run(["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["dpkg-deb", "-f", str(deb), "Version"], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def natural_key(path: Path) -> tuple[tuple[str, int], ...]:
@@ -403,8 +590,15 @@ def fair_shares(sizes: list[int], budget: int, weights: list[float] | None = Non
     return shares
 
 
-def build_debian_section(out: Path, outputs: list[Output], budget: int, root: Path, versions: dict[str, str],
-                         forbidden: set[str], stats: dict[str, int]) -> list[dict[str, object]]:
+def build_debian_section(
+    out: Path,
+    outputs: list[Output],
+    budget: int,
+    root: Path,
+    versions: dict[str, str],
+    forbidden: set[str],
+    stats: dict[str, int],
+) -> list[dict[str, object]]:
     """Write each output of a section under ``out`` within its share of ``budget`` (what one cannot
     fill goes to the others); its manifest entries."""
     out.mkdir(parents=True, exist_ok=True)
@@ -419,21 +613,36 @@ def build_debian_section(out: Path, outputs: list[Output], budget: int, root: Pa
             text, n = take(files, share)
             if n:
                 parts.append(text)
-                packages.append({"package": f"Debian {source.package} {versions[source.package]}",
-                                 "files": n, "bytes": len(text.encode())})
+                packages.append(
+                    {
+                        "package": f"Debian {source.package} {versions[source.package]}",
+                        "files": n,
+                        "bytes": len(text.encode()),
+                    }
+                )
                 count += n
         text = "\n".join(parts)
         (out / output.name).write_text(text, encoding="utf-8")
-        entries.append({"file": f"{out.name}/{output.name}", "sources": packages, "files": count,
-                        "bytes": len(text.encode())})
+        entries.append(
+            {"file": f"{out.name}/{output.name}", "sources": packages, "files": count, "bytes": len(text.encode())}
+        )
     return entries
 
 
-def build_debian_sections(out: Path, cache: Path, budgets: dict[str, int], forbidden: set[str],
-                          manifest: dict[str, list[dict[str, object]]], dropped: dict[str, int]) -> None:
+def build_debian_sections(
+    out: Path,
+    cache: Path,
+    budgets: dict[str, int],
+    forbidden: set[str],
+    manifest: dict[str, list[dict[str, object]]],
+    dropped: dict[str, int],
+) -> None:
     """Fetch and unpack the Debian packages, then write the multilingual, math and literature files."""
-    sections = [("multilingual", "multilingual", MULTILINGUAL), ("math", "math", MATH),
-                ("literature", "prose", LITERATURE)]
+    sections = [
+        ("multilingual", "multilingual", MULTILINGUAL),
+        ("math", "math", MATH),
+        ("literature", "prose", LITERATURE),
+    ]
     sections = [section for section in sections if budgets[section[0]] > 0]
     names = sorted({s.package for _, _, outputs in sections for o in outputs for s in o.sources})
     if not names:
@@ -454,8 +663,12 @@ def main() -> int:
     parser.add_argument("out")
     parser.add_argument("--code-mb", type=float, default=12.0)
     parser.add_argument("--prose-mb", type=float, default=6.0)
-    parser.add_argument("--debian-cache", type=Path, default=Path.home() / ".cache" / "zip2zip" / "debs",
-                        help="where the .deb files of the Debian sections are downloaded to and read from")
+    parser.add_argument(
+        "--debian-cache",
+        type=Path,
+        default=Path.home() / ".cache" / "zip2zip" / "debs",
+        help="where the .deb files of the Debian sections are downloaded to and read from",
+    )
     parser.add_argument("--multilingual-mb", type=float, default=6.0)
     parser.add_argument("--math-mb", type=float, default=3.0)
     parser.add_argument("--literature-mb", type=float, default=3.0)
@@ -484,7 +697,9 @@ def main() -> int:
         budget -= len(text)
         version = importlib.metadata.version(name) if name not in ("_pytest", "yaml") else ""
         (out / "code" / f"{name}.py.txt").write_text(text)
-        manifest["code"].append({"package": f"PyPI {name} {version}".strip(), "files": len(parts), "bytes": len(text.encode())})
+        manifest["code"].append(
+            {"package": f"PyPI {name} {version}".strip(), "files": len(parts), "bytes": len(text.encode())}
+        )
     dropped["code"] = stats["dropped_lines"]
     stats = {"dropped_lines": 0}
 
@@ -497,8 +712,13 @@ def main() -> int:
             readmes.append(body)
     text = clean("\n\n".join(readmes), forbidden, stats)[: budget // 2]
     (out / "prose" / "pypi_readmes.txt").write_text(text)
-    manifest["prose"].append({"source": "METADATA long descriptions of the installed PyPI distributions",
-                              "files": len(readmes), "bytes": len(text.encode())})
+    manifest["prose"].append(
+        {
+            "source": "METADATA long descriptions of the installed PyPI distributions",
+            "files": len(readmes),
+            "bytes": len(text.encode()),
+        }
+    )
     debian = []
     for doc in sorted(Path("/usr/share/doc").glob("*/*")):
         if doc.name.lower().startswith(("readme", "changelog.debian", "news")) and doc.is_file():
@@ -506,11 +726,19 @@ def main() -> int:
             debian.append(raw.decode("utf-8", errors="replace"))
     text = clean("\n\n".join(debian), forbidden, stats)[: budget // 2]
     (out / "prose" / "debian_docs.txt").write_text(text)
-    manifest["prose"].append({"source": "README, NEWS and changelog.Debian files under /usr/share/doc",
-                              "files": len(debian), "bytes": len(text.encode())})
+    manifest["prose"].append(
+        {
+            "source": "README, NEWS and changelog.Debian files under /usr/share/doc",
+            "files": len(debian),
+            "bytes": len(text.encode()),
+        }
+    )
     dropped["prose"] = stats["dropped_lines"]
-    budgets = {"multilingual": int(args.multilingual_mb * 1e6), "math": int(args.math_mb * 1e6),
-               "literature": int(args.literature_mb * 1e6)}
+    budgets = {
+        "multilingual": int(args.multilingual_mb * 1e6),
+        "math": int(args.math_mb * 1e6),
+        "literature": int(args.literature_mb * 1e6),
+    }
     build_debian_sections(out, args.debian_cache, budgets, forbidden, manifest, dropped)
     manifest["dropped_eval_lines"] = [{"section": name, "lines": lines} for name, lines in dropped.items()]
     (out / "MANIFEST.json").write_text(json.dumps(manifest, indent=1))

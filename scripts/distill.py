@@ -24,24 +24,77 @@ from pathlib import Path
 
 import torch
 
-TOPICS = ["photosynthesis", "the water cycle", "compound interest", "black holes", "the French Revolution", "vaccines",
-          "machine learning", "climate change", "the immune system", "plate tectonics", "inflation", "the internet",
-          "electric cars", "volcanoes", "the human heart", "recycling", "sleep", "coffee", "the Roman Empire", "gravity",
-          "renewable energy", "DNA", "the stock market", "bees", "the moon", "rainbows", "memory", "public speaking",
-          "time management", "learning a language"]
-CHAT_TEMPLATES = ["Explain {} in simple terms.", "Give me three interesting facts about {}.",
-                  "Write a short paragraph about {} for a ten-year-old.", "What are the pros and cons of {}?",
-                  "Summarise what you know about {} in four sentences."]
-TASKS = ["reverses a string", "checks whether a number is prime", "counts the words in a text", "merges two sorted lists",
-         "computes the factorial of n", "finds the largest element of a list", "removes duplicates from a list",
-         "converts Celsius to Fahrenheit", "returns the n-th Fibonacci number", "checks whether a string is a palindrome",
-         "flattens a nested list", "counts vowels in a string", "computes the mean and median of a list",
-         "reads a CSV file and prints each row", "sorts a list of dictionaries by a key", "validates an email address",
-         "implements binary search", "computes the greatest common divisor", "generates all permutations of a list",
-         "parses a date string", "implements a stack class", "implements a queue with two stacks",
-         "finds the most common word in a text", "transposes a matrix", "checks balanced parentheses"]
-CODE_TEMPLATES = ["Write a Python function that {}.", "Write a Python function that {}, with a docstring and an example.",
-                  "Write a JavaScript function that {}."]
+TOPICS = [
+    "photosynthesis",
+    "the water cycle",
+    "compound interest",
+    "black holes",
+    "the French Revolution",
+    "vaccines",
+    "machine learning",
+    "climate change",
+    "the immune system",
+    "plate tectonics",
+    "inflation",
+    "the internet",
+    "electric cars",
+    "volcanoes",
+    "the human heart",
+    "recycling",
+    "sleep",
+    "coffee",
+    "the Roman Empire",
+    "gravity",
+    "renewable energy",
+    "DNA",
+    "the stock market",
+    "bees",
+    "the moon",
+    "rainbows",
+    "memory",
+    "public speaking",
+    "time management",
+    "learning a language",
+]
+CHAT_TEMPLATES = [
+    "Explain {} in simple terms.",
+    "Give me three interesting facts about {}.",
+    "Write a short paragraph about {} for a ten-year-old.",
+    "What are the pros and cons of {}?",
+    "Summarise what you know about {} in four sentences.",
+]
+TASKS = [
+    "reverses a string",
+    "checks whether a number is prime",
+    "counts the words in a text",
+    "merges two sorted lists",
+    "computes the factorial of n",
+    "finds the largest element of a list",
+    "removes duplicates from a list",
+    "converts Celsius to Fahrenheit",
+    "returns the n-th Fibonacci number",
+    "checks whether a string is a palindrome",
+    "flattens a nested list",
+    "counts vowels in a string",
+    "computes the mean and median of a list",
+    "reads a CSV file and prints each row",
+    "sorts a list of dictionaries by a key",
+    "validates an email address",
+    "implements binary search",
+    "computes the greatest common divisor",
+    "generates all permutations of a list",
+    "parses a date string",
+    "implements a stack class",
+    "implements a queue with two stacks",
+    "finds the most common word in a text",
+    "transposes a matrix",
+    "checks balanced parentheses",
+]
+CODE_TEMPLATES = [
+    "Write a Python function that {}.",
+    "Write a Python function that {}, with a docstring and an example.",
+    "Write a JavaScript function that {}.",
+]
 
 
 def prompts() -> list[str]:
@@ -51,14 +104,23 @@ def prompts() -> list[str]:
 
 
 CORPUS_TEMPLATES = {
-    "code": ["Explain what this Python code does:\n\n```python\n{}\n```",
-             "Write a docstring for this Python function:\n\n```python\n{}\n```",
-             "Write a unit test for this function:\n\n```python\n{}\n```",
-             "Is there a bug or something to improve in this code?\n\n```python\n{}\n```"],
-    "prose": ["Summarise this text in two sentences:\n\n{}", "What is the main idea of this passage?\n\n{}",
-              "Rewrite this text in simpler words:\n\n{}", "Ask three questions about this text:\n\n{}"],
-    "multilingual": ["Translate this text into English:\n\n{}", "Summarise this text in one sentence:\n\n{}",
-                     "What is this text about?\n\n{}"],
+    "code": [
+        "Explain what this Python code does:\n\n```python\n{}\n```",
+        "Write a docstring for this Python function:\n\n```python\n{}\n```",
+        "Write a unit test for this function:\n\n```python\n{}\n```",
+        "Is there a bug or something to improve in this code?\n\n```python\n{}\n```",
+    ],
+    "prose": [
+        "Summarise this text in two sentences:\n\n{}",
+        "What is the main idea of this passage?\n\n{}",
+        "Rewrite this text in simpler words:\n\n{}",
+        "Ask three questions about this text:\n\n{}",
+    ],
+    "multilingual": [
+        "Translate this text into English:\n\n{}",
+        "Summarise this text in one sentence:\n\n{}",
+        "What is this text about?\n\n{}",
+    ],
     "math": ["Explain this in plain words:\n\n{}", "What does this define or prove?\n\n{}"],
 }
 FUNCTION = re.compile(r"^([ \t]*)def \w+\(", re.MULTILINE)
@@ -129,16 +191,26 @@ def main() -> int:
     todo.sort(key=len)
     for start in range(0, len(todo), args.batch_size):
         chunk = todo[start : start + args.batch_size]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-                 for p in chunk]
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in chunk
+        ]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=args.max_new_tokens, do_sample=True, temperature=0.7, top_p=0.9,
-                                 pad_token_id=tokenizer.pad_token_id)
+            out = model.generate(
+                **batch,
+                max_new_tokens=args.max_new_tokens,
+                do_sample=True,
+                temperature=0.7,
+                top_p=0.9,
+                pad_token_id=tokenizer.pad_token_id,
+            )
         for prompt, row in zip(chunk, out[:, batch["input_ids"].shape[1] :]):
             answer = tokenizer.decode(row, skip_special_tokens=True).strip()
             if answer:
-                records.append({"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]})
+                records.append(
+                    {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+                )
     with open(args.out, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")

@@ -66,7 +66,9 @@ bash scripts/fetch_test_assets.sh "$venv"
 python3 scripts/build_eval_corpus.py .corpora
 disk
 
-step "Python: the stub matches the compiled module; the package type-checks"
+step "Python: format and lints (ruff), the stub matches the compiled module, the package type-checks"
+"$venv/bin/ruff" format --check .
+"$venv/bin/ruff" check .
 "$venv/bin/python" -m mypy.stubtest zip2zip._core
 "$venv/bin/python" -m mypy --strict --ignore-missing-imports python/zip2zip
 

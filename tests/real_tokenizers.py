@@ -117,7 +117,7 @@ def asset_path(name: str) -> Path:
     return path
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_real_tokenizer(name: str) -> PreTrainedTokenizerFast:
     """The fast tokenizer ``name`` (one of ``REAL_TOKENIZERS``), offline, cached.
 
@@ -139,6 +139,7 @@ def load_real_tokenizer(name: str) -> PreTrainedTokenizerFast:
         pytest.skip("transformers < 5.23 converts llama.cpp's GGUF vocabularies differently")
 
     from tokenizers import normalizers, pre_tokenizers
+
     from zip2zip.sources import load_gguf_tokenizer, load_smollm2_tokenizer
 
     tokenizer = load_smollm2_tokenizer() if name == "smollm2" else load_gguf_tokenizer(path)

@@ -23,7 +23,11 @@ FILES = {
     "a.txt": "the cat sat on the mat. " * 40 + "東京タワー 東京タワー 👩‍👩‍👧‍👦👩‍👩‍👧‍👦 é é\n",
     "b.py": "def f(x):\n    return x + 1\n\n\ndef g(x):\n    return x + 2\n\n\n" * 10,
 }
-MIXED = "a\n\n\nb\n\n\nc\n\n\nd\n" + "if a < b & c:\n\n\n    return \"x\"\n\n\n    return \"x\"\n" * 3 + "東京タワー👍🏽👍🏽 東京タワー👍🏽\n"
+MIXED = (
+    "a\n\n\nb\n\n\nc\n\n\nd\n"
+    + 'if a < b & c:\n\n\n    return "x"\n\n\n    return "x"\n' * 3
+    + "東京タワー👍🏽👍🏽 東京タワー👍🏽\n"
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +54,11 @@ def cli(capsys, smollm2_tokenizer, *args):
 
 
 def expected_stats(tok, text):
-    return TextStats(len(text.encode("utf-8")), len(tok.base.encode(text, add_special_tokens=False)),
-                     len(tok.encode(text, add_special_tokens=False)))
+    return TextStats(
+        len(text.encode("utf-8")),
+        len(tok.base.encode(text, add_special_tokens=False)),
+        len(tok.encode(text, add_special_tokens=False)),
+    )
 
 
 # ---------------------------------------------------------------------------- stats
@@ -61,7 +68,11 @@ def test_stats_json_matches_the_tokenizer(capsys, smollm2_tokenizer, tok, corpus
     status, out, err = cli(capsys, smollm2_tokenizer, "stats", str(corpus), "-K", str(K), "--format", "json")
     assert status == 0, err
     rows = json.loads(out)
-    assert [(r["kind"], r["path"]) for r in rows] == [("file", "docs/a.txt"), ("file", "docs/b.py"), ("folder", "docs/")]
+    assert [(r["kind"], r["path"]) for r in rows] == [
+        ("file", "docs/a.txt"),
+        ("file", "docs/b.py"),
+        ("folder", "docs/"),
+    ]
     total = TextStats(0, 0, 0)
     for row, (name, text) in zip(rows, FILES.items()):
         want = expected_stats(tok, text)
@@ -98,10 +109,15 @@ def test_stats_files_folders_and_globs(smollm2_tokenizer, tok, corpus, tmp_path)
     rows = run_stats(tok, [corpus / "a.txt", other, corpus], fmt="json", out=out)
     # a.txt given twice (as a file and in its folder) is measured once.
     assert [(r.kind, r.path) for r in rows] == [
-        ("file", (corpus / "a.txt").as_posix()), ("file", "other/deep/c.md"), ("file", "docs/b.py"), ("total", "TOTAL")
+        ("file", (corpus / "a.txt").as_posix()),
+        ("file", "other/deep/c.md"),
+        ("file", "docs/b.py"),
+        ("total", "TOTAL"),
     ]
     assert rows[-1].stats.codes == sum(r.stats.codes for r in rows[:-1])
-    assert json.loads(out.getvalue())[1]["codes"] == len(tok.encode("# title\n\nsome text, some text\n", add_special_tokens=False))
+    assert json.loads(out.getvalue())[1]["codes"] == len(
+        tok.encode("# title\n\nsome text, some text\n", add_special_tokens=False)
+    )
     only_py = run_stats(tok, [corpus], globs=["*.py"], fmt="json", out=io.StringIO())
     assert [r.path for r in only_py] == ["docs/b.py"]
 
@@ -117,7 +133,9 @@ def test_windows_compress_from_empty_codebooks(capsys, smollm2_tokenizer, tok, c
     assert compression_stats(tok, [text], window=1)[0].codes == len(ids)  # one id per window: nothing merges
     assert compression_stats(tok, [text], window=len(ids))[0] == whole
     assert compression_stats(tok, [text], window=7)[0].codes > whole.codes  # short windows compress less
-    status, out, _ = cli(capsys, smollm2_tokenizer, "stats", str(corpus / "a.txt"), "-K", str(K), "--window", "7", "--format", "json")
+    status, out, _ = cli(
+        capsys, smollm2_tokenizer, "stats", str(corpus / "a.txt"), "-K", str(K), "--window", "7", "--format", "json"
+    )
     assert status == 0 and json.loads(out)[0]["codes"] == compression_stats(tok, [text], window=7)[0].codes
     with pytest.raises(ValueError, match="window"):
         compression_stats(tok, [text], window=0)
@@ -239,7 +257,9 @@ def test_argparse_errors_and_help(capsys):
 
 
 def test_python_dash_m():
-    result = subprocess.run([sys.executable, "-m", "zip2zip", "show", "--help"], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "zip2zip", "show", "--help"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0 and "--html" in result.stdout
 
 
@@ -256,22 +276,32 @@ def test_stats_skips_what_is_not_a_regular_file(capsys, smollm2_tokenizer, tok, 
     status, out, err = cli(capsys, smollm2_tokenizer, "stats", str(corpus), "-K", str(K), "--format", "json")
     assert status == 0
     assert "skipping docs/pipe.txt: not a regular file" in err and "skipping docs/zero.txt: not a regular file" in err
-    assert [(r["kind"], r["path"]) for r in json.loads(out)] == [("file", "docs/a.txt"), ("file", "docs/b.py"),
-                                                                 ("folder", "docs/")]
+    assert [(r["kind"], r["path"]) for r in json.loads(out)] == [
+        ("file", "docs/a.txt"),
+        ("file", "docs/b.py"),
+        ("folder", "docs/"),
+    ]
 
 
 def test_show_reads_only_max_chars(capsys, smollm2_tokenizer, tok, monkeypatch):
     """--max-chars bounds what is read: the first 10 characters of /dev/zero, and of stdin."""
-    status, out, _ = cli(capsys, smollm2_tokenizer, "show", "/dev/zero", "--max-chars", "10", "-K", str(K),
-                         "--colour", "never")
-    assert status == 0 and out == render_terminal(tok, tok.encode("\0" * 10, add_special_tokens=False), colour=False) + "\n"
+    status, out, _ = cli(
+        capsys, smollm2_tokenizer, "show", "/dev/zero", "--max-chars", "10", "-K", str(K), "--colour", "never"
+    )
+    assert (
+        status == 0
+        and out == render_terminal(tok, tok.encode("\0" * 10, add_special_tokens=False), colour=False) + "\n"
+    )
 
     class EndlessStdin:
         buffer = open("/dev/zero", "rb")  # noqa: SIM115 (closed below)
 
     monkeypatch.setattr(sys, "stdin", EndlessStdin())
     try:
-        assert cli(capsys, smollm2_tokenizer, "show", "-", "--max-chars", "10", "-K", str(K), "--colour", "never")[1] == out
+        assert (
+            cli(capsys, smollm2_tokenizer, "show", "-", "--max-chars", "10", "-K", str(K), "--colour", "never")[1]
+            == out
+        )
         assert not EndlessStdin.buffer.closed  # stdin stays open
     finally:
         EndlessStdin.buffer.close()

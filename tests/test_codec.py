@@ -269,12 +269,14 @@ def test_config_numbers_must_be_integers(args):
 
 
 def test_config_numbers_may_be_numpy_integers_and_defaults_may_be_none():
-    assert z.CodebookConfig(np.int64(100), np.int32(16), np.uint8(4), [np.int16(3)]) == z.CodebookConfig(100, 16, 4, [3])
+    assert z.CodebookConfig(np.int64(100), np.int32(16), np.uint8(4), [np.int16(3)]) == z.CodebookConfig(
+        100, 16, 4, [3]
+    )
     assert z.CodebookConfig(100, None, None) == z.CodebookConfig(100)
 
 
 def test_config_accessors():
-    config = z.CodebookConfig(100, disabled_ids={5, 1, 5})
+    config = z.CodebookConfig(100, disabled_ids={5, 1})
     assert (config.vocab_size, config.max_codebook_size, config.max_subtokens) == (100, 2048, 4)
     assert config.disabled_ids == (1, 5)
     assert "disabled_ids=(1, 5)" in repr(config)

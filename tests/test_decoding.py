@@ -1,4 +1,4 @@
-"""The static-cache, CUDA-graph generation loop (`zip2zip.decoding`), checked on the CPU
+"""The static-cache, CUDA-graph generation loop (`zip2zip.generation.static`), checked on the CPU
 against transformers' generate() and a full forward pass."""
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
-from zip2zip.decoding import StaticGenerator, _buckets
+from zip2zip.generation.static import StaticGenerator
+from zip2zip.generation.static_loop import buckets
 from zip2zip.modeling import Zip2ZipForCausalLM
 
 TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
@@ -32,10 +33,10 @@ def pair(smollm2_tokenizer):
 
 
 def test_buckets_cover_every_count():
-    assert _buckets(8) == [0, 1, 2, 4, 8]
-    assert _buckets(12) == [0, 1, 2, 4, 8, 12]
+    assert buckets(8) == [0, 1, 2, 4, 8]
+    assert buckets(12) == [0, 1, 2, 4, 8, 12]
     for limit in (1, 5, 64):
-        sizes = _buckets(limit)
+        sizes = buckets(limit)
         assert all(any(b >= n for b in sizes) for n in range(limit + 1)) and max(sizes) == limit
 
 
@@ -54,7 +55,7 @@ def test_base_loop_equals_transformers_generate(smollm2_tokenizer):
     generator = StaticGenerator.for_base(base, smollm2_tokenizer, batch_size=3, max_cache_len=32)
     generator.stop_ids = frozenset()  # as generate() above: run the whole budget
     out = generator.generate(rows, max_new_base_tokens=10)
-    assert out.tokens == expected[:, batch["input_ids"].shape[1]:].tolist()
+    assert out.tokens == expected[:, batch["input_ids"].shape[1] :].tolist()
     assert out.steps == 9 and out.base_tokens == [10, 10]
     assert out.texts == [smollm2_tokenizer.decode(t) for t in out.tokens]
     again = generator.generate(rows[:1], max_new_base_tokens=4)  # the cache and graphs are reused
@@ -71,7 +72,7 @@ def test_zip2zip_loop_equals_model_generate(pair):
     generator.stop_ids = frozenset()
     out = generator.generate([tok.encode(p) for p in prompts], max_new_base_tokens=12)
     for row in range(2):
-        new = expected[row, batch["input_ids"].shape[1]:].tolist()
+        new = expected[row, batch["input_ids"].shape[1] :].tolist()
         assert out.tokens[row] == new[: len(out.tokens[row])]
         prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
         assert out.base_tokens[row] == len(tok.expand(out.tokens[row], tok.state_after(prompt)))
@@ -189,8 +190,29 @@ def test_bench_generate_runs_base_against_zip2zip(smollm2_tokenizer, tmp_path, c
     Zip2ZipForCausalLM.from_base(base_dir, tok).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)
     out = tmp_path / "bench.json"
-    assert main(["bench", "generate", "--model", str(model_dir), "--batch-sizes", "2", "--max-new-tokens", "6",
-                 "--prompts-per-set", "3", "--long-prompt-tokens", "300", "--repeats", "1", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "generate",
+                "--model",
+                str(model_dir),
+                "--batch-sizes",
+                "2",
+                "--max-new-tokens",
+                "6",
+                "--prompts-per-set",
+                "3",
+                "--long-prompt-tokens",
+                "300",
+                "--repeats",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     printed = capsys.readouterr().out
     assert "| code | 2 |" in printed and "| chat | 2 |" in printed and "| code corpus |" in printed

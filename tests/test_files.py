@@ -26,8 +26,14 @@ def limited(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (LIMIT, LIMIT))
 
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=cwd, capture_output=True, text=True,
-                          preexec_fn=limit, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        preexec_fn=limit,
+        timeout=300,
+    )
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:
@@ -37,13 +43,16 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_write_atomic_keeps_the_old_file_when_a_write_fails(tmp_path):
     path = tmp_path / "page.html"
     write_atomic(path, "old")
-    result = limited(f"""
+    result = limited(
+        f"""
         from zip2zip.files import SaveError, write_atomic
         try:
             write_atomic({str(path)!r}, "x" * {4 * LIMIT})
         except SaveError as error:
             print("SaveError", error)
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert result.stdout.startswith("SaveError could not write"), result.stderr
     assert path.read_text() == "old" and sorted(os.listdir(tmp_path)) == ["page.html"]
     write_atomic(path, b"new")
@@ -80,7 +89,8 @@ def test_a_tokenizer_save_that_fails_leaves_the_folder_loadable(tmp_path, smollm
     folder = tmp_path / "tok"
     z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64).save_pretrained(folder)
     before = snapshot(folder)
-    result = limited(f"""
+    result = limited(
+        f"""
         import zip2zip as z
         from zip2zip.files import SaveError
         tok = z.Zip2ZipTokenizer.from_pretrained({str(folder)!r})
@@ -88,7 +98,9 @@ def test_a_tokenizer_save_that_fails_leaves_the_folder_loadable(tmp_path, smollm
             tok.save_pretrained({str(folder)!r})
         except SaveError as error:
             print("SaveError", error)
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert result.stdout.startswith(f"SaveError could not save to {folder}"), result.stderr
     assert snapshot(folder) == before
     assert z.Zip2ZipTokenizer.from_pretrained(folder).config.max_codebook_size == 64
@@ -102,15 +114,23 @@ def test_a_model_save_that_fails_leaves_the_folder_loadable(tmp_path, smollm2_to
     from zip2zip.modeling import Zip2ZipForCausalLM
 
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
-    config = AutoConfig.for_model("llama", vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config = AutoConfig.for_model(
+        "llama",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path / "base")
     model = Zip2ZipForCausalLM.from_base(str(tmp_path / "base"), tok).add_lora(r=2)
     folder = tmp_path / "model"
     model.save_pretrained(folder)
     before = snapshot(folder)
-    result = limited(f"""
+    result = limited(
+        f"""
         from zip2zip.files import SaveError
         from zip2zip.modeling import Zip2ZipForCausalLM
         model = Zip2ZipForCausalLM.from_pretrained({str(folder)!r}, is_trainable=True)
@@ -121,7 +141,9 @@ def test_a_model_save_that_fails_leaves_the_folder_loadable(tmp_path, smollm2_to
             model.save_pretrained({str(folder)!r})
         except SaveError as error:
             print("SaveError", error)
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert result.stdout.startswith(f"SaveError could not save to {folder}"), result.stderr
     assert snapshot(folder) == before  # neither a cut file nor a mix of old and new
     Zip2ZipForCausalLM.from_pretrained(folder)
@@ -131,11 +153,14 @@ def test_show_html_that_cannot_be_written_keeps_the_old_page(tmp_path):
     page = tmp_path / "page.html"
     page.write_text("old page")
     text = "the cat sat on the mat " * 2000  # a page well over the limit
-    result = limited(f"""
+    result = limited(
+        f"""
         import sys
         from zip2zip.cli import main
         sys.exit(main(["show", "--text", {text!r}, "--html", {str(page)!r}, "--tokenizer",
                        {str(Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip")!r}]))
-        """, tmp_path)
+        """,
+        tmp_path,
+    )
     assert result.returncode == 2 and "could not write" in result.stderr and "Traceback" not in result.stderr
     assert page.read_text() == "old page" and sorted(os.listdir(tmp_path)) == ["page.html"]

@@ -1,4 +1,4 @@
-"""zip2zip.humaneval: the problems, the harness, and both models' answers (a tiny random Llama
+"""zip2zip.evaluation.humaneval: the problems, the harness, and both models' answers (a tiny random Llama
 with SmolLM2's tokenizer)."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
-from zip2zip import humaneval
-from zip2zip.humaneval import (
+from zip2zip.evaluation import humaneval
+from zip2zip.evaluation.humaneval import (
     FETCH_COMMAND,
     HumanEvalNotFoundError,
     Problem,
@@ -24,18 +24,33 @@ from zip2zip.humaneval import (
     passes,
     program_for,
 )
+from zip2zip.evaluation.prompts import HUMANEVAL_TEMPLATE
 from zip2zip.modeling import Zip2ZipForCausalLM
 
-ADD = Problem("t/0", "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n", "add", "def check(f):\n    assert f(2, 3) == 5\n")
-UPPER = Problem("t/1", "from typing import List\n\n\ndef upper(words: List[str]) -> List[str]:\n    \"\"\"Uppercase.\"\"\"\n",
-                "upper", "def check(f):\n    assert f(['a', 'b']) == ['A', 'B']\n")
+ADD = Problem("t/0", 'def add(a, b):\n    """Return a + b."""\n', "add", "def check(f):\n    assert f(2, 3) == 5\n")
+UPPER = Problem(
+    "t/1",
+    'from typing import List\n\n\ndef upper(words: List[str]) -> List[str]:\n    """Uppercase."""\n',
+    "upper",
+    "def check(f):\n    assert f(['a', 'b']) == ['A', 'B']\n",
+)
 
 
 def write_problems(path, problems):
     with gzip.open(path, "wt", encoding="utf-8") as handle:
         for p in problems:
-            handle.write(json.dumps({"task_id": p.task_id, "prompt": p.prompt, "entry_point": p.entry_point,
-                                     "test": p.test, "canonical_solution": ""}) + "\n")
+            handle.write(
+                json.dumps(
+                    {
+                        "task_id": p.task_id,
+                        "prompt": p.prompt,
+                        "entry_point": p.entry_point,
+                        "test": p.test,
+                        "canonical_solution": "",
+                    }
+                )
+                + "\n"
+            )
 
 
 def test_the_real_problems_load_and_their_canonical_solutions_pass():
@@ -56,9 +71,13 @@ def test_answers_pass_only_with_a_first_code_block_that_passes():
     assert passes(ADD, "```python\ndef add(a, b):\n    return a + b\n```")
     assert passes(ADD, "```\ndef add(a, b):\n    return a + b")  # unclosed at the length limit
     assert not passes(ADD, "def add(a, b):\n    return a + b")  # no code block
-    assert not passes(ADD, "```python\ndef add(a, b):\n    return a - b\n```\n```python\ndef add(a, b):\n    return a + b\n```")
+    assert not passes(
+        ADD, "```python\ndef add(a, b):\n    return a - b\n```\n```python\ndef add(a, b):\n    return a + b\n```"
+    )
     # the prompt's import lines come first, so that an answer may use its annotations
-    assert passes(UPPER, "```python\ndef upper(words: List[str]) -> List[str]:\n    return [w.upper() for w in words]\n```")
+    assert passes(
+        UPPER, "```python\ndef upper(words: List[str]) -> List[str]:\n    return [w.upper() for w in words]\n```"
+    )
     assert program_for(UPPER, "pass").startswith("from typing import List\n")
     assert first_code_block("no code") is None
 
@@ -85,7 +104,7 @@ def test_missing_and_bad_problem_files(tmp_path, monkeypatch):
         humaneval.find_problems_file()
     assert FETCH_COMMAND in str(error.value)
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps({"task_id": "x", "prompt": "p", "entry_point": "e", "test": "t"}) + "\n{\"task_id\": 1}\n")
+    bad.write_text(json.dumps({"task_id": "x", "prompt": "p", "entry_point": "e", "test": "t"}) + '\n{"task_id": 1}\n')
     with pytest.raises(ValueError, match="line 2"):
         load_problems(bad)
     monkeypatch.setenv(humaneval.HUMANEVAL_ENV, str(bad))
@@ -100,8 +119,15 @@ def test_missing_and_bad_problem_files(tmp_path, monkeypatch):
 def pair(smollm2_tokenizer):
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
     torch.manual_seed(0)
-    config = AutoConfig.for_model("llama", vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config = AutoConfig.for_model(
+        "llama",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     model = Zip2ZipForCausalLM.from_base(AutoModelForCausalLM.from_config(config).eval(), tok).add_lora(r=4).eval()
     torch.manual_seed(1)
     for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
@@ -125,12 +151,18 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
         assert row["zip2zip_codes"] <= row["zip2zip_base_tokens"]
         assert len(tok.base(row["zip2zip"], add_special_tokens=False)["input_ids"]) <= 12 + 2  # text cut at the budget
     # the base answer is what the base model (adapter off) writes on its own
-    text = tok.base.apply_chat_template([{"role": "user", "content": humaneval.PROMPT_TEMPLATE.format(prompt=ADD.prompt)}],
-                                        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    text = tok.base.apply_chat_template(
+        [{"role": "user", "content": HUMANEVAL_TEMPLATE.format(prompt=ADD.prompt)}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     eos = model.generation_config.eos_token_id
     with torch.no_grad(), model.base.disable_adapter():
         out = model.base.generate(**text, max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos)
-    assert together["answers"][0]["base"] == tok.base.decode(out[0, text["input_ids"].shape[1]:], skip_special_tokens=True)
+    assert together["answers"][0]["base"] == tok.base.decode(
+        out[0, text["input_ids"].shape[1] :], skip_special_tokens=True
+    )
     assert together["problems"] == 3 and together["base_passed"] == sum(r["base_passes"] for r in together["answers"])
     table = format_humaneval(together)
     assert "| base |" in table and "| zip2zip |" in table and "prompt only" in table and "3 problems" in table
@@ -141,8 +173,15 @@ def test_eval_command_runs_humaneval(pair, tmp_path):
 
     tok, _ = pair
     base_folder = tmp_path / "base"
-    config = AutoConfig.for_model("llama", vocab_size=tok.vocab_size, hidden_size=32, intermediate_size=64,
-                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+    config = AutoConfig.for_model(
+        "llama",
+        vocab_size=tok.vocab_size,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
     AutoModelForCausalLM.from_config(config).save_pretrained(base_folder)
     tok.base.save_pretrained(base_folder)
     fresh = Zip2ZipForCausalLM.from_base(str(base_folder), tok).eval()
@@ -153,11 +192,45 @@ def test_eval_command_runs_humaneval(pair, tmp_path):
     (tmp_path / "code").mkdir()
     (tmp_path / "code" / "a.txt").write_text("def f(x):\n    return x + x\n" * 40)
     report = tmp_path / "report.json"
-    status = main(["eval", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "code" / "a.txt"),
-                   "--max-windows", "1", "--window", "64", "--prompts", "none", "--humaneval", "2",
-                   "--humaneval-data", str(problems), "--humaneval-tokens", "8", "--json", str(report)])
+    status = main(
+        [
+            "eval",
+            "--model",
+            str(tmp_path / "model"),
+            "--data",
+            str(tmp_path / "code" / "a.txt"),
+            "--max-windows",
+            "1",
+            "--window",
+            "64",
+            "--prompts",
+            "none",
+            "--humaneval",
+            "2",
+            "--humaneval-data",
+            str(problems),
+            "--humaneval-tokens",
+            "8",
+            "--json",
+            str(report),
+        ]
+    )
     assert status == 0
     written = json.loads(report.read_text())["humaneval"]
     assert written["problems"] == 2 and [a["task_id"] for a in written["answers"]] == ["t/0", "t/1"]
-    assert main(["eval", "--model", str(tmp_path / "model"), "--data", str(tmp_path / "code" / "a.txt"),
-                 "--humaneval", "1", "--humaneval-data", str(tmp_path / "none.jsonl")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(tmp_path / "model"),
+                "--data",
+                str(tmp_path / "code" / "a.txt"),
+                "--humaneval",
+                "1",
+                "--humaneval-data",
+                str(tmp_path / "none.jsonl"),
+            ]
+        )
+        == 2
+    )

@@ -18,8 +18,14 @@ V, S = 64, 4
 def base():
     torch.manual_seed(0)
     config = LlamaConfig(
-        vocab_size=V, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=False,
+        vocab_size=V,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        tie_word_embeddings=False,
     )
     return LlamaForCausalLM(config).eval()
 
@@ -49,10 +55,14 @@ def forward(base, hyper: HyperEmbedding, batch: dict[str, torch.Tensor], mode: s
     embed = base.get_input_embeddings()
     head = base.get_output_embeddings().weight
     in_rows = hyper.encode_rows(embed, batch["codebook"], batch["codebook_lengths"], hyper.input_encoder)
-    out_rows = hyper.encode_rows(lambda ids: head[ids], batch["codebook"], batch["codebook_lengths"], hyper.output_encoder)
+    out_rows = hyper.encode_rows(
+        lambda ids: head[ids], batch["codebook"], batch["codebook_lengths"], hyper.output_encoder
+    )
     inputs = hyper.input_embeddings(batch["input_ids"], embed, in_rows)
     positions = hyper.position_ids(batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], mode)
-    hidden = base.model(inputs_embeds=inputs, attention_mask=batch["attention_mask"], position_ids=positions).last_hidden_state
+    hidden = base.model(
+        inputs_embeds=inputs, attention_mask=batch["attention_mask"], position_ids=positions
+    ).last_hidden_state
     return hyper.logits(hidden, head, out_rows, batch["installed"])
 
 
@@ -111,11 +121,18 @@ def test_base_positions_are_base_token_indices():
     batch = batch_of(config, [ids, [4, 5]])  # the second row is left-padded
     positions = hyper.position_ids(batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], "base")
     encoding = z.encode_ids(config, ids)
-    ends = np.cumsum([len(z.CodecState(config).phrase(c)) if c < V else encoding.codebook_lengths[c - V] for c in encoding.codes]) - 1
+    ends = (
+        np.cumsum(
+            [len(z.CodecState(config).phrase(c)) if c < V else encoding.codebook_lengths[c - V] for c in encoding.codes]
+        )
+        - 1
+    )
     assert positions[0].tolist() == ends.tolist() and ends[-1] == len(ids) - 1
     mask = batch["attention_mask"][1].bool()
     assert positions[1][mask].tolist() == [0, 1] and not positions[1][~mask].any()
-    compressed = hyper.position_ids(batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], "compressed")
+    compressed = hyper.position_ids(
+        batch["input_ids"], batch["codebook_lengths"], batch["attention_mask"], "compressed"
+    )
     assert compressed[0].tolist() == list(range(len(encoding)))
 
 

@@ -14,7 +14,9 @@ from zip2zip.modeling import Zip2ZipConfig, Zip2ZipForCausalLM
 from zip2zip.nn import MeanHyperEncoder, RowTable
 
 V = 64
-ATTENTION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
+ATTENTION = dict(
+    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
+)
 FAMILIES = {
     "llama": ATTENTION,
     "qwen2": ATTENTION,
@@ -157,18 +159,24 @@ def test_mean_encoder_pools_with_hyper_gather(smollm2_tokenizer):
     codebook, lengths = batch["codebook"][0], batch["codebook_lengths"][0]
     embedding = model.base.get_input_embeddings()
     # Untrained: each hypertoken's input row is its first token's embedding (scaled, Gemma).
-    rows = model.hyper.encode_rows(RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"],
-                                   model.hyper.input_encoder)[0]
+    rows = model.hyper.encode_rows(
+        RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"], model.hyper.input_encoder
+    )[0]
     torch.testing.assert_close(rows, embedding(codebook[:, 0]))
     # Trained: first + W(mean), the same through hyper_gather as through gathered rows.
     torch.nn.init.normal_(model.hyper.input_encoder.project_out.weight, std=0.05)
-    pooled = model.hyper.encode_rows(RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"],
-                                     model.hyper.input_encoder)[0]
-    gathered = model.hyper.encode_rows(embedding, batch["codebook"], batch["codebook_lengths"], model.hyper.input_encoder)[0]
+    pooled = model.hyper.encode_rows(
+        RowTable.of_embedding(embedding), batch["codebook"], batch["codebook_lengths"], model.hyper.input_encoder
+    )[0]
+    gathered = model.hyper.encode_rows(
+        embedding, batch["codebook"], batch["codebook_lengths"], model.hyper.input_encoder
+    )[0]
     torch.testing.assert_close(pooled, gathered, rtol=1e-5, atol=1e-6)
     real = torch.arange(codebook.shape[1])[None, :] < lengths[:, None]
     mean = (embedding(codebook) * real[..., None]).sum(1) / lengths[:, None]
-    torch.testing.assert_close(pooled, embedding(codebook[:, 0]) + model.hyper.input_encoder.project_out(mean), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(
+        pooled, embedding(codebook[:, 0]) + model.hyper.input_encoder.project_out(mean), rtol=1e-5, atol=1e-6
+    )
     with pytest.raises(ValueError, match="encoder_type"):
         Zip2ZipConfig(encoder_type="max")
 
@@ -185,8 +193,12 @@ def test_bad_inputs_raise(smol_pair):
     with pytest.raises(ValueError, match="does not have"):
         model(input_ids=torch.tensor([[tok.vocab_size + 5]]))
     with pytest.raises(ValueError, match="codebook must be"):
-        model(input_ids=batch["input_ids"], codebook=batch["codebook"][:, :, :2], codebook_lengths=batch["codebook_lengths"],
-              installed=batch["installed"])
+        model(
+            input_ids=batch["input_ids"],
+            codebook=batch["codebook"][:, :, :2],
+            codebook_lengths=batch["codebook_lengths"],
+            installed=batch["installed"],
+        )
 
 
 def test_smollm2_from_its_gguf_equals_the_base_model_without_hypertokens(smollm2_tokenizer):
@@ -206,8 +218,12 @@ def test_smollm2_from_its_gguf_equals_the_base_model_without_hypertokens(smollm2
     assert torch.equal(ours, expected)
     assert tok.decode([int(ours[0, -1].argmax())]).strip() == "The"
     generated = model.generate(**batch, max_new_tokens=8, do_sample=False)
-    assert torch.equal(generated, model.base.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                                                      max_new_tokens=8, do_sample=False))
+    assert torch.equal(
+        generated,
+        model.base.generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8, do_sample=False
+        ),
+    )
     assert "Paris" in tok.decode(generated[0, batch["input_ids"].shape[1] :])
 
 
@@ -217,7 +233,9 @@ def test_generate_without_hypertokens_is_the_base_models(smollm2_tokenizer):
     model = Zip2ZipForCausalLM.from_base(base, tok).eval()
     batch = tok(["hello hello hello", "a b"], padding=True, padding_side="left", return_tensors="pt")
     ours = model.generate(**batch, max_new_tokens=8, do_sample=False)
-    expected = base.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8, do_sample=False)
+    expected = base.generate(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], max_new_tokens=8, do_sample=False
+    )
     assert torch.equal(ours, expected)
 
 
@@ -241,11 +259,17 @@ def tracked_batch(tok, rows):
     }
 
 
-@pytest.mark.parametrize(("mode", "encoder_type"), [("base", "transformer"), ("compressed", "transformer"), ("base", "mean")])
+@pytest.mark.parametrize(
+    ("mode", "encoder_type"), [("base", "transformer"), ("compressed", "transformer"), ("base", "mean")]
+)
 def test_generation_steps_equal_a_full_forward_and_keep_the_codebook_canonical(smollm2_tokenizer, mode, encoder_type):
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
-    model = Zip2ZipForCausalLM.from_base(tiny("gemma3_text" if encoder_type == "mean" else "llama", vocab=tok.vocab_size),
-                                         tok, position_mode=mode, encoder_type=encoder_type).eval()
+    model = Zip2ZipForCausalLM.from_base(
+        tiny("gemma3_text" if encoder_type == "mean" else "llama", vocab=tok.vocab_size),
+        tok,
+        position_mode=mode,
+        encoder_type=encoder_type,
+    ).eval()
     torch.manual_seed(3)
     for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
         torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
@@ -264,7 +288,12 @@ def test_generation_steps_equal_a_full_forward_and_keep_the_codebook_canonical(s
         prompt = "the cat the cat the cat the cat"
         batch = tok([prompt], return_tensors="pt", padding=True)
         out = model.generate(
-            **batch, max_new_tokens=12, do_sample=True, top_k=5, output_logits=True, return_dict_in_generate=True,
+            **batch,
+            max_new_tokens=12,
+            do_sample=True,
+            top_k=5,
+            output_logits=True,
+            return_dict_in_generate=True,
             logits_processor=LogitsProcessorList([PreferHypertokens()]),
         )
         codes = out.sequences[0].tolist()
@@ -393,7 +422,10 @@ def test_both_cache_names_at_once_are_rejected(smol_pair):
 
     tok, model = smol_pair
     batch = tok(TEXTS[:1], return_tensors="pt")
-    caches = {"cache": DynamicCache(config=model.base.config), "past_key_values": DynamicCache(config=model.base.config)}
+    caches = {
+        "cache": DynamicCache(config=model.base.config),
+        "past_key_values": DynamicCache(config=model.base.config),
+    }
     with pytest.raises(ValueError, match="not both"):
         model(**batch, **caches)
     with pytest.raises(ValueError, match="not both"):

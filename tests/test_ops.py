@@ -17,7 +17,9 @@ from zip2zip.ops import triton_kernels as kernels
 
 CUDA = torch.cuda.is_available()
 if not CUDA and os.environ.get("TRITON_INTERPRET") != "1":
-    raise RuntimeError("without CUDA these tests need TRITON_INTERPRET=1 before Triton is imported (tests/conftest.py sets it)")
+    raise RuntimeError(
+        "without CUDA these tests need TRITON_INTERPRET=1 before Triton is imported (tests/conftest.py sets it)"
+    )
 
 DEVICE = torch.device("cuda" if CUDA else "cpu")
 DTYPES = [torch.float32, torch.bfloat16]
@@ -35,7 +37,9 @@ def ragged_codebook(entries: int, slots: int, vocab: int, seed: int) -> tuple[to
     return phrases.to(DEVICE), lengths.to(DEVICE)
 
 
-def naive_gather(weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def naive_gather(
+    weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Plain autograd over an embedding lookup: what the op must equal."""
     real = torch.arange(phrases.shape[1], device=phrases.device)[None, :] < lengths[:, None]
     rows = F.embedding(torch.where(real, phrases, 0), weight.float()) * real[..., None]
@@ -43,15 +47,24 @@ def naive_gather(weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Ten
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("vocab", "hidden", "entries", "slots"), [
-    (37, 1, 0, 4), (37, 33, 1, 1), (50, 130, 9, 4), (11, 67, 40, 7), (300, 1100, 12, 3),
-])
+@pytest.mark.parametrize(
+    ("vocab", "hidden", "entries", "slots"),
+    [
+        (37, 1, 0, 4),
+        (37, 33, 1, 1),
+        (50, 130, 9, 4),
+        (11, 67, 40, 7),
+        (300, 1100, 12, 3),
+    ],
+)
 def test_hyper_gather_kernel_equals_reference(dtype, vocab, hidden, entries, slots):
     torch.manual_seed(vocab + hidden + entries)
     weight = torch.randn(vocab, hidden, device=DEVICE).to(dtype)
     phrases, lengths = ragged_codebook(entries, slots, vocab, seed=hidden)
     assert set(lengths.tolist()) >= set(range(1, min(entries, slots + 1)))  # every length 1..S occurs
-    for ours, expected in zip(kernels.gather_forward(weight, phrases, lengths), reference.gather_forward(weight, phrases, lengths)):
+    for ours, expected in zip(
+        kernels.gather_forward(weight, phrases, lengths), reference.gather_forward(weight, phrases, lengths)
+    ):
         assert ours.dtype == dtype and ours.shape == (entries, hidden)
         torch.testing.assert_close(ours.float(), expected.float(), **TOLERANCE[dtype])
     grad_first = torch.randn(entries, hidden, device=DEVICE).to(dtype)
@@ -105,7 +118,9 @@ def test_hyper_gather_rejects_bad_input():
     with pytest.raises(ValueError, match="integer"):
         hyper_gather(weight, phrases.float(), torch.tensor([1, 1], device=DEVICE))
     # Ids after an entry's length are never read, even out of range.
-    first, mean = hyper_gather(weight, torch.tensor([[1, 99], [-7, 4]], device=DEVICE), torch.tensor([1, 0], device=DEVICE))
+    first, mean = hyper_gather(
+        weight, torch.tensor([[1, 99], [-7, 4]], device=DEVICE), torch.tensor([1, 0], device=DEVICE)
+    )
     assert torch.equal(first[0], weight[1]) and torch.equal(mean[0], weight[1]) and not first[1].any()
 
 
@@ -165,9 +180,15 @@ def loss_problem(batch, length, vocab, entries, size, dtype, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize(("batch", "length", "vocab", "entries", "size", "chunk"), [
-    (1, 1, 5, 0, 3, None), (2, 13, 37, 1, 9, 1), (3, 17, 301, 23, 20, 4), (2, 40, 2500, 64, 16, 16),
-])
+@pytest.mark.parametrize(
+    ("batch", "length", "vocab", "entries", "size", "chunk"),
+    [
+        (1, 1, 5, 0, 3, None),
+        (2, 13, 37, 1, 9, 1),
+        (3, 17, 301, 23, 20, 4),
+        (2, 40, 2500, 64, 16, 16),
+    ],
+)
 def test_hyper_cross_entropy_equals_full_logits(dtype, batch, length, vocab, entries, size, chunk):
     inputs = loss_problem(batch, length, vocab, entries, size, dtype, seed=vocab)
     hidden, weight, rows, targets, available = inputs
@@ -209,7 +230,8 @@ def test_hyper_cross_entropy_edge_cases():
     reference_targets = kwkwk.clone()
     reference_targets[0, 0] = -100
     torch.testing.assert_close(
-        hyper_cross_entropy(hidden, weight, rows, kwkwk, limited), hyper_cross_entropy(hidden, weight, rows, reference_targets, limited)
+        hyper_cross_entropy(hidden, weight, rows, kwkwk, limited),
+        hyper_cross_entropy(hidden, weight, rows, reference_targets, limited),
     )
     # A frozen LM head gets no gradient and costs none.
     loss = hyper_cross_entropy(hidden, weight.detach(), rows, targets, available)
@@ -236,5 +258,6 @@ def test_hyper_cross_entropy_edge_cases():
 def test_hyper_cross_entropy_registration_passes_opcheck():
     hidden, weight, rows, targets, available = loss_problem(2, 5, 19, 3, 4, torch.float32, seed=10)
     torch.library.opcheck(
-        torch.ops.zip2zip.hyper_cross_entropy.default, (hidden, weight, rows, targets, available, 0.0, 3, True, True, True)
+        torch.ops.zip2zip.hyper_cross_entropy.default,
+        (hidden, weight, rows, targets, available, 0.0, 3, True, True, True),
     )

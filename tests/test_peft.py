@@ -9,9 +9,9 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from test_modeling import FAMILIES, TEXTS, tiny
 
 import zip2zip as z
+from test_modeling import FAMILIES, TEXTS, tiny
 from zip2zip.modeling import ADAPTER_FOLDER, ENCODERS_FILE, Zip2ZipForCausalLM, lora_target_modules
 
 
@@ -52,7 +52,9 @@ def test_lora_trains_saves_and_loads_with_the_base_from_its_source(smollm2_token
     losses = train(model, batch, steps=8)
     assert losses[-1] < losses[0] * 0.8, losses
     # The base weights are untouched; LoRA and the encoders moved.
-    lora_weights = {k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in model.base.state_dict().items()}
+    lora_weights = {
+        k.replace("base_model.model.", "").replace(".base_layer", ""): v for k, v in model.base.state_dict().items()
+    }
     assert all(torch.equal(lora_weights[k], v) for k, v in frozen.items())
     assert any(v.abs().sum() > 0 for k, v in model.base.state_dict().items() if "lora_B" in k)
     assert model.hyper.output_encoder.project_out.weight.abs().sum() > 0
@@ -80,7 +82,9 @@ def test_lora_trains_saves_and_loads_with_the_base_from_its_source(smollm2_token
     again = Zip2ZipForCausalLM.from_pretrained(tmp_path / "run", is_trainable=True)
     assert any(p.requires_grad for name, p in again.named_parameters() if "lora_" in name)
     # An explicit base model replaces the recorded source.
-    explicit = Zip2ZipForCausalLM.from_pretrained(tmp_path / "run", base_model=tiny("llama", vocab=tok.vocab_size)).eval()
+    explicit = Zip2ZipForCausalLM.from_pretrained(
+        tmp_path / "run", base_model=tiny("llama", vocab=tok.vocab_size)
+    ).eval()
     with torch.no_grad():
         assert torch.equal(explicit(**batch).logits, expected)
     # Merged for inference: no adapter left, the same logits up to rounding.
@@ -117,7 +121,10 @@ def test_adapter_folders_that_cannot_load_raise(smollm2_tokenizer, base_folder, 
     (tmp_path / "moved" / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="do not match"):
         Zip2ZipForCausalLM.from_pretrained(tmp_path / "moved")
-    save_file({k: v[..., :1].contiguous() if "positions" in k else v for k, v in weights.items()}, tmp_path / "moved" / ENCODERS_FILE)
+    save_file(
+        {k: v[..., :1].contiguous() if "positions" in k else v for k, v in weights.items()},
+        tmp_path / "moved" / ENCODERS_FILE,
+    )
     with pytest.raises(ValueError, match="do not match"):
         Zip2ZipForCausalLM.from_pretrained(tmp_path / "moved")
 
@@ -138,7 +145,9 @@ def test_adapter_folders_that_cannot_load_raise(smollm2_tokenizer, base_folder, 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_default_lora_targets_exist_in_every_family(family):
     base = tiny(family)
-    model = Zip2ZipForCausalLM.from_base(base, type("Codec", (), {"config": z.CodebookConfig(base.config.vocab_size, 8, 4)})())
+    model = Zip2ZipForCausalLM.from_base(
+        base, type("Codec", (), {"config": z.CodebookConfig(base.config.vocab_size, 8, 4)})()
+    )
     targets = lora_target_modules(base.config.model_type)
     assert isinstance(targets, list)
     model.add_lora(r=2)

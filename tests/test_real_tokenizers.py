@@ -7,6 +7,7 @@ Needs ``scripts/fetch_test_assets.sh`` to have run (a missing file fails with th
 from __future__ import annotations
 
 import pytest
+
 from real_tokenizers import (
     ADDS_BOS,
     BYTE_LEVEL_BPE,
@@ -137,7 +138,17 @@ def test_mistral_matches_sentencepiece(name: str, corpus_samples: list[str]) -> 
     assert tokenizer.convert_ids_to_tokens(list(range(len(tokenizer)))) == [
         processor.id_to_piece(i) for i in range(len(tokenizer))
     ]
-    edge_cases = ["", " ", "  hi", "hi  ", "\n", " \n x", "\u2581 x", "\u2581\u2581x", "caf\u00e9 \U0001f916 \u2082\u00a0\t\ufb01"]
+    edge_cases = [
+        "",
+        " ",
+        "  hi",
+        "hi  ",
+        "\n",
+        " \n x",
+        "\u2581 x",
+        "\u2581\u2581x",
+        "caf\u00e9 \U0001f916 \u2082\u00a0\t\ufb01",
+    ]
     lines = [line for sample in corpus_samples for line in sample.split("\n")]
     texts = [text for text, _ in llama_cpp_reference("llama2")] + edge_cases + corpus_samples + lines
     expected = processor.encode(texts)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import zip2zip_compression as reference
 from hypothesis import given
 from hypothesis import strategies as st
-
-import zip2zip_compression as reference
 
 import zip2zip as z
 

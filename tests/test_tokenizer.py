@@ -18,8 +18,30 @@ import zip2zip as z
 # control characters, long whitespace runs, digits, and plain ASCII that repeats (so that
 # hypertokens appear).
 SPECIAL_PIECES = [
-    "👩‍👩‍👧‍👦", "👍🏽", "🇫🇷", "é", "é", "ǅ", "ﬁ", "שָׁלוֹם", "مرحبا", "東京タワー", "한국어", "\t", "\r\n", "\x00", "\x1b[31m",
-    "\u200b", "\u2028", " " * 17, "\n" * 5, "12345", "3.14159", "def f(x):\n    return x\n", "the the the ", "ab" * 9,
+    "👩‍👩‍👧‍👦",
+    "👍🏽",
+    "🇫🇷",
+    "é",
+    "é",
+    "ǅ",
+    "ﬁ",
+    "שָׁלוֹם",
+    "مرحبا",
+    "東京タワー",
+    "한국어",
+    "\t",
+    "\r\n",
+    "\x00",
+    "\x1b[31m",
+    "\u200b",
+    "\u2028",
+    " " * 17,
+    "\n" * 5,
+    "12345",
+    "3.14159",
+    "def f(x):\n    return x\n",
+    "the the the ",
+    "ab" * 9,
 ]
 texts = st.one_of(
     st.text(max_size=120),
@@ -42,7 +64,9 @@ def byte_fallback_tokenizer() -> tokenizers.Tokenizer:
     tokenizer.decoder = decoders.Sequence(
         [decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(), decoders.Strip(" ", 1, 0)]
     )
-    tokenizer.add_special_tokens([tokenizers.AddedToken("<s>", special=True), tokenizers.AddedToken("</s>", special=True)])
+    tokenizer.add_special_tokens(
+        [tokenizers.AddedToken("<s>", special=True), tokenizers.AddedToken("</s>", special=True)]
+    )
     return tokenizer
 
 
@@ -97,7 +121,9 @@ def greedy_codes(state: z.CodecState, ids: list[int]) -> list[int]:
     position = 0
     while position < len(ids):
         table, lengths = tracker.phrases()
-        known = {tuple(row[:n]): tracker.config.vocab_size + i for i, (row, n) in enumerate(zip(table.tolist(), lengths))}
+        known = {
+            tuple(row[:n]): tracker.config.vocab_size + i for i, (row, n) in enumerate(zip(table.tolist(), lengths))
+        }
         code, size = ids[position], 1
         for end in range(position + 2, min(len(ids), position + tracker.config.max_subtokens) + 1):
             if tuple(ids[position:end]) in known:
@@ -190,8 +216,9 @@ def test_chat_template_truncates_like_a_call(smollm2_tokenizer):
     assert len(full) > 3 and list(cut) == list(full[:3])
     import torch
 
-    batch = tok.apply_chat_template(messages, add_generation_prompt=True, truncation=True, max_length=5,
-                                    return_dict=True, return_tensors="pt")
+    batch = tok.apply_chat_template(
+        messages, add_generation_prompt=True, truncation=True, max_length=5, return_dict=True, return_tensors="pt"
+    )
     rendered = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     direct = tok(rendered, add_special_tokens=False, truncation=True, max_length=5, return_tensors="pt")
     assert all(torch.equal(batch[k], direct[k]) for k in direct)
@@ -260,7 +287,9 @@ def test_hub_id_resolves_from_the_offline_cache(smollm2_tokenizer, tmp_path):
 
 
 def test_save_load_and_pickle(smollm2_tokenizer, tmp_path):
-    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=100, max_subtokens=3, extra_disabled_ids=[42])
+    tok = z.Zip2ZipTokenizer.from_base(
+        smollm2_tokenizer, max_codebook_size=100, max_subtokens=3, extra_disabled_ids=[42]
+    )
     text = "abc abc abc 42 42 42"
     tok.save_pretrained(tmp_path)
     saved = json.loads((tmp_path / "zip2zip_config.json").read_text())
@@ -283,8 +312,17 @@ def test_save_load_and_pickle(smollm2_tokenizer, tmp_path):
         (lambda d: {**d, "disabled_ids": [*d["disabled_ids"], 2**70]}, "out of range"),
         (lambda d: "[" * 100_000 + "]" * 100_000, "nested too deeply"),
     ],
-    ids=["garbage", "wrong-type", "version", "invalid-S", "disabled-mismatch", "small-vocab", "huge-vocab",
-         "huge-disabled-id", "deep-json"],
+    ids=[
+        "garbage",
+        "wrong-type",
+        "version",
+        "invalid-S",
+        "disabled-mismatch",
+        "small-vocab",
+        "huge-vocab",
+        "huge-disabled-id",
+        "deep-json",
+    ],
 )
 def test_corrupted_config_raises(smollm2_tokenizer, tmp_path, edit, message):
     z.Zip2ZipTokenizer.from_base(smollm2_tokenizer).save_pretrained(tmp_path)
@@ -332,7 +370,9 @@ def test_batch_encoding_runs_in_parallel_and_matches_singles(smollm2_tokenizer, 
     for text, codes in zip(texts_, batch["input_ids"]):
         ids = smollm2_tokenizer.encode(text, add_special_tokens=False)
         assert codes == z.encode_ids(tok.config, ids).codes.tolist()
-    assert tok.batch_decode(batch["input_ids"]) == [smollm2_tokenizer.decode(smollm2_tokenizer.encode(t, add_special_tokens=False)) for t in texts_]
+    assert tok.batch_decode(batch["input_ids"]) == [
+        smollm2_tokenizer.decode(smollm2_tokenizer.encode(t, add_special_tokens=False)) for t in texts_
+    ]
 
 
 def test_very_long_input_is_exact(pair):
@@ -347,7 +387,9 @@ def test_very_long_input_is_exact(pair):
     assert tok.state_after(codes).is_full
     assert tok.decode(codes) == base.decode(base_ids)
     stream = tok.stream()
-    assert "".join(stream.step(codes[i : i + 97]) for i in range(0, len(codes), 97)) + stream.flush() == base.decode(base_ids)
+    assert "".join(stream.step(codes[i : i + 97]) for i in range(0, len(codes), 97)) + stream.flush() == base.decode(
+        base_ids
+    )
 
 
 def test_sources_that_are_no_tokenizer_or_model_say_so(tmp_path):

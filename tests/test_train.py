@@ -13,13 +13,23 @@ from xml.etree import ElementTree
 import numpy as np
 import pytest
 import torch
-from test_modeling import tiny
 
 import zip2zip as z
+from test_modeling import tiny
 from zip2zip.cli import main
 from zip2zip.corpus import corpus_files
-from zip2zip.data import CodeWindows, Document, code_lengths, collate_windows, read_documents, tokenize_documents
+from zip2zip.errors import TrainingError
 from zip2zip.modeling import Zip2ZipForCausalLM
+from zip2zip.modeling.loss_terms import LossInputs
+from zip2zip.training.data import (
+    CodeWindows,
+    Document,
+    code_lengths,
+    collate_windows,
+    read_documents,
+    tokenize_documents,
+)
+from zip2zip.training.losses import AdapterKL, DistillKL
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +53,31 @@ def workspace(smollm2_tokenizer, tmp_path_factory):
 
 
 def train_args(workspace, out, *extra):
-    return ["train", "--base", str(workspace / "base"), "--data", str(workspace / "data"), "--out", str(out),
-            "--max-codebook-size", "256", "--window-codes", "48", "--batch-size", "2", "--warmup", "1",
-            "--lr", "3e-2", "--encoder-lr", "3e-2", "--lora-r", "4", "--cpu", *extra]
+    return [
+        "train",
+        "--base",
+        str(workspace / "base"),
+        "--data",
+        str(workspace / "data"),
+        "--out",
+        str(out),
+        "--max-codebook-size",
+        "256",
+        "--window-codes",
+        "48",
+        "--batch-size",
+        "2",
+        "--warmup",
+        "1",
+        "--lr",
+        "3e-2",
+        "--encoder-lr",
+        "3e-2",
+        "--lora-r",
+        "4",
+        "--cpu",
+        *extra,
+    ]
 
 
 def log_of(out):
@@ -82,7 +114,10 @@ def test_windows_cover_every_token_with_canonical_codes(tok):
             assert (int(item["labels"][position]) != -100) == scored
     assert covered == ids.tolist()  # no base token dropped or repeated at a boundary
     batch = collate_windows([windows[0], windows[len(windows) - 1]])
-    assert batch["input_ids"].shape == (2, 40) and batch["labels"][1, len(windows[len(windows) - 1]["input_ids"]) :].eq(-100).all()
+    assert (
+        batch["input_ids"].shape == (2, 40)
+        and batch["labels"][1, len(windows[len(windows) - 1]["input_ids"]) :].eq(-100).all()
+    )
     with pytest.raises(ValueError, match="window_codes"):
         CodeWindows(tok, ids, mask, window_codes=1)
 
@@ -91,15 +126,20 @@ def test_document_windows_start_every_document_with_an_empty_codebook(tok):
     """With document starts, no window spans two documents, a document's first window starts
     at its first token (so its codebook is empty there, as a prompt's is), and the windows
     still cover every token once with canonical codes."""
-    from zip2zip.data import tokenize_document_stream
+    from zip2zip.training.data import tokenize_document_stream
 
     rng = np.random.default_rng(1)
     motif = rng.integers(100, 5000, size=5)
     documents = [Document(text=tok.base.decode(np.tile(motif, n).tolist())) for n in (3, 40, 1, 25)]
     ids, mask, starts = tokenize_document_stream(tok, documents)
-    assert starts[0] == 0 and len(starts) == 4 and np.array_equal(np.diff(np.append(starts, len(ids))),
-                                                                [len(tok.base.encode(d.text, add_special_tokens=False)) + 1
-                                                                 for d in documents])
+    assert (
+        starts[0] == 0
+        and len(starts) == 4
+        and np.array_equal(
+            np.diff(np.append(starts, len(ids))),
+            [len(tok.base.encode(d.text, add_special_tokens=False)) + 1 for d in documents],
+        )
+    )
     windows = CodeWindows(tok, ids, mask, window_codes=24, document_starts=starts)
     edges = windows.starts.tolist()
     assert set(starts.tolist()) <= set(edges)  # each document starts a window
@@ -122,8 +162,12 @@ def test_document_windows_start_every_document_with_an_empty_codebook(tok):
 def test_documents_from_text_and_chat_jsonl(tok, tmp_path):
     (tmp_path / "a.txt").write_text("plain text document")
     (tmp_path / "b.jsonl").write_text(
-        json.dumps({"text": "a line of text"}) + "\n"
-        + json.dumps({"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there!"}]}) + "\n"
+        json.dumps({"text": "a line of text"})
+        + "\n"
+        + json.dumps(
+            {"messages": [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi there!"}]}
+        )
+        + "\n"
     )
     documents = read_documents([tmp_path])
     assert [d.text for d in documents] == ["plain text document", "a line of text", None]
@@ -140,7 +184,9 @@ def test_documents_from_text_and_chat_jsonl(tok, tmp_path):
         read_documents([tmp_path / "bad.jsonl"])
     with pytest.raises(FileNotFoundError):
         read_documents([tmp_path / "missing.txt"])
-    assert tokenize_documents(tok, [Document(text="x")])[0].tolist() == tok.base.encode("x", add_special_tokens=False) + [eos]
+    assert tokenize_documents(tok, [Document(text="x")])[0].tolist() == tok.base.encode(
+        "x", add_special_tokens=False
+    ) + [eos]
 
 
 # ---------------------------------------------------------------------------- train and eval
@@ -170,7 +216,9 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
     # An interrupted run: what the first three steps left behind, then --resume.
     (resumed / "checkpoints").mkdir(parents=True)
     shutil.copytree(whole / "checkpoints" / "step-3", resumed / "checkpoints" / "step-3")
-    (resumed / "train_log.jsonl").write_text("".join(line + "\n" for line in (whole / "train_log.jsonl").read_text().splitlines()[:3]))
+    (resumed / "train_log.jsonl").write_text(
+        "".join(line + "\n" for line in (whole / "train_log.jsonl").read_text().splitlines()[:3])
+    )
     assert main(train_args(workspace, resumed, "--steps", "6", "--save-every", "3", "--resume", *order)) == 0
     expected, got = log_of(whole), log_of(resumed)
     assert [e["step"] for e in got] == [1, 2, 3, 4, 5, 6]
@@ -211,7 +259,7 @@ def test_grouped_batches_cover_each_epoch_once_with_little_padding():
     """--group-by-length's batches: each epoch holds every window once, the order is fixed by
     the seed, and windows of mixed lengths (chats and full windows) pad far less than in the
     shuffled order."""
-    from zip2zip.train import EpochOrder, GroupedBatches
+    from zip2zip.training.samplers import EpochOrder, GroupedBatches
 
     rng = np.random.default_rng(3)
     lengths = np.where(rng.random(1000) < 0.3, 1024, rng.integers(20, 600, 1000))
@@ -239,8 +287,27 @@ def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
     zero output projections and zero LoRA B matrices)."""
     first, continued = tmp_path / "first", tmp_path / "continued"
     assert main(train_args(workspace, first, "--steps", "8")) == 0
-    assert main(train_args(workspace, continued, "--steps", "1", "--lr", "1e-12", "--encoder-lr", "1e-12", "--lora-r", "8",
-                           "--max-codebook-size", "512", "--init", str(first))) == 0
+    assert (
+        main(
+            train_args(
+                workspace,
+                continued,
+                "--steps",
+                "1",
+                "--lr",
+                "1e-12",
+                "--encoder-lr",
+                "1e-12",
+                "--lora-r",
+                "8",
+                "--max-codebook-size",
+                "512",
+                "--init",
+                str(first),
+            )
+        )
+        == 0
+    )
     settings = json.loads((continued / "train_config.json").read_text())
     assert (settings["lora_r"], settings["max_codebook_size"], settings["init"]) == (4, 256, str(first))
     saved, again = Zip2ZipForCausalLM.from_pretrained(first), Zip2ZipForCausalLM.from_pretrained(continued)
@@ -249,8 +316,9 @@ def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
     torch.testing.assert_close(again.hyper.output_encoder.project_out.weight, trained, rtol=0, atol=1e-7)
     lora = [n for n, _ in saved.base.named_parameters() if "lora_B" in n][0]
     assert dict(saved.base.named_parameters())[lora].abs().max() > 1e-3
-    torch.testing.assert_close(dict(again.base.named_parameters())[lora], dict(saved.base.named_parameters())[lora],
-                               rtol=0, atol=1e-7)
+    torch.testing.assert_close(
+        dict(again.base.named_parameters())[lora], dict(saved.base.named_parameters())[lora], rtol=0, atol=1e-7
+    )
     capsys.readouterr()
     assert main(train_args(workspace, tmp_path / "nowhere", "--init", str(tmp_path / "missing"))) == 2
     assert "missing" in capsys.readouterr().err
@@ -259,14 +327,15 @@ def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
 def test_speed_settings_leave_a_bf16_step_unchanged(tok, smollm2_tokenizer):
     """`tune_for_speed` under bf16 autocast (LoRA inputs not cast to fp32 first): the same loss
     and the same gradients, bit for bit, as peft's default casting."""
-    from zip2zip.train import tune_for_speed
+    from zip2zip.training.loop import tune_for_speed
 
     model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=smollm2_tokenizer.vocab_size), tok).add_lora(r=4)
     for name, param in model.named_parameters():  # LoRA B starts at zero: give it values
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)
-    batch = tok(["def f(x):\n    return x + x + x + x", "for i in range(10): print(i, i)"], return_tensors="pt",
-                padding=True)
+    batch = tok(
+        ["def f(x):\n    return x + x + x + x", "for i in range(10): print(i, i)"], return_tensors="pt", padding=True
+    )
     labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
 
     def step() -> tuple[torch.Tensor, list[torch.Tensor]]:
@@ -308,9 +377,25 @@ def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path, extra
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     # --multi_gpu is accelerate's multi-process launcher; with --cpu, Accelerator finds no GPU to
     # use and sets up gloo (accelerate's own --multi_cpu would go through MPI).
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--main_process_port", "29517", "--mixed_precision", "no",
-               "--dynamo_backend", "no", "-m", "zip2zip", *launched]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        "29517",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "zip2zip",
+        *launched,
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     one, two = log_of(single), log_of(double)
@@ -325,9 +410,14 @@ def test_two_processes_equal_one_with_twice_the_batch(workspace, tmp_path, extra
 
 
 FSDP2_ENV = {  # what `accelerate launch --use_fsdp` sets for the flags in zip2zip/train.py's docstring
-    "ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
-    "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer", "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT",
-    "FSDP_CPU_RAM_EFFICIENT_LOADING": "false", "FSDP_RESHARD_AFTER_FORWARD": "true", "FSDP_OFFLOAD_PARAMS": "false",
+    "ACCELERATE_USE_FSDP": "true",
+    "FSDP_VERSION": "2",
+    "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+    "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer",
+    "FSDP_STATE_DICT_TYPE": "SHARDED_STATE_DICT",
+    "FSDP_CPU_RAM_EFFICIENT_LOADING": "false",
+    "FSDP_RESHARD_AFTER_FORWARD": "true",
+    "FSDP_OFFLOAD_PARAMS": "false",
 }
 
 
@@ -342,8 +432,17 @@ def test_fsdp2_on_two_processes_equals_one_with_twice_the_batch(workspace, tmp_p
     launched = train_args(workspace, sharded, "--steps", "4", "--save-every", "2")
     launched[launched.index("--batch-size") + 1] = "1"
     env = {**os.environ, **FSDP2_ENV, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29519",
-               os.path.join(os.path.dirname(__file__), "fsdp2_on_cpu.py"), *launched]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29519",
+        os.path.join(os.path.dirname(__file__), "fsdp2_on_cpu.py"),
+        *launched,
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("FSDP2 FSDPZip2ZipForCausalLM") == 2  # both processes sharded the model
@@ -364,7 +463,7 @@ def test_fsdp2_on_two_processes_equals_one_with_twice_the_batch(workspace, tmp_p
 
 
 def test_fsdp2_with_bf16_reduces_gradients_and_returns_the_loss_in_fp32(monkeypatch):
-    from zip2zip.train import fsdp2_plugin
+    from zip2zip.training.loop import fsdp2_plugin
 
     monkeypatch.setattr(os, "environ", dict(os.environ))  # accelerate's plugin writes FSDP_* variables
     assert fsdp2_plugin(True) is None  # not launched with FSDP: accelerate decides
@@ -438,7 +537,7 @@ def test_save_pretrained_without_an_adapter_writes_the_given_state_dict(workspac
 
 def test_eval_without_hypertokens_scores_exactly_like_the_base(workspace, smollm2_tokenizer):
     """With K=0 every code is a base token: the strict zip2zip score must equal the base's."""
-    from zip2zip.evaluate import evaluate
+    from zip2zip.evaluation.scoring import evaluate
 
     tokenizer = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=0)
     model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=smollm2_tokenizer.vocab_size), tokenizer).eval()
@@ -453,9 +552,28 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     out = tmp_path / "run"
     assert main(train_args(workspace, out, "--steps", "2")) == 0
     capsys.readouterr()
-    assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"), "--window", "128",
-                 "--max-windows", "2", "--max-new-codes", "4", "--json", str(tmp_path / "report.json"),
-                 "--plot", str(tmp_path / "report.svg")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--data",
+                str(workspace / "held" / "code" / "held.txt"),
+                "--window",
+                "128",
+                "--max-windows",
+                "2",
+                "--max-new-codes",
+                "4",
+                "--json",
+                str(tmp_path / "report.json"),
+                "--plot",
+                str(tmp_path / "report.svg"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert "| code |" in printed and "| chat |" in printed and "base tokens per code" in printed
     report = json.loads((tmp_path / "report.json").read_text())
@@ -470,8 +588,20 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     bars = {r.get("class"): r for r in svg.iter("{http://www.w3.org/2000/svg}rect") if r.get("class")}
     assert set(bars) == {"base", "zip2zip"} and f"{row['zip_bpb']:.4f}" in "".join(bars["zip2zip"].itertext())
     assert main(["eval", "--model", str(out), "--data", str(tmp_path / "missing.txt")]) == 2
-    assert main(["eval", "--model", str(out), "--data", str(workspace / "held" / "code" / "held.txt"),
-                 "--plot", str(tmp_path / "no" / "such" / "folder.svg")]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                "--model",
+                str(out),
+                "--data",
+                str(workspace / "held" / "code" / "held.txt"),
+                "--plot",
+                str(tmp_path / "no" / "such" / "folder.svg"),
+            ]
+        )
+        == 2
+    )
 
 
 def test_canonical_codes_count_the_answers_share_of_the_encoding(tok):
@@ -479,7 +609,7 @@ def test_canonical_codes_count_the_answers_share_of_the_encoding(tok):
     answer. From an empty prompt it is the whole encoding; after a prompt that already holds the
     answer's phrases it is fewer, and prompt and answer together never take fewer codes than
     the tokenizer gives the concatenation."""
-    from zip2zip.evaluate import canonical_codes
+    from zip2zip.evaluation.scoring import canonical_codes
 
     rng = np.random.default_rng(3)
     motif = rng.integers(100, 5000, size=5).tolist()
@@ -494,10 +624,14 @@ def test_canonical_codes_count_the_answers_share_of_the_encoding(tok):
 
 
 def test_eval_plot_draws_each_domain_to_scale():
-    from zip2zip.evaluate import plot_svg
+    from zip2zip.evaluation.report import plot_svg
 
-    report = {"domains": {"code": {"base_bpb": 0.8, "zip_bpb": 1.2, "input_compression": 1.3},
-                          "prose & <more>": {"base_bpb": 1.0, "zip_bpb": 1.1, "input_compression": 1.2}}}
+    report = {
+        "domains": {
+            "code": {"base_bpb": 0.8, "zip_bpb": 1.2, "input_compression": 1.3},
+            "prose & <more>": {"base_bpb": 1.0, "zip_bpb": 1.1, "input_compression": 1.2},
+        }
+    }
     svg = ElementTree.fromstring(plot_svg(report))
     heights = {}
     for rect in svg.iter("{http://www.w3.org/2000/svg}rect"):
@@ -514,11 +648,10 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens():
     code prompt uses hypertokens."""
     from pathlib import Path
 
-    from zip2zip.sources import SMOLLM2_SOURCE
-
     from transformers import AutoConfig
 
     from zip2zip.modeling import Zip2ZipConfig
+    from zip2zip.sources import SMOLLM2_SOURCE
 
     folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
     assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
@@ -543,12 +676,14 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens():
 
 
 def test_code_answers_pass_only_when_the_named_function_passes_its_tests():
-    from zip2zip.answers import CodeTask, extract_function, run_code_check
+    from zip2zip.evaluation.answers import CodeTask, extract_function, run_code_check
 
     task = CodeTask("…", "double", "assert double(2) == 4\nassert double(-1) == -2")
     right = "Here it is:\n```python\ndef double(x):\n    return 2 * x\n```\nExample: double(3) gives 6."
     assert run_code_check(right, task)
-    assert run_code_check("```py\nimport math\n\ndef double(x):\n    return x + x\n", task)  # cut off before the fence ends
+    assert run_code_check(
+        "```py\nimport math\n\ndef double(x):\n    return x + x\n", task
+    )  # cut off before the fence ends
     assert not run_code_check(right.replace("2 * x", "x * x"), task)  # wrong
     assert not run_code_check("def double(x):\n    return 2 * x", task)  # no fenced block
     assert not run_code_check("```python\ndef triple(x):\n    return 3 * x\n```", task)  # another function
@@ -560,7 +695,7 @@ def test_code_answers_pass_only_when_the_named_function_passes_its_tests():
 
 
 def test_fact_answers_pass_when_they_name_an_expected_word():
-    from zip2zip.answers import FACT_QUESTIONS, FactQuestion, fact_check
+    from zip2zip.evaluation.answers import FACT_QUESTIONS, FactQuestion, fact_check
 
     question = FactQuestion("How many legs does a spider have?", ("eight", "8"))
     assert fact_check("A spider has EIGHT legs.", question) and fact_check("8 legs", question)
@@ -571,13 +706,24 @@ def test_fact_answers_pass_when_they_name_an_expected_word():
 def test_checked_answers_of_both_models(workspace, tok):
     """check_answers asks both models; the base answer is what the base model generates on its
     own, and each verdict is the check applied to the answer reported."""
-    from zip2zip.answers import CODE_TASKS, FACT_QUESTIONS, check_answers, fact_check, format_answers, run_code_check
+    from zip2zip.evaluation.answers import (
+        CODE_TASKS,
+        FACT_QUESTIONS,
+        check_answers,
+        fact_check,
+        format_answers,
+        run_code_check,
+    )
 
     model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4).eval()
     report = check_answers(model, tok, code_tasks=CODE_TASKS[:1], questions=FACT_QUESTIONS[:2], max_new_codes=16)
     assert report["code"]["questions"] == 1 and report["facts"]["questions"] == 2
-    prompt = tok.base.apply_chat_template([{"role": "user", "content": CODE_TASKS[0].prompt}], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True)
+    prompt = tok.base.apply_chat_template(
+        [{"role": "user", "content": CODE_TASKS[0].prompt}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     eos = model.generation_config.eos_token_id
     with torch.no_grad(), model.base.disable_adapter():
         alone = model.base.generate(**prompt, max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=eos)
@@ -604,27 +750,32 @@ def test_adapter_kl_is_zero_for_a_fresh_adapter_and_pulls_a_moved_one_back(works
     """The --adapter-kl term: KL(base without adapter || with it) on plain base tokens. A fresh
     LoRA adapter (B = 0) changes nothing, so the term is 0 and the loss is the code loss; a
     moved adapter gives a positive term whose gradient reaches the LoRA weights."""
-    windows = CodeWindows(tok, *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
-                          window_codes=48, plain_tokens=32)
+    windows = CodeWindows(
+        tok,
+        *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
+        window_codes=48,
+        plain_tokens=32,
+    )
     batch = collate_windows([windows[0], windows[1]])
     assert batch["plain_ids"].shape == (2, 32) and batch["plain_mask"].all()
     assert torch.equal(batch["plain_ids"][0], torch.from_numpy(windows.ids[:32].astype(np.int64)))
     batch.pop("base_tokens")
-    kl_inputs = {"adapter_kl_ids": batch.pop("plain_ids"), "adapter_kl_mask": batch.pop("plain_mask"), "adapter_kl_weight": 2.0}
+    term = AdapterKL(batch.pop("plain_ids"), batch.pop("plain_mask"), weight=2.0)
     model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4)
     plain = model(**batch, return_logits=False).loss
-    with_kl = model(**batch, return_logits=False, **kl_inputs).loss
-    assert float(model.last_adapter_kl) == 0.0 and torch.equal(plain, with_kl)
+    output = model(**batch, return_logits=False, loss_terms=[term])
+    with_kl = output.loss
+    assert float(output.loss_terms["adapter_kl"]) == 0.0 and torch.equal(plain, with_kl)
     torch.manual_seed(0)
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)
     plain = model(**batch, return_logits=False).loss
-    with_kl = model(**batch, return_logits=False, **kl_inputs).loss
-    kl = float(model.last_adapter_kl)
+    output = model(**batch, return_logits=False, loss_terms=[term])
+    with_kl, kl = output.loss, float(output.loss_terms["adapter_kl"])
     assert kl > 0 and float(with_kl.detach()) == pytest.approx(float(plain.detach()) + 2.0 * kl, rel=1e-5)
     model.zero_grad()
-    model._adapter_kl(kl_inputs["adapter_kl_ids"], kl_inputs["adapter_kl_mask"]).backward()
+    term(LossInputs(model, *(torch.empty(0),) * 8)).backward()  # the term alone (it reads only the model)
     grads = [p.grad for n, p in model.named_parameters() if "lora_" in n]
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
     assert all(p.grad is None for n, p in model.named_parameters() if n.startswith("hyper."))  # encoders not involved
@@ -646,8 +797,12 @@ def naive_distill_kl(model, batch, top):
     first base token summed over the base id and every installed hypertoken starting with it."""
     vocab = model.config.vocab_size
     with torch.no_grad():
-        student = model(**{k: batch[k] for k in ("input_ids", "attention_mask", "codebook", "codebook_lengths",
-                                                  "installed")}).logits.float().log_softmax(-1).exp()
+        student = (
+            model(**{k: batch[k] for k in ("input_ids", "attention_mask", "codebook", "codebook_lengths", "installed")})
+            .logits.float()
+            .log_softmax(-1)
+            .exp()
+        )
         with model.base.disable_adapter():
             teacher = model.base(input_ids=batch["window_ids"], attention_mask=batch["window_mask"]).logits.float()
     total, count = 0.0, 0
@@ -673,8 +828,12 @@ def test_distill_term_equals_its_definition_and_is_zero_when_the_student_is_the_
     the long-way computation with a moved adapter and hypertokens installed; 0 (with the
     teacher's whole vocabulary kept) when the adapter is fresh and no hypertoken is installed,
     because the student then is the teacher."""
-    windows = CodeWindows(tok, *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
-                          window_codes=48, teacher_ids=True)
+    windows = CodeWindows(
+        tok,
+        *tokenize_documents(tok, [Document(text=(workspace / "data" / "train.txt").read_text())]),
+        window_codes=48,
+        teacher_ids=True,
+    )
     items = [windows[0], windows[len(windows) - 1]]  # the last window is shorter: padding in the batch
     batch = collate_windows(items)
     for row, item in enumerate(items):
@@ -682,36 +841,45 @@ def test_distill_term_equals_its_definition_and_is_zero_when_the_student_is_the_
         assert torch.equal(batch["window_ids"][row, : len(expanded)], torch.from_numpy(expanded.astype(np.int64)))
         ends = np.cumsum(code_lengths(z.encode_ids(tok.config, expanded), tok.vocab_size)) - 1
         assert batch["code_ends"][row, : len(ends)].tolist() == ends.tolist()
-    assert int(batch["window_mask"][1].sum()) < batch["window_ids"].shape[1] and (batch["input_ids"] >= tok.vocab_size).any()
+    assert (
+        int(batch["window_mask"][1].sum()) < batch["window_ids"].shape[1]
+        and (batch["input_ids"] >= tok.vocab_size).any()
+    )
     batch.pop("base_tokens")
     model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4)
-    distill = {"distill_ids": batch["window_ids"], "distill_mask": batch["window_mask"], "distill_ends": batch["code_ends"]}
     core = {k: v for k, v in batch.items() if k not in ("window_ids", "window_mask", "code_ends")}
 
     # The same text as plain base ids: one code per base token, nothing installed.
     ids, mask = batch["window_ids"], batch["window_mask"]
-    plain = {"input_ids": ids, "attention_mask": mask, "labels": torch.where(mask.bool(), ids, -100),
-             "codebook": core["codebook"][:, :0], "codebook_lengths": core["codebook_lengths"][:, :0],
-             "installed": torch.zeros_like(ids)}
-    model(**plain, distill_ids=ids, distill_mask=mask, distill_ends=torch.arange(ids.shape[1]).expand_as(ids),
-          distill_weight=1.0, distill_top=tok.vocab_size, return_logits=False)
-    assert abs(float(model.last_distill_kl)) < 1e-5
+    plain = {
+        "input_ids": ids,
+        "attention_mask": mask,
+        "labels": torch.where(mask.bool(), ids, -100),
+        "codebook": core["codebook"][:, :0],
+        "codebook_lengths": core["codebook_lengths"][:, :0],
+        "installed": torch.zeros_like(ids),
+    }
+    same = DistillKL(ids, mask, torch.arange(ids.shape[1]).expand_as(ids), weight=1.0, top=tok.vocab_size)
+    output = model(**plain, loss_terms=[same], return_logits=False)
+    assert abs(float(output.loss_terms["distill_kl"])) < 1e-5
 
     torch.manual_seed(0)
     for name, param in model.named_parameters():
         if "lora_B" in name:
             torch.nn.init.normal_(param, std=0.05)
     plain = model(**core, return_logits=False).loss
-    with_kl = model(**core, **distill, distill_weight=0.5, distill_top=8, return_logits=False).loss
-    kl = float(model.last_distill_kl)
+    term = DistillKL(batch["window_ids"], batch["window_mask"], batch["code_ends"], weight=0.5, top=8)
+    output = model(**core, loss_terms=[term], return_logits=False)
+    with_kl, kl = output.loss, float(output.loss_terms["distill_kl"])
     assert kl == pytest.approx(naive_distill_kl(model, batch, top=8), rel=1e-4) and kl > 0.01
     assert float(with_kl.detach()) == pytest.approx(float(plain.detach()) + 0.5 * kl, rel=1e-5)
     model.zero_grad()
     with_kl.backward()
     for prefix in ("lora_", "hyper.output_encoder"):  # the adapter and the output rows both learn from it
         assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if prefix in n)
-    with pytest.raises(ValueError, match="distill_ends"):
-        model(**core, **dict(distill, distill_ends=batch["code_ends"][:, :-1]), distill_weight=1.0, return_logits=False)
+    short = DistillKL(batch["window_ids"], batch["window_mask"], batch["code_ends"][:, :-1])
+    with pytest.raises(TrainingError, match="distill ends"):
+        model(**core, loss_terms=[short], return_logits=False)
 
 
 def test_train_with_distill(workspace, tmp_path):

@@ -13,9 +13,14 @@ name the installed release uses (`CACHE_NAME`), so neither name warns.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from transformers.modeling_outputs import CausalLMOutputWithPast
+
+from zip2zip.errors import ModelInputError
+
+_Output = TypeVar("_Output", bound=CausalLMOutputWithPast)
+
 
 def _native_cache_name() -> str:
     fields = {field.name for field in dataclasses.fields(CausalLMOutputWithPast)}
@@ -30,10 +35,10 @@ def pick_cache(cache: Any = None, past_key_values: Any = None) -> Any:
     """The cache a caller passed under either name (``None`` if neither).
 
     Raises:
-        ValueError: both names were given a cache.
+        ModelInputError: both names were given a cache.
     """
     if cache is not None and past_key_values is not None:
-        raise ValueError("pass the KV cache as cache= or as past_key_values=, not both")
+        raise ModelInputError("pass the KV cache as cache= or as past_key_values=, not both")
     return cache if cache is not None else past_key_values
 
 
@@ -41,7 +46,7 @@ def pop_cache(kwargs: dict[str, Any]) -> Any:
     """Remove the cache from ``kwargs`` under either name and return it (``None`` if absent).
 
     Raises:
-        ValueError: both names were given a cache.
+        ModelInputError: both names were given a cache.
     """
     return pick_cache(kwargs.pop("cache", None), kwargs.pop("past_key_values", None))
 
@@ -60,6 +65,12 @@ def output_cache(outputs: Any) -> Any:
     return getter(CACHE_NAME)
 
 
-def causal_lm_output(cache: Any = None, **fields: Any) -> CausalLMOutputWithPast:
-    """A ``CausalLMOutputWithPast`` with the cache under the installed release's field name."""
-    return CausalLMOutputWithPast(**fields, **cache_kwargs(cache))
+def causal_lm_output(
+    cache: Any = None,
+    *,
+    output_class: type[_Output] = CausalLMOutputWithPast,  # type: ignore[assignment]
+    **fields: Any,
+) -> _Output:
+    """An ``output_class`` (``CausalLMOutputWithPast`` or a subclass) with the cache under the
+    installed release's field name."""
+    return output_class(**fields, **cache_kwargs(cache))

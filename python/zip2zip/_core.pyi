@@ -1,6 +1,7 @@
 """Type stubs for the compiled codec (checked against the module with mypy.stubtest)."""
 
-from typing import Any, Iterable, Sequence, final
+from collections.abc import Iterable, Sequence
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -125,7 +126,9 @@ class CodecState:
         Raises:
             InvalidCodeError: the code is out of range or not installed.
         """
-    def phrases(self, start: int = 0, end: int | None = None, pad: int = 0) -> tuple[npt.NDArray[np.int32], _Int32Array]:
+    def phrases(
+        self, start: int = 0, end: int | None = None, pad: int = 0
+    ) -> tuple[npt.NDArray[np.int32], _Int32Array]:
         """Phrases of entries start..end as an [n, max_subtokens] array padded with pad, and lengths."""
     def reset(self) -> None:
         """Forget every entry and the open phrase."""
@@ -225,7 +228,9 @@ class HyperTokenizer:
 class TextStream:
     """Streaming detokenizer: step(codes) returns the text they complete, never half a character."""
 
-    def __new__(cls, tokenizer: HyperTokenizer, state: CodecState | None = None, skip_special_tokens: bool = False) -> TextStream: ...
+    def __new__(
+        cls, tokenizer: HyperTokenizer, state: CodecState | None = None, skip_special_tokens: bool = False
+    ) -> TextStream: ...
     def step(self, codes: _IdsLike) -> str:
         """Read codes; return the text they complete (possibly empty).
 

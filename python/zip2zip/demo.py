@@ -27,15 +27,20 @@ from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
 def chat_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
     """A chat prompt through Zip2ZipTokenizer: template, codes, hypertokens, streamed text."""
     messages = [
-        {"role": "user", "content": "Here is my function:\n\ndef area(width, height):\n    return width * height\n\n"
-         "def perimeter(width, height):\n    return 2 * (width + height)\n\nAdd a docstring to each function."},
+        {
+            "role": "user",
+            "content": "Here is my function:\n\ndef area(width, height):\n    return width * height\n\n"
+            "def perimeter(width, height):\n    return 2 * (width + height)\n\nAdd a docstring to each function.",
+        },
     ]
     codes = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     base_ids = tokenizer.base.apply_chat_template(messages, add_generation_prompt=True)
     if hasattr(base_ids, "keys"):
         base_ids = base_ids["input_ids"]
-    print(f"\nA chat prompt (SmolLM2's template): {len(base_ids)} base tokens -> {len(codes)} codes "
-          f"({1 - len(codes) / len(base_ids):.1%} fewer)\n")
+    print(
+        f"\nA chat prompt (SmolLM2's template): {len(base_ids)} base tokens -> {len(codes)} codes "
+        f"({1 - len(codes) / len(base_ids):.1%} fewer)\n"
+    )
     print(render_terminal(tokenizer, codes, colour=colour))
     assert tokenizer.expand(codes).tolist() == list(base_ids)
     stream = tokenizer.stream()
@@ -71,10 +76,14 @@ def generation_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool, model_dir: str 
         what = "SmolLM2-135M-Instruct with untrained hyper-encoders"
     model.eval()
     print(f"\nLoaded {what} offline in {time.perf_counter() - started:.1f}s")
-    for prompt in ["List three colours of the rainbow, then list them again.",
-                   "Write a Python function that returns the largest of three numbers."]:
+    for prompt in [
+        "List three colours of the rainbow, then list them again.",
+        "Write a Python function that returns the largest of three numbers.",
+    ]:
         messages = [{"role": "user", "content": prompt}]
-        batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        batch = tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, return_tensors="pt", return_dict=True
+        )
         codes = batch["input_ids"][0]
         started = time.perf_counter()
         with torch.no_grad():
@@ -84,9 +93,11 @@ def generation_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool, model_dir: str 
         state = tokenizer.state_after(codes)
         base_tokens = len(tokenizer.expand(generated, state))
         hyper = int((generated >= tokenizer.vocab_size).sum())
-        print(f"\n> {prompt}\nPrompt: {len(tokenizer.expand(codes))} base tokens as {len(codes)} codes. Generated "
-              f"{len(generated)} codes ({hyper} hypertokens) = {base_tokens} base tokens "
-              f"({base_tokens / max(len(generated), 1):.2f} per code) in {seconds:.1f}s:\n")
+        print(
+            f"\n> {prompt}\nPrompt: {len(tokenizer.expand(codes))} base tokens as {len(codes)} codes. Generated "
+            f"{len(generated)} codes ({hyper} hypertokens) = {base_tokens} base tokens "
+            f"({base_tokens / max(len(generated), 1):.2f} per code) in {seconds:.1f}s:\n"
+        )
         print(render_terminal(tokenizer, generated, state=state, colour=colour))
 
 
@@ -97,16 +108,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-codebook-size", type=int, default=2048)
     parser.add_argument("--max-subtokens", type=int, default=4)
     parser.add_argument("--no-model", action="store_true", help="skip loading SmolLM2 and generating")
-    parser.add_argument("--model", default=TRAINED_MODEL if os.path.isdir(TRAINED_MODEL) else None,
-                        help=f"a trained zip2zip model folder (default: {TRAINED_MODEL} when run from the repository)")
+    parser.add_argument(
+        "--model",
+        default=TRAINED_MODEL if os.path.isdir(TRAINED_MODEL) else None,
+        help=f"a trained zip2zip model folder (default: {TRAINED_MODEL} when run from the repository)",
+    )
     parser.add_argument("--untrained", action="store_true", help="generate with untrained hyper-encoders instead")
     args = parser.parse_args(argv)
     colour = sys.stdout.isatty()
 
     started = time.perf_counter()
     tokenizer = load_smollm2_tokenizer()
-    print(f"SmolLM2-135M-Instruct tokenizer loaded offline in {time.perf_counter() - started:.1f}s "
-          f"({len(tokenizer):,} ids)")
+    print(
+        f"SmolLM2-135M-Instruct tokenizer loaded offline in {time.perf_counter() - started:.1f}s "
+        f"({len(tokenizer):,} ids)"
+    )
     disabled = default_disabled_ids(tokenizer)
     config = z.CodebookConfig(len(tokenizer), args.max_codebook_size, args.max_subtokens, disabled)
     print(f"{config}\n  ({len(disabled)} disabled: special tokens, pad and digits)")
@@ -129,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     prompt = text[: args.chars]
     ids = np.asarray(tokenizer.backend_tokenizer.encode(prompt, add_special_tokens=False).ids, dtype=np.int32)
     encoding = z.encode_ids(config, ids)
-    print(f"\n{source}, first {len(prompt):,} characters: {len(ids):,} base tokens -> {len(encoding):,} codes "
-          f"({1 - len(encoding) / len(ids):.1%} fewer), {encoding.num_entries} hypertokens created")
+    print(
+        f"\n{source}, first {len(prompt):,} characters: {len(ids):,} base tokens -> {len(encoding):,} codes "
+        f"({1 - len(encoding) / len(ids):.1%} fewer), {encoding.num_entries} hypertokens created"
+    )
 
     print("\nThe end of the prompt as codes (each hypertoken marked), read from the state before them:\n")
     head, tail = encoding.codes[:-120], encoding.codes[-120:]
@@ -148,15 +166,21 @@ def main(argv: list[str] | None = None) -> int:
     reference = z.CodecState(config)
     reference.feed_ids(ids)
     assert tracker == reference
-    print(f"A decoder fed the {len(encoding):,} codes one by one installed the same {tracker.installed} entries "
-          "after every code, and ends in the encoder's state.")
+    print(
+        f"A decoder fed the {len(encoding):,} codes one by one installed the same {tracker.installed} entries "
+        "after every code, and ends in the encoder's state."
+    )
 
-    print(f"\nWhole corpus, K={config.max_codebook_size} S={config.max_subtokens}, one codebook per file "
-          "(frozen when full):")
+    print(
+        f"\nWhole corpus, K={config.max_codebook_size} S={config.max_subtokens}, one codebook per file "
+        "(frozen when full):"
+    )
     texts = [f.read() for f in files]
     started = time.perf_counter()
-    all_ids = [np.asarray(e.ids, dtype=np.int32)
-               for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)]
+    all_ids = [
+        np.asarray(e.ids, dtype=np.int32)
+        for e in tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    ]
     tokenize_seconds = time.perf_counter() - started
     started = time.perf_counter()
     encodings = z.encode_ids_batch(config, all_ids)
@@ -165,11 +189,15 @@ def main(argv: list[str] | None = None) -> int:
     print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 10}:|{'-' * 10}:|{'-' * 7}:|")
     for f, text, file_ids, file_encoding in zip(files, texts, all_ids, encodings):
         name = f"{f.domain}/{f.name}"
-        print(f"| {name:<42} | {len(text.encode()):>9,} | {len(file_ids):>9,} | {len(file_encoding):>9,} | "
-              f"{1 - len(file_encoding) / len(file_ids):>6.1%} |")
+        print(
+            f"| {name:<42} | {len(text.encode()):>9,} | {len(file_ids):>9,} | {len(file_encoding):>9,} | "
+            f"{1 - len(file_encoding) / len(file_ids):>6.1%} |"
+        )
     total = sum(len(i) for i in all_ids)
-    print(f"\nTokenizing took {tokenize_seconds:.2f}s; compressing all {total:,} tokens took {encode_seconds * 1e3:.0f} ms "
-          f"({total / encode_seconds / 1e6:.0f}M tokens/s).")
+    print(
+        f"\nTokenizing took {tokenize_seconds:.2f}s; compressing all {total:,} tokens took {encode_seconds * 1e3:.0f} ms "
+        f"({total / encode_seconds / 1e6:.0f}M tokens/s)."
+    )
     return 0
 
 

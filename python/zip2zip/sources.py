@@ -164,8 +164,10 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
     if (path.is_absolute() or text.startswith(".") or text.count("/") > 1) and not path.exists():
         raise FileNotFoundError(f"base model source {text!r}: no such file or folder")
     if path.is_file():
-        raise ValueError(f"base model source {text!r} is a file but not a .gguf file: give a model folder, a GGUF "
-                         f"file, {SMOLLM2_SOURCE} or a hub id")
+        raise ValueError(
+            f"base model source {text!r} is a file but not a .gguf file: give a model folder, a GGUF "
+            f"file, {SMOLLM2_SOURCE} or a hub id"
+        )
     model = AutoModelForCausalLM.from_pretrained(text, **kwargs)
     return model
 

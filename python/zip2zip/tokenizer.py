@@ -8,7 +8,6 @@ templates, special tokens, `save_pretrained`) is delegated to the base tokenizer
 from __future__ import annotations
 
 import contextlib
-
 import json
 import numbers
 import os
@@ -181,7 +180,9 @@ class Zip2ZipTokenizer:
             with contextlib.suppress(ImportError):
                 import zip2zip.modeling  # noqa: F401
         base = AutoTokenizer.from_pretrained(str(directory))
-        expected = set(default_disabled_ids(base, protect_digits=data["protect_digits"])) | set(data["extra_disabled_ids"])
+        expected = set(default_disabled_ids(base, protect_digits=data["protect_digits"])) | set(
+            data["extra_disabled_ids"]
+        )
         if expected != set(config.disabled_ids):
             raise ConfigError(
                 f"{config_path}: disabled_ids do not match the base tokenizer's special tokens, digits and "
@@ -253,10 +254,26 @@ class Zip2ZipTokenizer:
         if name.startswith("_") or name in {"base", "config"}:
             raise AttributeError(name)
         delegated = {
-            "bos_token", "eos_token", "unk_token", "pad_token", "sep_token", "cls_token", "mask_token",
-            "bos_token_id", "eos_token_id", "unk_token_id", "pad_token_id", "sep_token_id",
-            "cls_token_id", "mask_token_id", "all_special_ids", "all_special_tokens",
-            "special_tokens_map", "chat_template", "model_max_length", "name_or_path",
+            "bos_token",
+            "eos_token",
+            "unk_token",
+            "pad_token",
+            "sep_token",
+            "cls_token",
+            "mask_token",
+            "bos_token_id",
+            "eos_token_id",
+            "unk_token_id",
+            "pad_token_id",
+            "sep_token_id",
+            "cls_token_id",
+            "mask_token_id",
+            "all_special_ids",
+            "all_special_tokens",
+            "special_tokens_map",
+            "chat_template",
+            "model_max_length",
+            "name_or_path",
         }
         if name in delegated:
             return getattr(self.base, name)
@@ -366,7 +383,7 @@ class Zip2ZipTokenizer:
         length = max((len(c) for c in codes_list), default=0)
         if padding_strategy == "max_length":
             length = max(length, max_length or 0)
-        entries = max((len(l) for l in lengths_list), default=0)
+        entries = max((len(row) for row in lengths_list), default=0)
         width = self.config.max_subtokens
         pad_id = self.base.pad_token_id if self.base.pad_token_id is not None else 0
         batch = len(codes_list)
@@ -375,7 +392,9 @@ class Zip2ZipTokenizer:
         installed_arr = np.zeros((batch, length), dtype=np.int64)
         codebook_arr = np.zeros((batch, entries, width), dtype=np.int64)
         lengths_arr = np.zeros((batch, entries), dtype=np.int64)
-        for row, (codes, installed, codebook, lengths) in enumerate(zip(codes_list, installed_list, codebooks, lengths_list)):
+        for row, (codes, installed, codebook, lengths) in enumerate(
+            zip(codes_list, installed_list, codebooks, lengths_list)
+        ):
             n = len(codes)
             span = slice(length - n, length) if side == "left" else slice(0, n)
             input_ids[row, span] = codes
@@ -383,7 +402,12 @@ class Zip2ZipTokenizer:
             installed_arr[row, span] = installed
             codebook_arr[row, : len(lengths)] = codebook
             lengths_arr[row, : len(lengths)] = lengths
-        data = {"input_ids": input_ids, "installed": installed_arr, "codebook": codebook_arr, "codebook_lengths": lengths_arr}
+        data = {
+            "input_ids": input_ids,
+            "installed": installed_arr,
+            "codebook": codebook_arr,
+            "codebook_lengths": lengths_arr,
+        }
         if return_attention_mask:
             data["attention_mask"] = attention
         if return_tensors is None:
@@ -502,8 +526,15 @@ class Zip2ZipTokenizer:
         if not tokenize:
             return rendered
         # The template already holds the special tokens (BOS etc.): do not add them twice.
-        encoding = self(rendered, add_special_tokens=False, return_tensors=return_tensors, padding=padding,
-                        truncation=truncation, max_length=max_length, padding_side=padding_side)
+        encoding = self(
+            rendered,
+            add_special_tokens=False,
+            return_tensors=return_tensors,
+            padding=padding,
+            truncation=truncation,
+            max_length=max_length,
+            padding_side=padding_side,
+        )
         return encoding if return_dict else encoding["input_ids"]
 
 
@@ -554,8 +585,10 @@ def check_folder_configs_agree(directory: str | os.PathLike[str]) -> None:
             ours, theirs = sorted(ours), sorted(theirs)
         if ours != theirs:
             shown = [v if not isinstance(v, list) else f"{len(v)} ids" for v in (ours, theirs)]
-            raise ConfigError(f"{directory}: the model's config.json and the tokenizer's {CONFIG_NAME} disagree on "
-                              f"{name} ({shown[0]} against {shown[1]}): they were not saved together")
+            raise ConfigError(
+                f"{directory}: the model's config.json and the tokenizer's {CONFIG_NAME} disagree on "
+                f"{name} ({shown[0]} against {shown[1]}): they were not saved together"
+            )
 
 
 def _config_from_json(data: Any, path: Path) -> CodebookConfig:
@@ -564,8 +597,12 @@ def _config_from_json(data: Any, path: Path) -> CodebookConfig:
     if data.get("format_version") != CONFIG_FORMAT_VERSION:
         raise ConfigError(f"{path}: unsupported format_version {data.get('format_version')!r}")
     fields = {
-        "vocab_size": int, "max_codebook_size": int, "max_subtokens": int,
-        "disabled_ids": list, "protect_digits": bool, "extra_disabled_ids": list,
+        "vocab_size": int,
+        "max_codebook_size": int,
+        "max_subtokens": int,
+        "disabled_ids": list,
+        "protect_digits": bool,
+        "extra_disabled_ids": list,
     }
     for name, kind in fields.items():
         value = data.get(name)
@@ -575,7 +612,9 @@ def _config_from_json(data: Any, path: Path) -> CodebookConfig:
         if not all(isinstance(i, int) and not isinstance(i, bool) for i in data[name]):
             raise ConfigError(f"{path}: {name} must be a list of integers")
     try:
-        return CodebookConfig(data["vocab_size"], data["max_codebook_size"], data["max_subtokens"], data["disabled_ids"])
+        return CodebookConfig(
+            data["vocab_size"], data["max_codebook_size"], data["max_subtokens"], data["disabled_ids"]
+        )
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
     except (OverflowError, TypeError) as error:  # numbers beyond 64 bits

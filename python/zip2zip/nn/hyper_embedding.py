@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,11 +18,11 @@ from torch import nn
 
 from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
 from zip2zip.ops import hyper_cross_entropy, hyper_gather
+from zip2zip.ops.reference import IGNORE_INDEX, softcapped
 
 PositionMode = Literal["base", "compressed"]
 EncoderType = Literal["transformer", "mean"]
 ENCODER_TYPES = ("transformer", "mean")
-IGNORE_INDEX = -100
 
 
 @dataclass
@@ -55,8 +55,8 @@ class RowTable:
         return self.scaled(F.embedding(ids, self.weight))
 
 
-RowLookup = Union[Callable[[torch.Tensor], torch.Tensor], RowTable]
-Encoder = Union[HyperEncoder, MeanHyperEncoder]
+RowLookup = Callable[[torch.Tensor], torch.Tensor] | RowTable
+Encoder = HyperEncoder | MeanHyperEncoder
 
 
 class HyperEmbedding(nn.Module):
@@ -92,15 +92,20 @@ class HyperEmbedding(nn.Module):
         self.vocab_size = vocab_size
         self.max_codebook_size = max_codebook_size
         self.max_subtokens = max_subtokens
+
         def make() -> Encoder:
             if encoder_type == "mean":
                 return MeanHyperEncoder(hidden_size)
-            return HyperEncoder(hidden_size, max_subtokens, num_layers=num_layers, num_heads=num_heads, latent_size=latent_size)
+            return HyperEncoder(
+                hidden_size, max_subtokens, num_layers=num_layers, num_heads=num_heads, latent_size=latent_size
+            )
 
         self.input_encoder: Encoder = make()
         self.output_encoder: Encoder = self.input_encoder if tied else make()
 
-    def encode_phrases(self, lookup: RowLookup, phrases: torch.Tensor, lengths: torch.Tensor, encoder: Encoder) -> torch.Tensor:
+    def encode_phrases(
+        self, lookup: RowLookup, phrases: torch.Tensor, lengths: torch.Tensor, encoder: Encoder
+    ) -> torch.Tensor:
         """``[n, hidden]`` rows of ``n`` real phrases (``phrases [n, S]``, ``lengths [n]`` in 1..S).
 
         A "mean" encoder given a `RowTable` pools straight from the table (`hyper_gather`);
@@ -187,11 +192,11 @@ class HyperEmbedding(nn.Module):
         if entries:
             scores = hidden @ hyper_rows.transpose(1, 2).to(hidden.dtype)
             if softcap is not None:
-                scores = torch.tanh(scores / softcap) * softcap
+                scores = softcapped(scores, softcap)
             available = torch.arange(entries, device=hidden.device)[None, None, :] < installed[..., None]
             hyper[..., :entries] = scores.masked_fill(~available, float("-inf"))
         if softcap is not None:
-            base = torch.tanh(base / softcap) * softcap
+            base = softcapped(base, softcap)
         return torch.cat([base, hyper], dim=-1)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, installed: torch.Tensor) -> torch.Tensor:
@@ -201,7 +206,9 @@ class HyperEmbedding(nn.Module):
         targets = labels[:, 1:].clone()
         not_installed = targets >= self.vocab_size + installed[:, :-1]
         targets[not_installed & (targets != IGNORE_INDEX)] = IGNORE_INDEX
-        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+        return F.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), targets.reshape(-1), ignore_index=IGNORE_INDEX
+        )
 
     def fused_loss(
         self,

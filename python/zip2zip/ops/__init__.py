@@ -56,14 +56,18 @@ def _gather_backward(grad_first: Tensor, grad_mean: Tensor, phrases: Tensor, len
 
 
 @_gather_backward.register_kernel("cuda")
-def _gather_backward_cuda(grad_first: Tensor, grad_mean: Tensor, phrases: Tensor, lengths: Tensor, num_rows: int) -> Tensor:
+def _gather_backward_cuda(
+    grad_first: Tensor, grad_mean: Tensor, phrases: Tensor, lengths: Tensor, num_rows: int
+) -> Tensor:
     from zip2zip.ops import triton_kernels
 
     return triton_kernels.gather_backward(grad_first, grad_mean, phrases, lengths, num_rows)
 
 
 @_gather_backward.register_fake
-def _gather_backward_fake(grad_first: Tensor, grad_mean: Tensor, phrases: Tensor, lengths: Tensor, num_rows: int) -> Tensor:
+def _gather_backward_fake(
+    grad_first: Tensor, grad_mean: Tensor, phrases: Tensor, lengths: Tensor, num_rows: int
+) -> Tensor:
     return grad_mean.new_empty((num_rows, grad_mean.shape[1]), dtype=torch.float32)
 
 
@@ -114,7 +118,9 @@ def hyper_gather(weight: Tensor, phrases: Tensor, lengths: Tensor, *, check: boo
     if phrases.is_floating_point() or lengths.is_floating_point():
         raise ValueError("hyper_gather needs integer phrases and lengths")
     if not (weight.device == phrases.device == lengths.device):
-        raise ValueError(f"hyper_gather: tensors on different devices ({weight.device}, {phrases.device}, {lengths.device})")
+        raise ValueError(
+            f"hyper_gather: tensors on different devices ({weight.device}, {phrases.device}, {lengths.device})"
+        )
     if check and phrases.numel():
         slots = phrases.shape[1]
         real = torch.arange(slots, device=phrases.device)[None, :] < lengths[:, None]
@@ -125,7 +131,9 @@ def hyper_gather(weight: Tensor, phrases: Tensor, lengths: Tensor, *, check: boo
                 n = int(bad_length.nonzero()[0, 0])
                 raise ValueError(f"hyper_gather: entry {n} has length {int(lengths[n])}, outside 0..{slots}")
             n, j = (int(i) for i in bad_id.nonzero()[0])
-            raise ValueError(f"hyper_gather: id {int(phrases[n, j])} of entry {n} is outside the table's {weight.shape[0]} rows")
+            raise ValueError(
+                f"hyper_gather: id {int(phrases[n, j])} of entry {n} is outside the table's {weight.shape[0]} rows"
+            )
     first, mean = _gather(weight, phrases, lengths)
     return first, mean
 
@@ -135,31 +143,73 @@ def hyper_gather(weight: Tensor, phrases: Tensor, lengths: Tensor, *, check: boo
 
 @torch.library.custom_op("zip2zip::hyper_cross_entropy", mutates_args=())
 def _cross_entropy(
-    hidden: Tensor, weight: Tensor, rows: Tensor, targets: Tensor, available: Tensor,
-    softcap: float, chunk_size: int, need_hidden_grad: bool, need_weight_grad: bool, need_rows_grad: bool,
+    hidden: Tensor,
+    weight: Tensor,
+    rows: Tensor,
+    targets: Tensor,
+    available: Tensor,
+    softcap: float,
+    chunk_size: int,
+    need_hidden_grad: bool,
+    need_weight_grad: bool,
+    need_rows_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return reference.cross_entropy_forward(
-        hidden, weight, rows, targets, available, softcap, chunk_size, need_hidden_grad, need_weight_grad, need_rows_grad
+        hidden,
+        weight,
+        rows,
+        targets,
+        available,
+        softcap,
+        chunk_size,
+        need_hidden_grad,
+        need_weight_grad,
+        need_rows_grad,
     )
 
 
 @_cross_entropy.register_kernel("cuda")
 def _cross_entropy_cuda(
-    hidden: Tensor, weight: Tensor, rows: Tensor, targets: Tensor, available: Tensor,
-    softcap: float, chunk_size: int, need_hidden_grad: bool, need_weight_grad: bool, need_rows_grad: bool,
+    hidden: Tensor,
+    weight: Tensor,
+    rows: Tensor,
+    targets: Tensor,
+    available: Tensor,
+    softcap: float,
+    chunk_size: int,
+    need_hidden_grad: bool,
+    need_weight_grad: bool,
+    need_rows_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from zip2zip.ops import triton_kernels
 
     return reference.cross_entropy_forward(
-        hidden, weight, rows, targets, available, softcap, chunk_size, need_hidden_grad, need_weight_grad, need_rows_grad,
+        hidden,
+        weight,
+        rows,
+        targets,
+        available,
+        softcap,
+        chunk_size,
+        need_hidden_grad,
+        need_weight_grad,
+        need_rows_grad,
         row_kernel=triton_kernels.ce_rows,
     )
 
 
 @_cross_entropy.register_fake
 def _cross_entropy_fake(
-    hidden: Tensor, weight: Tensor, rows: Tensor, targets: Tensor, available: Tensor,
-    softcap: float, chunk_size: int, need_hidden_grad: bool, need_weight_grad: bool, need_rows_grad: bool,
+    hidden: Tensor,
+    weight: Tensor,
+    rows: Tensor,
+    targets: Tensor,
+    available: Tensor,
+    softcap: float,
+    chunk_size: int,
+    need_hidden_grad: bool,
+    need_weight_grad: bool,
+    need_rows_grad: bool,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return (
         hidden.new_empty((), dtype=torch.float32),
@@ -180,8 +230,10 @@ def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | 
     # The gradients were computed in forward; scaling them in place keeps one copy of the LM
     # head's gradient (the largest tensor here) instead of two, so backward runs only once.
     if ctx.consumed:
-        raise RuntimeError("hyper_cross_entropy's backward can run only once per forward (its gradients are "
-                           "computed in forward and scaled in place); run the forward again")
+        raise RuntimeError(
+            "hyper_cross_entropy's backward can run only once per forward (its gradients are "
+            "computed in forward and scaled in place); run the forward again"
+        )
     ctx.consumed = True
     grad_hidden, grad_weight, grad_rows = ctx.saved_tensors
     # Traced graphs may not mutate saved tensors (and plan their own memory): out of place there.
@@ -195,7 +247,13 @@ def _cross_entropy_grad(ctx: Any, grad_loss: Tensor, *_: Any) -> tuple[Tensor | 
         scaled(grad_hidden) if ctx.need_hidden_grad else None,
         scaled(grad_weight) if ctx.need_weight_grad else None,
         scaled(grad_rows) if ctx.need_rows_grad else None,
-        None, None, None, None, None, None, None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
     )
 
 
@@ -267,7 +325,15 @@ def hyper_cross_entropy(
     grad = torch.is_grad_enabled()
     loss: Tensor
     loss, *_ = _cross_entropy(
-        hidden, weight, rows, targets, available.to(targets.dtype),
-        float(softcap or 0.0), int(chunk), grad and hidden.requires_grad, grad and weight.requires_grad, grad and rows.requires_grad,
+        hidden,
+        weight,
+        rows,
+        targets,
+        available.to(targets.dtype),
+        float(softcap or 0.0),
+        int(chunk),
+        grad and hidden.requires_grad,
+        grad and weight.requires_grad,
+        grad and rows.requires_grad,
     )
     return loss

@@ -27,7 +27,9 @@ IGNORE_INDEX = -100
 RowKernel = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, float, float], torch.Tensor]
 
 
-def gather_forward(weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_forward(
+    weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """``(first [N, H], mean [N, H])`` in ``weight``'s dtype."""
     slots = phrases.shape[1]
     real = torch.arange(slots, device=phrases.device)[None, :] < lengths[:, None]
@@ -54,11 +56,18 @@ def gather_backward(
 
 
 def softcapped(x: torch.Tensor, softcap: float) -> torch.Tensor:
+    """The base model's final logit soft-capping (Gemma): ``softcap * tanh(x / softcap)``; ``x``
+    itself for a cap of 0 or less."""
     return x if softcap <= 0 else torch.tanh(x / softcap) * softcap
 
 
 def ce_rows_reference(
-    base: torch.Tensor, hyper: torch.Tensor, targets: torch.Tensor, available: torch.Tensor, scale: float, softcap: float
+    base: torch.Tensor,
+    hyper: torch.Tensor,
+    targets: torch.Tensor,
+    available: torch.Tensor,
+    scale: float,
+    softcap: float,
 ) -> torch.Tensor:
     """The row kernel in torch (see `RowKernel`)."""
     vocab, entries = base.shape[1], hyper.shape[1]

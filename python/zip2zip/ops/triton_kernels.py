@@ -22,8 +22,14 @@ import triton.language as tl
 
 @triton.jit
 def _gather_forward_kernel(
-    weight_ptr, weight_stride, phrases_ptr, lengths_ptr, first_ptr, mean_ptr,
-    hidden, slots,
+    weight_ptr,
+    weight_stride,
+    phrases_ptr,
+    lengths_ptr,
+    first_ptr,
+    mean_ptr,
+    hidden,
+    slots,
     BLOCK: tl.constexpr,
 ):
     entry = tl.program_id(0).to(tl.int64)
@@ -47,8 +53,13 @@ def _gather_forward_kernel(
 
 @triton.jit
 def _gather_backward_kernel(
-    grad_ptr, grad_first_ptr, grad_mean_ptr, phrases_ptr, lengths_ptr,
-    hidden, slots,
+    grad_ptr,
+    grad_first_ptr,
+    grad_mean_ptr,
+    phrases_ptr,
+    lengths_ptr,
+    hidden,
+    slots,
     BLOCK: tl.constexpr,
 ):
     entry = tl.program_id(0).to(tl.int64)
@@ -72,7 +83,9 @@ def _blocks(hidden: int) -> tuple[int, int]:
     return block, max(1, min(8, block // 128))
 
 
-def gather_forward(weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_forward(
+    weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Triton version of `reference.gather_forward`."""
     count, slots = phrases.shape
     hidden = weight.shape[1]
@@ -87,8 +100,16 @@ def gather_forward(weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.T
     block, warps = _blocks(hidden)
     grid = (count, triton.cdiv(hidden, block))
     _gather_forward_kernel[grid](
-        weight, weight.stride(0), phrases, lengths, first, mean, hidden, slots,
-        BLOCK=block, num_warps=warps,
+        weight,
+        weight.stride(0),
+        phrases,
+        lengths,
+        first,
+        mean,
+        hidden,
+        slots,
+        BLOCK=block,
+        num_warps=warps,
     )
     return first, mean
 
@@ -105,8 +126,15 @@ def gather_backward(
     block, warps = _blocks(hidden)
     grid = (count, triton.cdiv(hidden, block))
     _gather_backward_kernel[grid](
-        grad, grad_first.contiguous(), grad_mean.contiguous(), phrases.contiguous(), lengths.contiguous(), hidden, slots,
-        BLOCK=block, num_warps=warps,
+        grad,
+        grad_first.contiguous(),
+        grad_mean.contiguous(),
+        phrases.contiguous(),
+        lengths.contiguous(),
+        hidden,
+        slots,
+        BLOCK=block,
+        num_warps=warps,
     )
     return grad
 
@@ -152,9 +180,19 @@ def _write_gradient(logits, count, usable, target, lse, scale, softcap, HAS_SOFT
 
 @triton.jit
 def _ce_rows_kernel(
-    base_ptr, base_stride, hyper_ptr, hyper_stride, targets_ptr, available_ptr, losses_ptr,
-    vocab, entries, scale, softcap,
-    HAS_SOFTCAP: tl.constexpr, BLOCK: tl.constexpr,
+    base_ptr,
+    base_stride,
+    hyper_ptr,
+    hyper_stride,
+    targets_ptr,
+    available_ptr,
+    losses_ptr,
+    vocab,
+    entries,
+    scale,
+    softcap,
+    HAS_SOFTCAP: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     row = tl.program_id(0).to(tl.int64)
     base = base_ptr + row * base_stride
@@ -183,7 +221,12 @@ def _ce_rows_kernel(
 
 
 def ce_rows(
-    base: torch.Tensor, hyper: torch.Tensor, targets: torch.Tensor, available: torch.Tensor, scale: float, softcap: float
+    base: torch.Tensor,
+    hyper: torch.Tensor,
+    targets: torch.Tensor,
+    available: torch.Tensor,
+    scale: float,
+    softcap: float,
 ) -> torch.Tensor:
     """Triton version of `reference.ce_rows_reference` (a `reference.RowKernel`)."""
     rows, vocab = base.shape
@@ -195,8 +238,19 @@ def ce_rows(
         raise ValueError("ce_rows needs logits contiguous along the vocabulary")
     hyper_arg = hyper if entries else base  # never read when there are no entries
     _ce_rows_kernel[(rows,)](
-        base, base.stride(0), hyper_arg, hyper_arg.stride(0), targets.contiguous(), available.contiguous(), losses,
-        vocab, entries, scale, float(softcap),
-        HAS_SOFTCAP=softcap > 0, BLOCK=2048, num_warps=8,
+        base,
+        base.stride(0),
+        hyper_arg,
+        hyper_arg.stride(0),
+        targets.contiguous(),
+        available.contiguous(),
+        losses,
+        vocab,
+        entries,
+        scale,
+        float(softcap),
+        HAS_SOFTCAP=softcap > 0,
+        BLOCK=2048,
+        num_warps=8,
     )
     return losses

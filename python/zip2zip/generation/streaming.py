@@ -16,6 +16,7 @@ from transformers import LogitsProcessor, StoppingCriteria
 from transformers.generation.streamers import BaseStreamer
 
 from zip2zip._core import TextStream
+from zip2zip.errors import ModelInputError
 from zip2zip.tokenizer import Zip2ZipTokenizer
 
 
@@ -56,10 +57,10 @@ class Zip2ZipStreamer(BaseStreamer):
         """Receive the prompt (first call) or the codes of one step.
 
         Raises:
-            ValueError: more than one sequence.
+            ModelInputError: more than one sequence.
         """
         if value.ndim > 1 and value.shape[0] > 1:
-            raise ValueError("Zip2ZipStreamer streams one sequence: generate with batch size 1")
+            raise ModelInputError("Zip2ZipStreamer streams one sequence: generate with batch size 1")
         codes = [int(c) for c in value.reshape(-1).tolist()]
         if self._stream is None:
             state = self.tokenizer.state_after(codes)
@@ -105,7 +106,9 @@ class CodeTextStopping(StoppingCriteria):
         mask = torch.ones_like(prompt_codes) if attention_mask is None else attention_mask
         self.stop_strings = tuple(stop_strings)
         self.max_new_base_tokens = max_new_base_tokens
-        states = [tokenizer.state_after(prompt_codes[row][mask[row].bool()].tolist()) for row in range(len(prompt_codes))]
+        states = [
+            tokenizer.state_after(prompt_codes[row][mask[row].bool()].tolist()) for row in range(len(prompt_codes))
+        ]
         self.streams = [tokenizer.stream(state) for state in states]
         self.trackers = states
         self.texts = [""] * len(states)

@@ -1,0 +1,60 @@
+"""``zip2zip bench generate``: end-to-end generation speed, base model against zip2zip model
+(`zip2zip.generation.bench`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from zip2zip.errors import UsageError
+from zip2zip.files import write_atomic
+
+# The random-weight shapes of the step-latency mode (`zip2zip.generation.bench.SHAPES`).
+SHAPE_NAMES = ("1b", "8b")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``zip2zip bench generate`` command line."""
+    parser.add_argument("what", choices=["generate"], help="what to benchmark")
+    parser.add_argument("--model", help="a zip2zip model folder (zip2zip train's output): throughput mode")
+    parser.add_argument(
+        "--shapes", nargs="+", choices=SHAPE_NAMES, help="random-weight Llama shapes: step-latency mode"
+    )
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=[1, 16])
+    parser.add_argument("--max-new-tokens", type=int, default=256, help="base tokens each row may generate")
+    parser.add_argument("--prompts-per-set", type=int, default=16, help="prompts of each set used at batch size 1")
+    parser.add_argument("--long-prompt-tokens", type=int, default=4000, help="base tokens of the long prompt (0: skip)")
+    parser.add_argument("--steps", type=int, default=128, help="decoding steps timed in the shapes mode")
+    parser.add_argument("--context", type=int, default=512, help="prompt base tokens in the shapes mode")
+    parser.add_argument(
+        "--compression",
+        type=float,
+        nargs="*",
+        default=[],
+        help="generation compressions (base tokens per code) to project the shapes' speed-up at",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="timed repeats (the median is reported)")
+    parser.add_argument(
+        "--prefill-graphs",
+        action="store_true",
+        help="throughput mode: replay prefill from CUDA graphs captured in the warm-up pass",
+    )
+    parser.add_argument("--json", help="also write the results here")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``zip2zip bench``."""
+    from zip2zip.generation.bench import bench_model, bench_shapes, format_results
+
+    if (args.model is None) == (args.shapes is None):
+        raise UsageError("give either --model DIR (throughput) or --shapes (step latency)")
+    if any(b < 1 for b in args.batch_sizes) or args.max_new_tokens < 1 or args.repeats < 1 or args.steps < 1:
+        raise UsageError("batch sizes, --max-new-tokens, --steps and --repeats must be at least 1")
+    if args.model is not None and not Path(args.model).is_dir():
+        raise FileNotFoundError(f"no such model folder: {args.model}")
+    results = bench_model(args) if args.model is not None else bench_shapes(args)
+    print(format_results(results))
+    if args.json:
+        write_atomic(args.json, json.dumps({k: v for k, v in results.items()}, indent=1, default=str))
+    return 0

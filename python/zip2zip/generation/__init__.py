@@ -1,0 +1,22 @@
+"""Generation with zip2zip models.
+
+streaming.py     for transformers' generate(): a streamer that prints the text of codes as
+                 they arrive, stopping on text or a base-token budget, base ids only
+static_loop.py   the static KV cache, CUDA graphs and the loop that runs a step ahead
+static.py        StaticGenerator: the fast greedy loop, for a base model or a zip2zip model
+bench.py         ``zip2zip bench generate``: the two side by side
+"""
+
+from zip2zip.generation.static import BaseStaticGenerator, StaticGenerator, Zip2ZipStaticGenerator
+from zip2zip.generation.static_loop import GenerationOutput
+from zip2zip.generation.streaming import BaseIdsOnly, CodeTextStopping, Zip2ZipStreamer
+
+__all__ = [
+    "BaseIdsOnly",
+    "BaseStaticGenerator",
+    "CodeTextStopping",
+    "GenerationOutput",
+    "StaticGenerator",
+    "Zip2ZipStaticGenerator",
+    "Zip2ZipStreamer",
+]

@@ -1,0 +1,228 @@
+# transformers' classes are only partly annotated: calls into them are allowed untyped here.
+# mypy: allow-untyped-calls, allow-subclassing-any
+"""transformers' ``generate()`` over codes: the hooks `Zip2ZipForCausalLM` gives `GenerationMixin`.
+
+Generation keeps one Rust `CodecState` per row (in the generation kwargs, never in the module):
+each step reads the new code into its row's state, encodes only the entries that step created,
+and writes their rows into per-row buffers that grow with the entries (doubling, capped at K).
+The options zip2zip adds to ``generate()`` (``stop_strings`` and ``max_new_base_tokens`` on
+the text, ``output_hypertokens``) are turned into transformers' stopping criteria and logits
+processors from `zip2zip.generation.streaming`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformers import DynamicCache, GenerationMixin, LogitsProcessorList, StoppingCriteriaList
+
+from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache, pop_cache
+from zip2zip._core import CodebookConfig, CodecBatch, CodecState
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.streaming import BaseIdsOnly, CodeTextStopping
+from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
+from zip2zip.nn import RowTable
+
+
+@dataclass
+class GenerationState:
+    """Per-row codebook state of one `generate()` call, filled at the prompt's forward."""
+
+    started: bool = False
+    codecs: CodecBatch | None = None
+    input_rows: torch.Tensor | None = None
+    output_rows: torch.Tensor | None = None
+    installed: torch.Tensor | None = None
+    last_position: torch.Tensor | None = None
+
+
+class Zip2ZipGenerationMixin(GenerationMixin):
+    """``generate()``, ``prepare_inputs_for_generation`` and the per-step forward of a zip2zip
+    model (`Zip2ZipForCausalLM` provides ``config``, ``base``, ``hyper`` and the row lookups)."""
+
+    config: Any
+    base: Any
+    hyper: Any
+
+    def _input_lookup(self) -> Any:
+        """Where entries' input rows come from: the embedding module (so its scaling applies),
+        or its table for the "mean" encoder, which pools straight from it with hyper_gather."""
+        embedding = self.base.get_input_embeddings()
+        return RowTable.of_embedding(embedding) if self.config.encoder_type == "mean" else embedding
+
+    def _softcap(self) -> float | None:
+        return getattr(self.base.config.get_text_config(), "final_logit_softcapping", None)
+
+    def codebook_config(self) -> CodebookConfig:
+        """The codec configuration the model reads codes with."""
+        config = self.config
+        return CodebookConfig(config.vocab_size, config.max_codebook_size, config.max_subtokens, config.disabled_ids)
+
+    def generate(self, *args: Any, **kwargs: Any) -> Any:
+        """``GenerationMixin.generate`` over codes: pass what the tokenizer returns
+        (``input_ids``, ``attention_mask``, ``codebook``, ``codebook_lengths``, ``installed``),
+        left-padded, as keywords. Returns codes; decode the new ones with the state after the
+        prompt. ``max_new_tokens`` counts codes; ``max_new_base_tokens`` (with ``tokenizer=``)
+        also limits base tokens, and ``stop_strings`` (with ``tokenizer=``) are matched on the
+        generated text. For printing as it goes, ``streamer=zip2zip.generation.Zip2ZipStreamer(tok)``.
+        ``output_hypertokens=False`` restricts the generated codes to base ids (the prompt still
+        reads hypertokens, so its prefill and KV-cache savings stay): a safety valve that trades
+        generation compression for the base model's output vocabulary.
+
+        Raises:
+            ModelInputError: beam search (per-row codebook states are not reordered yet), or a
+                right-padded batch.
+        """
+        if not kwargs.pop("output_hypertokens", True):
+            only_base = BaseIdsOnly(self.config.vocab_size)
+            kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), only_base])
+        generation_config = kwargs.get("generation_config") or self.generation_config
+        if (kwargs.get("num_beams") or generation_config.num_beams or 1) > 1:
+            raise ModelInputError("beam search is not supported: per-row codebook states would need reordering")
+        stop_strings = kwargs.pop("stop_strings", None)
+        max_new_base_tokens = kwargs.pop("max_new_base_tokens", None)
+        tokenizer = kwargs.pop("tokenizer", None)
+        if stop_strings or max_new_base_tokens is not None:
+            if tokenizer is None:
+                raise ModelInputError("stop_strings and max_new_base_tokens need tokenizer= (the Zip2ZipTokenizer)")
+            repeats = kwargs.get("num_return_sequences") or generation_config.num_return_sequences or 1
+            prompts = kwargs["input_ids"].repeat_interleave(repeats, dim=0)
+            mask = kwargs.get("attention_mask")
+            mask = None if mask is None else mask.repeat_interleave(repeats, dim=0)
+            criteria = CodeTextStopping(
+                tokenizer,
+                prompts,
+                mask,
+                stop_strings=[stop_strings] if isinstance(stop_strings, str) else list(stop_strings or ()),
+                max_new_base_tokens=max_new_base_tokens,
+            )
+            kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), criteria])
+        kwargs["zip2zip_state"] = GenerationState()
+        # The caller's cache under either name, handed on under the installed release's name.
+        cache = pop_cache(kwargs)
+        kwargs.update(cache_kwargs(DynamicCache(config=self.base.config) if cache is None else cache))
+        return super().generate(*args, **kwargs)  # type: ignore[misc, unused-ignore]  # misc: transformers < 5.24 types self
+
+    # The cache's name and place differ between transformers releases (zip2zip._compat), so the
+    # signature cannot match both releases' for the type checker.
+    def prepare_inputs_for_generation(  # type: ignore[override, unused-ignore]
+        self,
+        input_ids: torch.LongTensor,
+        next_sequence_length: int | None = None,
+        cache: Any = None,
+        past_key_values: Any = None,
+        attention_mask: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        is_first_iteration: bool | None = False,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """The new codes (everything not in the cache yet) and the codebook fields. ``generate()``
+        passes the cache as ``cache`` (transformers 5.24 on) or ``past_key_values`` (before)."""
+        if inputs_embeds is not None:
+            raise ModelInputError("zip2zip generates from codes (input_ids), not inputs_embeds")
+        cache = pick_cache(cache, past_key_values)
+        cached = cache.get_seq_length() if cache is not None else 0
+        return {
+            "input_ids": input_ids[:, cached:],
+            "attention_mask": attention_mask,
+            **cache_kwargs(cache),
+            "use_cache": True,
+            "codebook": kwargs.get("codebook"),
+            "codebook_lengths": kwargs.get("codebook_lengths"),
+            "installed": kwargs.get("installed"),
+            "zip2zip_state": kwargs.get("zip2zip_state"),
+        }
+
+    def _start_generation(
+        self,
+        state: GenerationState,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        input_rows: torch.Tensor,
+        output_rows: torch.Tensor,
+        position_ids: torch.Tensor,
+    ) -> None:
+        """After the prompt's forward: one tracking state per row, row buffers of K slots."""
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        if not bool(mask[:, -1].all()):
+            raise ModelInputError("generate() needs left padding: the last position of every row must be real")
+        codec = self.codebook_config()
+        trackers = []
+        for row in range(input_ids.shape[0]):
+            tracker = CodecState(codec)
+            tracker.feed_codes(input_ids[row][mask[row].bool()].cpu().numpy())
+            trackers.append(tracker)
+        state.codecs = CodecBatch(trackers)
+        # Row buffers hold the entries that exist and grow (doubling, capped at K) as
+        # generation creates more: memory follows the codebook, not K.
+        state.input_rows = input_rows.detach().clone()
+        state.output_rows = output_rows.detach().clone()
+        state.installed = torch.from_numpy(state.codecs.installed.astype("int64")).to(input_ids.device)
+        state.last_position = position_ids[:, -1].clone()
+        state.started = True
+
+    def _grow_rows(self, state: GenerationState, needed: int) -> None:
+        """Make the row buffers hold at least ``needed`` slots (doubling, capped at K)."""
+        assert state.input_rows is not None and state.output_rows is not None
+        current = state.input_rows.shape[1]
+        if needed <= current:
+            return
+        size = min(max(needed, 2 * current, 16), self.config.max_codebook_size)
+        batch = state.input_rows.shape[0]
+        state.input_rows = torch.cat(
+            [state.input_rows, state.input_rows.new_zeros(batch, size - current, state.input_rows.shape[2])], dim=1
+        )
+        state.output_rows = torch.cat(
+            [state.output_rows, state.output_rows.new_zeros(batch, size - current, state.output_rows.shape[2])], dim=1
+        )
+
+    def _decode_step(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        cache: Any,
+        state: GenerationState,
+        **kwargs: Any,
+    ) -> Zip2ZipCausalLMOutput:
+        """One generation step: read each row's new code, encode the entries it creates, run
+        the base model on one position per row. (A sampled code is never a KwKwK code, whose
+        entry its own reading creates: that slot is not offered yet, so the code's row exists.)"""
+        assert state.input_rows is not None and state.output_rows is not None
+        assert state.installed is not None and state.last_position is not None
+        codes = input_ids[:, -1]
+        embedding = self.base.get_input_embeddings()
+        head = self.base.get_output_embeddings().weight
+        inputs_embeds = self.hyper.input_embeddings(codes[:, None], embedding, state.input_rows)
+        # One Rust call steps every row's codebook: phrase lengths, installed counts and the
+        # entries this step created (usually one per row, or none).
+        assert state.codecs is not None
+        lengths, installed, rows, slots, phrases, phrase_lengths = state.codecs.step(codes.cpu().numpy())
+        if len(rows):
+            device = codes.device
+            phrase_table = torch.from_numpy(phrases.astype("int64")).to(device)
+            phrase_len = torch.from_numpy(phrase_lengths.astype("int64")).to(device)
+            rows_in = self.hyper.encode_phrases(
+                self._input_lookup(), phrase_table, phrase_len, self.hyper.input_encoder
+            )
+            rows_out = self.hyper.encode_phrases(RowTable(head), phrase_table, phrase_len, self.hyper.output_encoder)
+            index_rows = torch.from_numpy(rows.astype("int64")).to(device)
+            index_slots = torch.from_numpy(slots.astype("int64")).to(device)
+            self._grow_rows(state, int(slots.max()) + 1)
+            state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
+            state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
+        state.installed = torch.from_numpy(installed.astype("int64")).to(codes.device)
+        steps = lengths if self.config.position_mode == "base" else lengths * 0 + 1
+        state.last_position = state.last_position + torch.from_numpy(steps.astype("int64")).to(codes.device)
+        outputs = self.base.get_decoder()(
+            inputs_embeds=inputs_embeds,
+            attention_mask=attention_mask,
+            position_ids=state.last_position[:, None],
+            use_cache=True,
+            **cache_kwargs(cache),
+        )
+        logits = self.hyper.logits(
+            outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
+        )
+        return causal_lm_output(output_cache(outputs), output_class=Zip2ZipCausalLMOutput, logits=logits)

@@ -1,0 +1,157 @@
+"""The extra loss terms of ``zip2zip train``, passed to the model's ``forward`` as loss terms
+(`zip2zip.modeling.loss_terms`): each is made per batch from the batch's fields, and returns its
+own value, which ``forward`` weighs into the loss and reports in ``output.loss_terms``.
+
+* `DistillKL` (``--distill``): the base model reading the window's base tokens is a teacher at
+  every code; the term is the KL divergence from it to the model's distribution over the *first
+  base token* of the next code.
+* `AdapterKL` (``--adapter-kl``): the KL divergence from the base model without its adapter to
+  the base model with it, on plain base tokens; it keeps the adapter from moving base-token
+  predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint
+
+from zip2zip.errors import TrainingError
+from zip2zip.modeling.lora import base_only
+from zip2zip.modeling.loss_terms import LossInputs
+from zip2zip.ops.reference import softcapped
+
+
+@dataclass
+class DistillKL:
+    """KL(teacher || student's first-base-token marginal), averaged over the positions the code
+    loss scores.
+
+    The teacher is the base model (its adapter disabled) reading ``ids``, the base ids the
+    window's codes stand for, taken at each code's last base token (``ends``); it keeps its
+    ``top`` most likely next tokens, renormalised. The student's probability of a base token is
+    that of its base id plus that of every installed hypertoken starting with it. The mean over
+    the code loss's targets makes a process's mean times its target count its sum, so DDP's
+    normalisation by all processes' targets gives the whole batch's mean.
+
+    Attributes:
+        ids: ``[B, N]`` the base ids the codes stand for; ``mask`` 1 for real ones.
+        ends: ``[B, L]`` the index in ``ids`` of each code's last base token.
+        weight: the term's weight in the loss.
+        top: the teacher's kept tokens.
+        chunk: positions per piece (pieces are recomputed in backward: bounded memory).
+    """
+
+    ids: torch.Tensor
+    mask: torch.Tensor | None
+    ends: torch.Tensor
+    weight: float = 1.0
+    top: int = 32
+    chunk: int = 64
+    name: str = "distill_kl"
+
+    def __call__(self, inputs: LossInputs) -> torch.Tensor:
+        model, hidden, head = inputs.model, inputs.hidden, inputs.head
+        if self.top < 1:
+            raise TrainingError(f"distill_top must be at least 1, got {self.top}")
+        if self.ends.shape != inputs.input_ids.shape:
+            raise TrainingError("distill ends must be [B, L] like input_ids")
+        ids, ends, length = self.ids, self.ends, hidden.shape[1]
+        if int(ends.max()) >= ids.shape[1] or int(ends.min()) < 0:
+            raise TrainingError(f"distill ends must index the {ids.shape[1]} distill ids")
+        vocab = model.config.vocab_size
+        mask = torch.ones_like(ids) if self.mask is None else self.mask
+        softcap = model._softcap()
+        teacher_p, teacher_ids = self._teacher(model, ids, mask, ends, head, softcap, length, vocab)
+        firsts = inputs.codebook[:, :, 0].long()  # [B, E] each entry's first base token
+
+        def piece(
+            part: torch.Tensor, part_installed: torch.Tensor, p: torch.Tensor, where: torch.Tensor
+        ) -> torch.Tensor:
+            logits = model.hyper.logits(part, head, inputs.output_rows, part_installed, softcap).float()
+            probs = (logits - logits.logsumexp(-1, keepdim=True)).exp()
+            entries = firsts.shape[1]
+            marginal = probs[..., :vocab]
+            if entries:
+                index = firsts[:, None, :].expand(-1, part.shape[1], -1)
+                marginal = marginal.scatter_add(-1, index, probs[..., vocab : vocab + entries])
+            student = marginal.gather(-1, where).clamp(min=1e-30).log()
+            kl_rows: torch.Tensor = (p * (p.clamp(min=1e-30).log() - student)).sum(-1)
+            return kl_rows
+
+        per_position = []
+        for begin in range(0, length - 1, self.chunk):
+            stop = min(begin + self.chunk, length - 1)
+            args = (
+                hidden[:, begin:stop],
+                inputs.installed[:, begin:stop],
+                teacher_p[:, begin:stop],
+                teacher_ids[:, begin:stop],
+            )
+            if torch.is_grad_enabled():
+                per_position.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
+            else:
+                per_position.append(piece(*args))
+        if not per_position:
+            return hidden.new_zeros(())
+        kl = torch.cat(per_position, 1)
+        weights = inputs.scored.to(kl.dtype)
+        mean: torch.Tensor = (kl * weights).sum() / weights.sum().clamp(min=1)
+        return mean
+
+    def _teacher(
+        self,
+        model: Any,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        ends: torch.Tensor,
+        head: torch.Tensor,
+        softcap: float | None,
+        length: int,
+        vocab: int,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The teacher's renormalised top probabilities and their ids, ``[B, L - 1, top]`` each."""
+        with torch.no_grad(), base_only(model) as base:
+            states = base.get_decoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            at_ends = states.gather(1, ends[:, :-1, None].expand(-1, -1, states.shape[-1]))
+            del states
+            top_p, top_ids = [], []
+            for begin in range(0, length - 1, self.chunk):
+                logits = F.linear(at_ends[:, begin : begin + self.chunk], head.to(at_ends.dtype)).float()
+                if softcap is not None:
+                    logits = softcapped(logits, softcap)
+                values, indices = logits.topk(min(self.top, vocab), dim=-1)
+                top_p.append(values.softmax(-1))  # renormalised over the kept tokens
+                top_ids.append(indices)
+            return torch.cat(top_p, 1), torch.cat(top_ids, 1)
+
+
+@dataclass
+class AdapterKL:
+    """Mean over the tokens of ``ids`` (``mask``) of KL(base without adapter || base with it).
+
+    Attributes:
+        ids: ``[B', P]`` plain base ids; ``mask`` 1 for real ones.
+        weight: the term's weight in the loss.
+    """
+
+    ids: torch.Tensor
+    mask: torch.Tensor | None = None
+    weight: float = 1.0
+    name: str = "adapter_kl"
+
+    def __call__(self, inputs: LossInputs) -> torch.Tensor:
+        model = inputs.model
+        if not model.has_adapter:
+            raise TrainingError("the adapter KL term needs a LoRA adapter on the base model")
+        mask = torch.ones_like(self.ids) if self.mask is None else self.mask
+        with torch.no_grad(), base_only(model) as base:
+            teacher = base(input_ids=self.ids, attention_mask=mask).logits.float().log_softmax(-1)
+        student = model.base(input_ids=self.ids, attention_mask=mask).logits.float().log_softmax(-1)
+        per_token = (teacher.exp() * (teacher - student)).sum(-1)
+        weights = mask.to(per_token.dtype)
+        mean: torch.Tensor = (per_token * weights).sum() / weights.sum().clamp(min=1)
+        return mean
