@@ -39,3 +39,29 @@ def corpus_token_ids(smollm2_tokenizer):
     files = corpus_files()
     encodings = smollm2_tokenizer.backend_tokenizer.encode_batch([f.read() for f in files], add_special_tokens=False)
     return {f"{f.domain}/{f.name}": np.asarray(e.ids, dtype=np.int32) for f, e in zip(files, encodings)}
+
+
+@pytest.fixture(scope="session")
+def tok(smollm2_tokenizer):
+    """SmolLM2's tokenizer as a zip2zip tokenizer with a 256-entry codebook."""
+    import zip2zip as z
+
+    return z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+
+
+@pytest.fixture(scope="session")
+def workspace(smollm2_tokenizer, tmp_path_factory):
+    """A tiny random Llama of SmolLM2's vocabulary with SmolLM2's tokenizer, saved as a base
+    folder, and two small text files (training and held-out)."""
+    from tiny_models import tiny
+    from zip2zip.corpus import corpus_files
+
+    root = tmp_path_factory.mktemp("train")
+    tiny("llama", vocab=smollm2_tokenizer.vocab_size).save_pretrained(root / "base")
+    smollm2_tokenizer.save_pretrained(root / "base")
+    code = next(f for f in corpus_files() if f.domain == "code").read()
+    (root / "data").mkdir()
+    (root / "data" / "train.txt").write_text(code[:20000])
+    (root / "held" / "code").mkdir(parents=True)
+    (root / "held" / "code" / "held.txt").write_text(code[40000:46000])
+    return root

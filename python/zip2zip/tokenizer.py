@@ -20,6 +20,7 @@ import numpy as np
 from zip2zip import _core
 from zip2zip._core import CodebookConfig, CodecState, ConfigError, TextStream
 from zip2zip.codec import Encoding, encode_ids
+from zip2zip.folders import CONFIG_NAME, check_folder_configs_agree
 from zip2zip.sources import default_disabled_ids, load_gguf_tokenizer
 
 if TYPE_CHECKING:
@@ -29,7 +30,6 @@ if TYPE_CHECKING:
 # unions of backends); the base tokenizer is typed as Any here and checked at run time.
 BaseTokenizer = Any
 
-CONFIG_NAME = "zip2zip_config.json"
 CONFIG_FORMAT_VERSION = 1
 
 TextInput = str
@@ -555,40 +555,6 @@ def _padding_strategy(padding: bool | str) -> str:
     if padding == "max_length":
         return "max_length"
     raise ValueError(f"padding must be True/False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-
-
-CODEBOOK_FIELDS = ("vocab_size", "max_codebook_size", "max_subtokens", "disabled_ids")
-
-
-def check_folder_configs_agree(directory: str | os.PathLike[str]) -> None:
-    """In a folder that holds both a zip2zip model's ``config.json`` and a tokenizer's
-    ``zip2zip_config.json``, the two must describe the same codebook (V, K, S, disabled ids);
-    a folder with only one of them passes.
-
-    Raises:
-        ConfigError: they disagree (the message names the field and both values).
-    """
-    directory = Path(directory)
-    model_path, tokenizer_path = directory / "config.json", directory / CONFIG_NAME
-    if not (model_path.is_file() and tokenizer_path.is_file()):
-        return
-    try:
-        model = json.loads(model_path.read_text(encoding="utf-8"))
-        tokenizer = json.loads(tokenizer_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
-        raise ConfigError(f"{directory}: config.json or {CONFIG_NAME} is not valid JSON: {error}") from None
-    if not isinstance(model, dict) or model.get("model_type") != "zip2zip" or not isinstance(tokenizer, dict):
-        return
-    for name in CODEBOOK_FIELDS:
-        ours, theirs = model.get(name), tokenizer.get(name)
-        if name == "disabled_ids" and isinstance(ours, list) and isinstance(theirs, list):
-            ours, theirs = sorted(ours), sorted(theirs)
-        if ours != theirs:
-            shown = [v if not isinstance(v, list) else f"{len(v)} ids" for v in (ours, theirs)]
-            raise ConfigError(
-                f"{directory}: the model's config.json and the tokenizer's {CONFIG_NAME} disagree on "
-                f"{name} ({shown[0]} against {shown[1]}): they were not saved together"
-            )
 
 
 def _config_from_json(data: Any, path: Path) -> CodebookConfig:

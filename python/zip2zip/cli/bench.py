@@ -9,9 +9,10 @@ from pathlib import Path
 
 from zip2zip.errors import UsageError
 from zip2zip.files import write_atomic
+from zip2zip.shapes import LLAMA_SHAPES
 
-# The random-weight shapes of the step-latency mode (`zip2zip.generation.bench.SHAPES`).
-SHAPE_NAMES = ("1b", "8b")
+# The random-weight shapes of the step-latency mode.
+SHAPE_NAMES = tuple(LLAMA_SHAPES)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

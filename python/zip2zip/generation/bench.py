@@ -29,34 +29,12 @@ from zip2zip.corpus import corpus_files
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, user_text
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.modeling import Zip2ZipForCausalLM
+from zip2zip.shapes import LLAMA_SHAPES
 from zip2zip.sources import load_base_model, load_smollm2_tokenizer
 from zip2zip.tokenizer import Zip2ZipTokenizer
 
-# Llama 3.2 1B and Llama 3.1 8B shapes (random weights): what step latency is measured on.
-SHAPES: dict[str, dict[str, Any]] = {
-    "1b": dict(
-        hidden_size=2048,
-        intermediate_size=8192,
-        num_hidden_layers=16,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=64,
-        vocab_size=128256,
-        tie_word_embeddings=True,
-        rope_theta=500000.0,
-    ),
-    "8b": dict(
-        hidden_size=4096,
-        intermediate_size=14336,
-        num_hidden_layers=32,
-        num_attention_heads=32,
-        num_key_value_heads=8,
-        head_dim=128,
-        vocab_size=128256,
-        tie_word_embeddings=False,
-        rope_theta=500000.0,
-    ),
-}
+# The random-weight shapes step latency is measured on.
+SHAPES = LLAMA_SHAPES
 
 
 def _environment() -> dict[str, Any]:

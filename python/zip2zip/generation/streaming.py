@@ -9,7 +9,7 @@ prompt instead.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from transformers import LogitsProcessor, StoppingCriteria
@@ -17,7 +17,9 @@ from transformers.generation.streamers import BaseStreamer
 
 from zip2zip._core import TextStream
 from zip2zip.errors import ModelInputError
-from zip2zip.tokenizer import Zip2ZipTokenizer
+
+if TYPE_CHECKING:  # annotations only: the tokenizer imports the model side to register it
+    from zip2zip.tokenizer import Zip2ZipTokenizer
 
 
 def _print_text(text: str, stream_end: bool) -> None:

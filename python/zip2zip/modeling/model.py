@@ -23,6 +23,7 @@ from transformers import AutoModelForCausalLM, PreTrainedModel
 from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache
 from zip2zip.errors import CheckpointError, ConfigError, ModelInputError
 from zip2zip.files import staged_save
+from zip2zip.folders import check_folder_configs_agree
 from zip2zip.modeling.configuration import Zip2ZipConfig
 from zip2zip.modeling.generate import GenerationState, Zip2ZipGenerationMixin
 from zip2zip.modeling.lora import is_peft_model, lora_wrap
@@ -31,7 +32,6 @@ from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.modeling.serialization import ENCODERS_FILE, check_loading_info, load_adapter_folder, save_adapter_folder
 from zip2zip.nn import HyperEmbedding, RowTable
 from zip2zip.sources import base_source_name, load_base_model
-from zip2zip.tokenizer import check_folder_configs_agree
 
 
 class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):

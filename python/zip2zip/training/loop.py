@@ -209,35 +209,25 @@ def evaluate_loss(model: Any, loader: Any, accelerator: Any, limit: int) -> floa
     return total / max(count, 1)
 
 
-def train(config: TrainConfig) -> dict[str, Any]:
-    """Run a training; returns a summary (final loss, steps, throughput).
-
-    Raises:
-        TrainingError: invalid settings or no data.
-        FileExistsError: ``out`` holds a finished or started run and ``resume`` is not set.
-    """
+def make_accelerator(config: TrainConfig) -> Any:
+    """The run's `accelerate.Accelerator`: bf16 or not, gradient accumulation, FSDP2 when launched so."""
     from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs, DistributedType, set_seed
-    from tqdm.auto import tqdm
-    from transformers import get_cosine_schedule_with_warmup
+    from accelerate.utils import DistributedDataParallelKwargs
 
-    config.validate()
-    out = Path(config.out)
     # A window without hypertokens in its input leaves the input encoder without gradients on
     # that process; DDP must then look for unused parameters, or the processes would deadlock.
-    accelerator = Accelerator(
+    return Accelerator(
         mixed_precision="bf16" if config.bf16 else "no",
         gradient_accumulation_steps=config.grad_accum,
         cpu=config.cpu,
         kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         fsdp_plugin=fsdp2_plugin(config.bf16),
     )
-    checkpoint = latest_checkpoint(out) if config.resume else None
-    if accelerator.is_main_process and not config.resume and (out / "train_log.jsonl").exists():
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
-    set_seed(config.seed)
-    tokenizer, model = load_pair(config)
-    tune_for_speed(model, accelerator.device, config.bf16)
+
+
+def make_loaders(config: TrainConfig, tokenizer: Any, world: int) -> tuple[Any, Any]:
+    """The training loader (enough epochs for every step of all ``world`` processes, grouped by
+    length or shuffled) and the held-out loader (None without ``eval_data``)."""
     plain_tokens = config.adapter_kl_tokens if config.adapter_kl > 0 else 0
     windows = build_windows(
         tokenizer,
@@ -247,7 +237,6 @@ def train(config: TrainConfig) -> dict[str, Any]:
         plain_tokens,
         teacher_ids=config.distill > 0,
     )
-    world = accelerator.num_processes
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
     epochs = max(1, math.ceil(windows_needed / len(windows)))
     if config.group_by_length:
@@ -273,15 +262,127 @@ def train(config: TrainConfig) -> dict[str, Any]:
         eval_loader = torch.utils.data.DataLoader(
             eval_windows, batch_size=config.batch_size, collate_fn=collate_windows
         )
+    return loader, eval_loader
+
+
+def make_optimizer(model: Any, config: TrainConfig) -> tuple[torch.optim.Optimizer, Any]:
+    """AdamW with the LoRA and the encoder learning rates, and the cosine schedule with warmup
+    (stepped once per optimizer step of the global batch, by the loop, not by accelerate)."""
+    from transformers import get_cosine_schedule_with_warmup
+
     encoder_params = [p for n, p in model.named_parameters() if p.requires_grad and n.startswith("hyper.")]
     lora_params = [p for n, p in model.named_parameters() if p.requires_grad and not n.startswith("hyper.")]
     optimizer = torch.optim.AdamW(
         [{"params": lora_params, "lr": config.lr}, {"params": encoder_params, "lr": config.encoder_lr}],
         weight_decay=config.weight_decay,
     )
-    scheduler = get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
-    # The schedule counts optimizer steps of the global batch: it is stepped here, once per
-    # step, not by accelerate (which would step it once per process).
+    return optimizer, get_cosine_schedule_with_warmup(optimizer, config.warmup, config.steps)
+
+
+def resume_state(accelerator: Any, model: Any, checkpoint: Path | None) -> int:
+    """Load ``checkpoint`` (None: nothing) into the prepared objects; returns its step."""
+    if checkpoint is None:
+        return 0
+    check_checkpoint_weights(model, checkpoint)
+    # strict=False: the frozen base is not in the checkpoint (it came from its source);
+    # check_checkpoint_weights made sure that every trained tensor is.
+    accelerator.load_state(str(checkpoint), **({} if accelerator.is_fsdp2 else {"strict": False}))
+    return int(json.loads((checkpoint / "zip2zip_step.json").read_text())["step"])
+
+
+def logged_counts(log_path: Path, step: int) -> tuple[int, int]:
+    """Codes and base tokens the log holds at ``step`` (0, 0 from the start): the log counts from
+    the start of training, across resumes."""
+    if step and log_path.exists():
+        for line in log_path.read_text().splitlines():
+            entry = json.loads(line)
+            if entry.get("step") == step:
+                return int(entry["codes"]), int(entry["base_tokens"])
+    return 0, 0
+
+
+def save_final(accelerator: Any, model: Any, tokenizer: Any, out: Path) -> None:
+    """Save the trained model and the tokenizer into ``out`` (every process takes part)."""
+    from accelerate.utils import DistributedType
+
+    accelerator.wait_for_everyone()
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # The modules hold shards: gather the whole weights (a collective, every process takes
+        # part; the main process gets them, on the CPU, the others an empty dict) and save those.
+        state = accelerator.get_state_dict(model)
+        if accelerator.is_main_process:
+            accelerator.unwrap_model(model).save_pretrained(out, state_dict=state)
+            tokenizer.save_pretrained(out)
+    elif accelerator.is_main_process:
+        accelerator.unwrap_model(model).save_pretrained(out)
+        tokenizer.save_pretrained(out)
+
+
+def out_of_time(accelerator: Any, config: TrainConfig, seconds: float) -> bool:
+    """Whether ``--max-seconds`` has passed; all processes agree (any one over the limit stops them all)."""
+    if not config.max_seconds:
+        return False
+    over = torch.tensor(float(seconds > config.max_seconds), device=accelerator.device)
+    return float(accelerator.reduce(over, reduction="sum")) > 0
+
+
+def micro_step(
+    accelerator: Any,
+    model: Any,
+    optimizer: Any,
+    scheduler: Any,
+    batch: dict[str, torch.Tensor],
+    config: TrainConfig,
+    vocab: int,
+) -> tuple[Any, torch.Tensor, torch.Tensor]:
+    """Forward and backward of one micro-batch (and the optimizer step when accumulation ends).
+
+    Returns the model's output, the global batch's counts (targets, codes, base tokens; summed
+    over processes) and this process's loss sum (its mean times its targets).
+    """
+    base_tokens = batch.pop("base_tokens")
+    terms = loss_terms(batch, config)
+    # Normalise by the targets of all processes: DDP's gradient average then equals the
+    # gradient of the mean over the whole global batch, as one process would compute it.
+    # One collective for the counts (targets, codes, base tokens), one for the loss.
+    counted = scored_targets(batch["labels"], batch["installed"], vocab).sum()
+    sizes = torch.stack([counted, batch["attention_mask"].sum(), base_tokens.sum().to(counted.device)])
+    totals = accelerator.reduce(sizes, reduction="sum")
+    with accelerator.accumulate(model):
+        output = model(**batch, return_logits=False, loss_terms=terms)
+        loss_sum = output.loss * counted
+        accelerator.backward(loss_sum * accelerator.num_processes / totals[0].clamp(min=1))
+        if accelerator.sync_gradients and config.clip > 0:
+            accelerator.clip_grad_norm_(model.parameters(), config.clip)
+        optimizer.step()
+        if accelerator.sync_gradients:
+            scheduler.step()
+        optimizer.zero_grad()
+    return output, totals, loss_sum
+
+
+def train(config: TrainConfig) -> dict[str, Any]:
+    """Run a training; returns a summary (final loss, steps, throughput).
+
+    Raises:
+        TrainingError: invalid settings or no data.
+        FileExistsError: ``out`` holds a finished or started run and ``resume`` is not set.
+    """
+    from accelerate.utils import set_seed
+    from tqdm.auto import tqdm
+
+    config.validate()
+    out = Path(config.out)
+    accelerator = make_accelerator(config)
+    checkpoint = latest_checkpoint(out) if config.resume else None
+    if accelerator.is_main_process and not config.resume and (out / "train_log.jsonl").exists():
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    set_seed(config.seed)
+    tokenizer, model = load_pair(config)
+    tune_for_speed(model, accelerator.device, config.bf16)
+    world = accelerator.num_processes
+    loader, eval_loader = make_loaders(config, tokenizer, world)
+    optimizer, scheduler = make_optimizer(model, config)
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     if accelerator.is_fsdp2 and hasattr(model, "set_reduce_scatter_unused_params"):
         # FSDP2's find_unused_parameters: a parameter without a gradient on this process (the
@@ -294,13 +395,7 @@ def train(config: TrainConfig) -> dict[str, Any]:
         eval_loader = accelerator.prepare(eval_loader)
 
     vocab = tokenizer.vocab_size
-    step = 0
-    if checkpoint is not None:
-        check_checkpoint_weights(model, checkpoint)
-        # strict=False: the frozen base is not in the checkpoint (it came from its source);
-        # check_checkpoint_weights made sure that every trained tensor is.
-        accelerator.load_state(str(checkpoint), **({} if accelerator.is_fsdp2 else {"strict": False}))
-        step = int(json.loads((checkpoint / "zip2zip_step.json").read_text())["step"])
+    step = resume_state(accelerator, model, checkpoint)
     if accelerator.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "train_config.json", json.dumps(asdict(config), indent=1))
@@ -312,38 +407,13 @@ def train(config: TrainConfig) -> dict[str, Any]:
     model.train()
     started = time.perf_counter()
     seen_codes = seen_tokens = 0  # in this process's run (rates)
-    # The log counts from the start of training, across resumes.
-    earlier_codes = earlier_tokens = 0
-    if step and log_path.exists():
-        for line in log_path.read_text().splitlines():
-            entry = json.loads(line)
-            if entry.get("step") == step:
-                earlier_codes, earlier_tokens = int(entry["codes"]), int(entry["base_tokens"])
+    earlier_codes, earlier_tokens = logged_counts(log_path, step)
     window_loss: list[float] = []
     last: dict[str, Any] = {}
     for batch in batches:
         if step >= config.steps:
             break
-        base_tokens = batch.pop("base_tokens")
-        terms = loss_terms(batch, config)
-        # Normalise by the targets of all processes: DDP's gradient average then equals the
-        # gradient of the mean over the whole global batch, as one process would compute it.
-        # One collective for the counts (targets, codes, base tokens), one for the loss.
-        counted = scored_targets(batch["labels"], batch["installed"], vocab).sum()
-        sizes = torch.stack([counted, batch["attention_mask"].sum(), base_tokens.sum().to(counted.device)])
-        totals = accelerator.reduce(sizes, reduction="sum")
-        total = totals[0]
-        with accelerator.accumulate(model):
-            output = model(**batch, return_logits=False, loss_terms=terms)
-            mean = output.loss
-            loss_sum = mean * counted
-            accelerator.backward(loss_sum * world / total.clamp(min=1))
-            if accelerator.sync_gradients and config.clip > 0:
-                accelerator.clip_grad_norm_(model.parameters(), config.clip)
-            optimizer.step()
-            if accelerator.sync_gradients:
-                scheduler.step()
-            optimizer.zero_grad()
+        output, totals, loss_sum = micro_step(accelerator, model, optimizer, scheduler, batch, config, vocab)
         targets_seen, codes_seen, tokens_seen = totals.tolist()
         seen_codes += codes_seen
         seen_tokens += tokens_seen
@@ -374,29 +444,16 @@ def train(config: TrainConfig) -> dict[str, Any]:
         if accelerator.is_main_process:
             with log_path.open("a") as log:
                 log.write(json.dumps(last) + "\n")
-        if config.save_every and step % config.save_every == 0:
+        saved = bool(config.save_every and step % config.save_every == 0)
+        if saved:
             save_checkpoint(accelerator, out, step)
-        if config.max_seconds:
-            # Out of time: all processes agree (any one over the limit stops them all), and the
-            # state is saved so that --resume continues from here.
-            over = torch.tensor(float(seconds > config.max_seconds), device=accelerator.device)
-            if float(accelerator.reduce(over, reduction="sum")) > 0:
-                if step < config.steps and not (config.save_every and step % config.save_every == 0):
-                    save_checkpoint(accelerator, out, step)
-                break
+        if out_of_time(accelerator, config, seconds):
+            # The state is saved so that --resume continues from here.
+            if step < config.steps and not saved:
+                save_checkpoint(accelerator, out, step)
+            break
     progress.close()
-    accelerator.wait_for_everyone()
-    if accelerator.distributed_type == DistributedType.FSDP:
-        # The modules hold shards: gather the whole weights (a collective, every process takes
-        # part; the main process gets them, on the CPU, the others an empty dict) and save those.
-        state = accelerator.get_state_dict(model)
-        if accelerator.is_main_process:
-            accelerator.unwrap_model(model).save_pretrained(out, state_dict=state)
-            tokenizer.save_pretrained(out)
-    elif accelerator.is_main_process:
-        unwrapped = accelerator.unwrap_model(model)
-        unwrapped.save_pretrained(out)
-        tokenizer.save_pretrained(out)
+    save_final(accelerator, model, tokenizer, out)
     seconds = time.perf_counter() - started
     return {
         **last,

@@ -1,0 +1,45 @@
+"""What a saved zip2zip folder holds, read without torch: the tokenizer's config file name and
+the check that a model's ``config.json`` and a tokenizer's ``zip2zip_config.json`` side by side
+describe one codebook. Both the tokenizer and the model use it; neither imports the other for it."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from zip2zip._core import ConfigError
+
+CONFIG_NAME = "zip2zip_config.json"  # the tokenizer's codebook config, beside the base tokenizer's files
+CODEBOOK_FIELDS = ("vocab_size", "max_codebook_size", "max_subtokens", "disabled_ids")
+
+
+def check_folder_configs_agree(directory: str | os.PathLike[str]) -> None:
+    """In a folder that holds both a zip2zip model's ``config.json`` and a tokenizer's
+    ``zip2zip_config.json``, the two must describe the same codebook (V, K, S, disabled ids);
+    a folder with only one of them passes.
+
+    Raises:
+        ConfigError: they disagree (the message names the field and both values).
+    """
+    directory = Path(directory)
+    model_path, tokenizer_path = directory / "config.json", directory / CONFIG_NAME
+    if not (model_path.is_file() and tokenizer_path.is_file()):
+        return
+    try:
+        model = json.loads(model_path.read_text(encoding="utf-8"))
+        tokenizer = json.loads(tokenizer_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as error:
+        raise ConfigError(f"{directory}: config.json or {CONFIG_NAME} is not valid JSON: {error}") from None
+    if not isinstance(model, dict) or model.get("model_type") != "zip2zip" or not isinstance(tokenizer, dict):
+        return
+    for name in CODEBOOK_FIELDS:
+        ours, theirs = model.get(name), tokenizer.get(name)
+        if name == "disabled_ids" and isinstance(ours, list) and isinstance(theirs, list):
+            ours, theirs = sorted(ours), sorted(theirs)
+        if ours != theirs:
+            shown = [v if not isinstance(v, list) else f"{len(v)} ids" for v in (ours, theirs)]
+            raise ConfigError(
+                f"{directory}: the model's config.json and the tokenizer's {CONFIG_NAME} disagree on "
+                f"{name} ({shown[0]} against {shown[1]}): they were not saved together"
+            )
