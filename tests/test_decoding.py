@@ -6,26 +6,20 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
+from tiny_models import tiny
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.generation.static_loop import buckets
 from zip2zip.modeling import Zip2ZipForCausalLM
 
-TINY = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2)
 TEXT = "def add(a, b):\n    return a + b\n\ndef sub(a, b):\n    return a - b\n\n" * 6
-
-
-def tiny_llama(vocab: int) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", vocab_size=vocab, **TINY)).eval()
 
 
 @pytest.fixture(scope="module")
 def pair(smollm2_tokenizer):
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=128)
-    model = Zip2ZipForCausalLM.from_base(tiny_llama(tok.vocab_size), tok).eval()
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
     torch.manual_seed(2)
     for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
         torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
@@ -41,7 +35,7 @@ def test_buckets_cover_every_count():
 
 
 def test_base_loop_equals_transformers_generate(smollm2_tokenizer):
-    base = tiny_llama(smollm2_tokenizer.vocab_size)
+    base = tiny("llama", vocab=smollm2_tokenizer.vocab_size)
     prompts = ["hello hello hello", "a b"]
     rows = [smollm2_tokenizer(p)["input_ids"] for p in prompts]
     # Left-padded by hand: SmolLM2's GGUF tokenizer has no pad token (transformers < 5.24 then
@@ -185,7 +179,7 @@ def test_bench_generate_runs_base_against_zip2zip(smollm2_tokenizer, tmp_path, c
     from zip2zip.cli import main
 
     base_dir, model_dir = tmp_path / "base", tmp_path / "model"
-    tiny_llama(smollm2_tokenizer.vocab_size).save_pretrained(base_dir)
+    tiny("llama", vocab=smollm2_tokenizer.vocab_size).save_pretrained(base_dir)
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=64)
     Zip2ZipForCausalLM.from_base(base_dir, tok).save_pretrained(model_dir)
     tok.save_pretrained(model_dir)

@@ -24,7 +24,7 @@ from zip2zip._core import (
     Zip2ZipError,
     __version__,
 )
-from zip2zip.codec import Encoding, decode_ids, decode_ids_batch, encode_ids, encode_ids_batch
+from zip2zip.codec import Encoding, decode_ids, decode_ids_batch, encode_ids, encode_ids_batch, read_codes
 from zip2zip.errors import CheckpointError, EvaluationError, ModelInputError, TrainingError, UsageError
 from zip2zip.tokenizer import Zip2ZipTokenizer
 
@@ -84,4 +84,5 @@ __all__ = [
     "decode_ids_batch",
     "encode_ids",
     "encode_ids_batch",
+    "read_codes",
 ]

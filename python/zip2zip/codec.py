@@ -70,6 +70,24 @@ def encode_ids(config: CodebookConfig, ids: Sequence[int] | np.ndarray | Any) ->
     return Encoding(*_core.encode_ids(config, ids))
 
 
+def read_codes(config: CodebookConfig, codes: Sequence[int] | np.ndarray | Any) -> Encoding:
+    """The `Encoding` of a code stream as a decoder reads it from an empty codebook: each
+    code's installed count and the entries it made. Unlike `encode_ids` (canonical codes of base
+    ids), ``codes`` may be any valid stream, such as a prompt followed by generated codes.
+
+    Raises:
+        InvalidCodeError: a code is out of range or not known where it stands.
+    """
+    values = np.asarray(codes, dtype=np.int64).reshape(-1)
+    state = _core.CodecState(config)
+    installed = np.empty(len(values), dtype=np.int32)
+    for position in range(len(values)):
+        state.feed_codes(values[position : position + 1])
+        installed[position] = state.installed
+    table, lengths = state.phrases()
+    return Encoding(values.astype(np.int32), installed, table.astype(np.int32), lengths.astype(np.int32))
+
+
 def decode_ids(config: CodebookConfig, codes: Sequence[int] | np.ndarray | Any) -> np.ndarray:
     """Decode a complete code stream, starting from an empty codebook, to base ids (int32).
 

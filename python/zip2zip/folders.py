@@ -1,4 +1,4 @@
-"""What a saved zip2zip folder holds, read without torch: the tokenizer's config file name and
+"""What a saved zip2zip folder holds, read without torch: the tokenizer's file names and layout, and
 the check that a model's ``config.json`` and a tokenizer's ``zip2zip_config.json`` side by side
 describe one codebook. Both the tokenizer and the model use it; neither imports the other for it."""
 
@@ -10,8 +10,24 @@ from pathlib import Path
 
 from zip2zip._core import ConfigError
 
-CONFIG_NAME = "zip2zip_config.json"  # the tokenizer's codebook config, beside the base tokenizer's files
+CONFIG_NAME = "zip2zip_config.json"  # the tokenizer's codebook config
+BASE_TOKENIZER_FOLDER = "base_tokenizer"  # the base tokenizer's own files (tokenizer.json, its config, template)
+# The folder's tokenizer_config.json: it names the zip2zip tokenizer for AutoTokenizer, and holds
+# no tokenizer files, so that transformers without zip2zip cannot load the base tokenizer from it.
+FOLDER_TOKENIZER_CONFIG = {
+    "tokenizer_class": "Zip2ZipTokenizer",
+    "base_tokenizer": BASE_TOKENIZER_FOLDER,
+    "note": "a zip2zip tokenizer: pip install zip2zip, then zip2zip.Zip2ZipTokenizer.from_pretrained(folder)",
+}
 CODEBOOK_FIELDS = ("vocab_size", "max_codebook_size", "max_subtokens", "disabled_ids")
+
+
+def base_tokenizer_folder(directory: str | os.PathLike[str]) -> Path:
+    """Where a zip2zip folder's base tokenizer is: ``base_tokenizer/``, or the folder itself for
+    folders saved before it existed."""
+    directory = Path(directory)
+    inner = directory / BASE_TOKENIZER_FOLDER
+    return inner if inner.is_dir() else directory
 
 
 def check_folder_configs_agree(directory: str | os.PathLike[str]) -> None:

@@ -7,7 +7,6 @@ templates, special tokens, `save_pretrained`) is delegated to the base tokenizer
 
 from __future__ import annotations
 
-import contextlib
 import json
 import numbers
 import os
@@ -19,8 +18,15 @@ import numpy as np
 
 from zip2zip import _core
 from zip2zip._core import CodebookConfig, CodecState, ConfigError, TextStream
+from zip2zip._generated import state_before
 from zip2zip.codec import Encoding, encode_ids
-from zip2zip.folders import CONFIG_NAME, check_folder_configs_agree
+from zip2zip.folders import (
+    BASE_TOKENIZER_FOLDER,
+    CONFIG_NAME,
+    FOLDER_TOKENIZER_CONFIG,
+    base_tokenizer_folder,
+    check_folder_configs_agree,
+)
 from zip2zip.sources import default_disabled_ids, load_gguf_tokenizer
 
 if TYPE_CHECKING:
@@ -63,6 +69,10 @@ def _as_fast_tokenizer(source: Any) -> BaseTokenizer:
         raise ValueError(f"{path} is neither a .gguf nor a tokenizer .json file")
     if _looks_like_a_path(str(source)) and not path.exists():
         raise FileNotFoundError(f"tokenizer source {str(source)!r}: no such file or folder")
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        # A zip2zip folder: its base tokenizer (what from_base wraps), not the zip2zip tokenizer.
+        path = base_tokenizer_folder(path)
+        source = str(path)
     # A local folder, or a hub id resolved by huggingface_hub (HF_HUB_OFFLINE and the local
     # cache are honoured there).
     tokenizer = AutoTokenizer.from_pretrained(str(source))
@@ -155,14 +165,20 @@ class Zip2ZipTokenizer:
         return cls(base, config, protect_digits=protect_digits, extra_disabled_ids=extra)
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike[str]) -> Zip2ZipTokenizer:
-        """Load what :meth:`save_pretrained` wrote.
+    def from_pretrained(cls, directory: str | os.PathLike[str], *_args: Any, **_loading: Any) -> Zip2ZipTokenizer:
+        """Load what :meth:`save_pretrained` wrote (also what ``AutoTokenizer.from_pretrained``
+        calls for a zip2zip folder once ``zip2zip.modeling`` is imported).
+
+        The folder is local: the loading options transformers passes on (``revision``,
+        ``cache_dir``, ``local_files_only``...) are accepted and ignored. Folders saved before the
+        base tokenizer moved into ``base_tokenizer/`` (its files beside ``zip2zip_config.json``)
+        load too.
 
         Raises:
             FileNotFoundError: the folder or its ``zip2zip_config.json`` is missing.
             ConfigError: the config file is corrupted or does not fit the base tokenizer.
         """
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer, PretrainedConfig
 
         directory = Path(directory)
         config_path = directory / CONFIG_NAME
@@ -176,10 +192,9 @@ class Zip2ZipTokenizer:
             raise ConfigError(f"{config_path} is not a zip2zip config: its JSON is nested too deeply") from None
         config = _config_from_json(data, config_path)
         check_folder_configs_agree(directory)
-        if (directory / "config.json").is_file():  # a saved model's folder: register its config type
-            with contextlib.suppress(ImportError):
-                import zip2zip.modeling  # noqa: F401
-        base = AutoTokenizer.from_pretrained(str(directory))
+        # A blank model config: the tokenizer is the base tokenizer's files alone (a folder saved
+        # before base_tokenizer/ also holds the zip2zip model's config.json, not the base's).
+        base = AutoTokenizer.from_pretrained(str(base_tokenizer_folder(directory)), config=PretrainedConfig())
         expected = set(default_disabled_ids(base, protect_digits=data["protect_digits"])) | set(
             data["extra_disabled_ids"]
         )
@@ -191,7 +206,11 @@ class Zip2ZipTokenizer:
         return cls(base, config, protect_digits=data["protect_digits"], extra_disabled_ids=data["extra_disabled_ids"])
 
     def save_pretrained(self, directory: str | os.PathLike[str]) -> tuple[str, ...]:
-        """Write the base tokenizer's files and ``zip2zip_config.json`` to ``directory``.
+        """Write ``zip2zip_config.json`` and a ``tokenizer_config.json`` that names
+        ``Zip2ZipTokenizer`` to ``directory``, and the base tokenizer's files to its
+        ``base_tokenizer/`` folder. ``AutoTokenizer.from_pretrained`` then gives this tokenizer
+        back (with ``zip2zip.modeling`` imported), and plain transformers without zip2zip fails
+        on the folder instead of returning the base tokenizer.
 
         Each file is written whole before any replaces the folder's old one, so a failed save
         (a full disk) leaves the folder as it was.
@@ -212,10 +231,11 @@ class Zip2ZipTokenizer:
             "extra_disabled_ids": list(self.extra_disabled_ids),
         }
         with staged_save(directory) as stage:
-            staged = [Path(f) for f in self.base.save_pretrained(str(stage))]
+            staged = [Path(f) for f in self.base.save_pretrained(str(stage / BASE_TOKENIZER_FOLDER))]
             (stage / CONFIG_NAME).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            (stage / "tokenizer_config.json").write_text(json.dumps(FOLDER_TOKENIZER_CONFIG, indent=2) + "\n")
         files = tuple(str(directory / f.relative_to(stage)) if f.is_relative_to(stage) else str(f) for f in staged)
-        return (*files, str(directory / CONFIG_NAME))
+        return (*files, str(directory / CONFIG_NAME), str(directory / "tokenizer_config.json"))
 
     def __getstate__(self) -> dict[str, Any]:
         return {
@@ -430,33 +450,63 @@ class Zip2ZipTokenizer:
 
     def decode(
         self,
-        codes: Codes,
+        codes: Codes | int,
         *,
         state: CodecState | None = None,
         skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **ignored: Any,
     ) -> str:
         """The text of ``codes``.
 
         Args:
-            codes: codes of one sequence (list, array or 1-D tensor).
+            codes: codes of one sequence (list, array or 1-D tensor), or one code.
             state: the codebook state at the start of ``codes``; None for a whole sequence.
-                To decode a generated suffix, pass the state after the prompt's codes.
+                To decode a generated suffix, pass the state after the prompt's codes. A 1-D
+                tensor slice of a recent ``generate()`` output of a zip2zip model (as
+                ``pipeline()`` decodes ``sequence[prompt_length:]``) is read with the state at
+                its start without one.
             skip_special_tokens: as the base tokenizer.
+            clean_up_tokenization_spaces: as the base tokenizer (None: its own setting).
+            ignored: the other keywords transformers passes to a tokenizer's ``decode``
+                (``spaces_between_special_tokens`` and the like) are accepted and have no effect.
 
         Raises:
             InvalidCodeError: a code is out of range or not known in that state.
         """
-        codes = _strip_tensor(codes)
-        if getattr(self.base, "clean_up_tokenization_spaces", False):
-            # transformers may post-process its decode; reuse it so the text is identical.
-            return str(self.base.decode(self.expand(codes, state).tolist(), skip_special_tokens=skip_special_tokens))
-        return self._hyper.decode(codes, state, skip_special_tokens)
+        if state is None:
+            state = state_before(codes, self.config)
+        sequence: Codes = [int(codes)] if isinstance(codes, numbers.Integral) else _strip_tensor(codes)
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = bool(getattr(self.base, "clean_up_tokenization_spaces", False))
+        if clean:
+            # transformers post-processes its decode; reuse it so the text is identical.
+            ids = self.expand(sequence, state).tolist()
+            return str(
+                self.base.decode(ids, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=True)
+            )
+        return self._hyper.decode(sequence, state, skip_special_tokens)
 
-    def batch_decode(self, sequences: Iterable[Codes], *, skip_special_tokens: bool = False) -> list[str]:
-        """Decode whole sequences (each from an empty codebook), in parallel."""
+    def batch_decode(
+        self,
+        sequences: Iterable[Codes],
+        *,
+        skip_special_tokens: bool = False,
+        clean_up_tokenization_spaces: bool | None = None,
+        **ignored: Any,
+    ) -> list[str]:
+        """Decode whole sequences (each from an empty codebook), in parallel; the keywords are
+        :meth:`decode`'s."""
         sequences = [_strip_tensor(s) for s in sequences]
-        if getattr(self.base, "clean_up_tokenization_spaces", False):
-            return [self.decode(s, skip_special_tokens=skip_special_tokens) for s in sequences]
+        clean = clean_up_tokenization_spaces
+        if clean is None:
+            clean = bool(getattr(self.base, "clean_up_tokenization_spaces", False))
+        if clean:
+            return [
+                self.decode(s, skip_special_tokens=skip_special_tokens, clean_up_tokenization_spaces=True)
+                for s in sequences
+            ]
         return self._hyper.decode_batch(sequences, skip_special_tokens)
 
     def stream(self, state: CodecState | None = None, *, skip_special_tokens: bool = False) -> TextStream:

@@ -83,6 +83,65 @@ class Zip2ZipStreamer(BaseStreamer):
         self._stream = None
 
 
+class SuffixDecoder:
+    """A `Zip2ZipTokenizer` for transformers' streamers, bound to one ``generate()`` call.
+
+    ``TextStreamer`` decodes the codes it holds (all of them, or, after a line ends, those from
+    the line's last code on) with ``tokenizer.decode(codes)``: a suffix of the sequence, which
+    reads right only with the codebook state at its start. This one keeps the sequence
+    (`RecordingStreamer` feeds it every ``put``) and decodes each suffix from that state; every
+    other attribute is the tokenizer's.
+    """
+
+    def __init__(self, tokenizer: Zip2ZipTokenizer, attention_mask: torch.Tensor | None) -> None:
+        self.tokenizer = tokenizer
+        self.codes: list[int] = []
+        self._mask = attention_mask
+        self._known = 0  # codes read into self._state
+        self._state = tokenizer.state_after([])
+
+    def record(self, value: torch.Tensor) -> None:
+        """Keep the codes of one ``put`` (the prompt's without its left padding)."""
+        codes = value.reshape(-1)
+        if not self.codes and self._mask is not None and value.ndim > 1 and self._mask.shape == value.shape:
+            codes = codes[self._mask.reshape(-1).bool().to(codes.device)]
+        self.codes.extend(int(c) for c in codes.tolist())
+
+    def decode(self, codes: Any, **kwargs: Any) -> str:
+        """``decode`` of a suffix of the recorded codes, from the state at its start.
+
+        Raises:
+            ModelInputError: the codes are not a suffix of what the streamer was given.
+        """
+        suffix = [int(codes)] if isinstance(codes, int) else [int(c) for c in codes]
+        start = len(self.codes) - len(suffix)
+        if start < 0 or self.codes[start:] != suffix:
+            raise ModelInputError("the streamer decoded codes that are not the end of the generated sequence")
+        if start < self._known:  # streamers only move forward; start again from empty if not
+            self._known, self._state = 0, self.tokenizer.state_after([])
+        self._state = self.tokenizer.state_after(self.codes[self._known : start], self._state)
+        self._known = start
+        return self.tokenizer.decode(suffix, state=self._state, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.tokenizer, name)
+
+
+class RecordingStreamer(BaseStreamer):
+    """Hands each ``put`` to a `SuffixDecoder` before the wrapped streamer sees it."""
+
+    def __init__(self, streamer: Any, decoder: SuffixDecoder) -> None:
+        self.streamer = streamer
+        self.decoder = decoder
+
+    def put(self, value: torch.Tensor) -> None:
+        self.decoder.record(value)
+        self.streamer.put(value)
+
+    def end(self) -> None:
+        self.streamer.end()
+
+
 class CodeTextStopping(StoppingCriteria):
     """Stops a row once its generated text contains a stop string, or once it has produced
     ``max_new_base_tokens`` base tokens. ``model.generate(stop_strings=..., max_new_base_tokens=...)``

@@ -12,6 +12,8 @@ processors from `zip2zip.generation.streaming`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,10 +22,69 @@ from transformers import DynamicCache, GenerationMixin, LogitsProcessorList, Sto
 
 from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache, pop_cache
 from zip2zip._core import CodebookConfig, CodecBatch, CodecState
+from zip2zip._generated import remember
+from zip2zip.codec import read_codes
 from zip2zip.errors import ModelInputError
-from zip2zip.generation.streaming import BaseIdsOnly, CodeTextStopping
+from zip2zip.generation.streaming import (
+    BaseIdsOnly,
+    CodeTextStopping,
+    RecordingStreamer,
+    SuffixDecoder,
+    Zip2ZipStreamer,
+)
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.nn import RowTable
+
+
+def first_real_positions(mask: torch.Tensor, rows: int) -> list[int]:
+    """Per output row, the number of left-padding positions (rows repeat each prompt's evenly
+    when ``num_return_sequences`` > 1)."""
+    pads = (mask.shape[1] - mask.sum(1)).tolist()
+    repeats = max(rows // max(len(pads), 1), 1)
+    return [int(p) for p in pads for _ in range(repeats)]
+
+
+def codebook_fields(config: CodebookConfig, input_ids: torch.Tensor, mask: torch.Tensor | None) -> dict[str, Any]:
+    """``codebook``, ``codebook_lengths`` and ``installed`` of left-padded codes, as a decoder
+    reads them from an empty codebook (the codes need not be canonical: generated ones are not).
+
+    Raises:
+        InvalidCodeError: a row's codes are not a valid code stream.
+    """
+    rows = input_ids.shape[0]
+    mask = torch.ones_like(input_ids) if mask is None else mask
+    encodings = [read_codes(config, input_ids[row][mask[row].bool()].cpu().numpy()) for row in range(rows)]
+    entries = max((e.num_entries for e in encodings), default=0)
+    codebook = input_ids.new_zeros(rows, entries, config.max_subtokens)
+    lengths = input_ids.new_zeros(rows, entries)
+    installed = torch.zeros_like(input_ids)
+    for row, encoding in enumerate(encodings):
+        count = encoding.num_entries
+        codebook[row, :count] = torch.from_numpy(encoding.codebook.astype("int64"))
+        lengths[row, :count] = torch.from_numpy(encoding.codebook_lengths.astype("int64"))
+        installed[row, mask[row].bool()] = torch.from_numpy(encoding.installed.astype("int64")).to(input_ids.device)
+    return {"codebook": codebook, "codebook_lengths": lengths, "installed": installed}
+
+
+@contextmanager
+def bound_streamer(kwargs: dict[str, Any], mask: torch.Tensor | None) -> Iterator[None]:
+    """transformers' own streamers (``TextStreamer``, ``TextIteratorStreamer``) with a
+    `Zip2ZipTokenizer`: for the call, their tokenizer is one that decodes the suffixes they ask
+    for with the codebook state at the suffix's start (`SuffixDecoder`)."""
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    streamer: Any = kwargs.get("streamer")
+    tokenizer = getattr(streamer, "tokenizer", None)
+    if not isinstance(tokenizer, Zip2ZipTokenizer) or isinstance(streamer, Zip2ZipStreamer):
+        yield
+        return
+    decoder = SuffixDecoder(tokenizer, mask)
+    kwargs["streamer"] = RecordingStreamer(streamer, decoder)
+    streamer.tokenizer = decoder
+    try:
+        yield
+    finally:
+        streamer.tokenizer = tokenizer
 
 
 @dataclass
@@ -99,11 +160,25 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 max_new_base_tokens=max_new_base_tokens,
             )
             kwargs["stopping_criteria"] = StoppingCriteriaList([*(kwargs.get("stopping_criteria") or []), criteria])
+        if args:  # generate(input_ids, ...) as transformers allows: the codes are input_ids
+            kwargs["input_ids"], args = args[0], args[1:]
+        input_ids, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        if input_ids is not None and kwargs.get("codebook") is None:
+            # Codes alone (as pipeline() passes them): the codebook fields are read from the codes.
+            kwargs.update(codebook_fields(self.codebook_config(), input_ids, mask))
         kwargs["zip2zip_state"] = GenerationState()
         # The caller's cache under either name, handed on under the installed release's name.
         cache = pop_cache(kwargs)
         kwargs.update(cache_kwargs(DynamicCache(config=self.base.config) if cache is None else cache))
-        return super().generate(*args, **kwargs)  # type: ignore[misc, unused-ignore]  # misc: transformers < 5.24 types self
+        with bound_streamer(kwargs, mask):
+            output = super().generate(*args, **kwargs)  # type: ignore[misc, unused-ignore]  # misc: transformers < 5.24 types self
+        sequences = output if isinstance(output, torch.Tensor) else getattr(output, "sequences", None)
+        if sequences is not None and input_ids is not None:
+            # decode() of a row's generated part without a state (pipeline's
+            # sequence[prompt_length:]) reads it after the row's prompt (zip2zip._generated).
+            starts = [0] * len(sequences) if mask is None else first_real_positions(mask, len(sequences))
+            remember(self.codebook_config(), sequences.cpu().numpy(), input_ids.shape[1], starts)
+        return output
 
     # The cache's name and place differ between transformers releases (zip2zip._compat), so the
     # signature cannot match both releases' for the type checker.

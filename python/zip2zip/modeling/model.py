@@ -105,6 +105,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         base_model = kwargs.pop("base_model", None)
         is_trainable = bool(kwargs.pop("is_trainable", False))
         if os.path.isfile(os.path.join(folder, ENCODERS_FILE)):
+            # From AutoModelForCausalLM: its loaded config and hub options are the zip2zip
+            # folder's, not the base model's (whose source the folder's config names).
+            for name in AUTO_LOADING_OPTIONS:
+                kwargs.pop(name, None)
             return load_adapter_folder(cls, folder, base_model, is_trainable, **kwargs)
         if base_model is not None or is_trainable:
             raise CheckpointError(
@@ -408,3 +412,37 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             hidden_states=getattr(outputs, "hidden_states", None),
             attentions=getattr(outputs, "attentions", None),
         )
+
+
+# What AutoModelForCausalLM.from_pretrained passes on besides the caller's keywords.
+AUTO_LOADING_OPTIONS = (
+    "config",
+    "_from_auto",
+    "_from_pipeline",
+    "_commit_hash",
+    "trust_remote_code",
+    "code_revision",
+    "revision",
+    "cache_dir",
+    "force_download",
+    "proxies",
+    "token",
+    "local_files_only",
+    "subfolder",
+    "adapter_kwargs",
+)
+
+
+def _register_auto_classes() -> None:
+    """``AutoModelForCausalLM`` and ``AutoTokenizer`` load zip2zip folders (``AutoConfig`` is
+    registered with the config): done when this module is imported, which ``from zip2zip import
+    Zip2ZipForCausalLM`` does. ``import zip2zip`` alone does not import transformers or torch."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    AutoModelForCausalLM.register(Zip2ZipConfig, Zip2ZipForCausalLM, exist_ok=True)
+    AutoTokenizer.register(Zip2ZipConfig, tokenizer_class=Zip2ZipTokenizer, exist_ok=True)
+
+
+_register_auto_classes()
