@@ -65,3 +65,24 @@ def workspace(smollm2_tokenizer, tmp_path_factory):
     (root / "held" / "code").mkdir(parents=True)
     (root / "held" / "code" / "held.txt").write_text(code[40000:46000])
     return root
+
+
+@pytest.fixture(scope="session")
+def saved(smollm2_tokenizer, tmp_path_factory):
+    """A tiny zip2zip model of SmolLM2's vocabulary, its encoders perturbed so that it writes
+    hypertokens (of the prompt's and of its own), saved with its tokenizer into one folder."""
+    import torch
+
+    import zip2zip as z
+    from tiny_models import tiny
+    from zip2zip.modeling import Zip2ZipForCausalLM
+
+    tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    torch.manual_seed(2)
+    for encoder in (model.hyper.input_encoder, model.hyper.output_encoder):
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.05)
+    folder = tmp_path_factory.mktemp("zip2zip-folder")
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder, tok, model

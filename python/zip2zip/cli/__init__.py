@@ -2,6 +2,8 @@
 
 ``zip2zip stats PATH...`` prints how much files compress (per file, per folder, in total);
 ``zip2zip show [PATH|-]`` prints a text with its hypertokens highlighted, or writes an HTML page.
+``zip2zip chat --model DIR`` talks to a model; ``zip2zip generate --model DIR PROMPT...`` answers
+prompts (`zip2zip.cli.chat`); train, eval and bench are in their own modules.
 Both use SmolLM2-135M-Instruct's tokenizer (offline) unless ``--tokenizer`` names another.
 User errors (missing files, a bad tokenizer source, invalid K/S) print one line to stderr and
 exit with status 2.
@@ -19,7 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from zip2zip import files
-from zip2zip.cli import bench, evaluate, train
+from zip2zip.cli import bench, chat, evaluate, train
 from zip2zip.cli.common import load_tokenizer
 from zip2zip.cli.show import read_text, run_show
 from zip2zip.cli.stats import DEFAULT_GLOBS, FORMATS, run_stats
@@ -95,6 +97,14 @@ def _parser() -> argparse.ArgumentParser:
         description="End-to-end generation speed of a zip2zip model against its base.",
     )
     bench.add_arguments(bench_parser)
+    chat_parser = commands.add_parser(
+        "chat", help="talk to a zip2zip model", description="An interactive chat with a zip2zip model."
+    )
+    chat.add_arguments(chat_parser, one_shot=False)
+    generate_parser = commands.add_parser(
+        "generate", help="answer prompts (for scripts)", description="One answer per prompt from a zip2zip model."
+    )
+    chat.add_arguments(generate_parser, one_shot=True)
     return parser
 
 
@@ -110,9 +120,10 @@ def main(argv: Sequence[str] | None = None, *, base_tokenizer: Any = None) -> in
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # --help (0) or a usage error (2), already printed by argparse
         return exit_.code if isinstance(exit_.code, int) else 2
-    if args.command in ("train", "eval", "bench"):
+    if args.command in ("train", "eval", "bench", "chat", "generate"):
+        runs = {"train": train.run, "eval": evaluate.run, "bench": bench.run, "chat": chat.run_chat}
         try:
-            return {"train": train.run, "eval": evaluate.run, "bench": bench.run}[args.command](args)
+            return {**runs, "generate": chat.run_generate}[args.command](args)
         # The user's errors: zip2zip's own, and files that are missing, in the way, or cannot be
         # written. Anything else is a bug and shows as one (a traceback).
         except (Zip2ZipError, FileNotFoundError, FileExistsError, files.SaveError) as error:

@@ -30,7 +30,6 @@ from zip2zip.generation.streaming import (
     CodeTextStopping,
     RecordingStreamer,
     SuffixDecoder,
-    Zip2ZipStreamer,
 )
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.nn import RowTable
@@ -71,20 +70,23 @@ def bound_streamer(kwargs: dict[str, Any], mask: torch.Tensor | None) -> Iterato
     """transformers' own streamers (``TextStreamer``, ``TextIteratorStreamer``) with a
     `Zip2ZipTokenizer`: for the call, their tokenizer is one that decodes the suffixes they ask
     for with the codebook state at the suffix's start (`SuffixDecoder`)."""
+    from transformers import TextStreamer
+
     from zip2zip.tokenizer import Zip2ZipTokenizer
 
     streamer: Any = kwargs.get("streamer")
     tokenizer = getattr(streamer, "tokenizer", None)
-    if not isinstance(tokenizer, Zip2ZipTokenizer) or isinstance(streamer, Zip2ZipStreamer):
+    if not isinstance(streamer, TextStreamer) or not isinstance(tokenizer, Zip2ZipTokenizer):
         yield
         return
     decoder = SuffixDecoder(tokenizer, mask)
     kwargs["streamer"] = RecordingStreamer(streamer, decoder)
-    streamer.tokenizer = decoder
+    bound: Any = streamer  # its tokenizer attribute is typed for transformers' tokenizers
+    bound.tokenizer = decoder
     try:
         yield
     finally:
-        streamer.tokenizer = tokenizer
+        bound.tokenizer = tokenizer
 
 
 @dataclass
