@@ -117,3 +117,37 @@ def decode_ids_batch(config: CodebookConfig, batch: Iterable[Sequence[int] | np.
         InvalidCodeError: naming the sequence, the code and its position.
     """
     return _core.decode_batch(config, batch)
+
+
+def pad_rows(
+    codes: Sequence[np.ndarray],
+    installed: Sequence[np.ndarray],
+    codebooks: Sequence[np.ndarray],
+    lengths: Sequence[np.ndarray],
+    length: int,
+    width: int,
+    pad_id: int,
+    side: str,
+) -> dict[str, np.ndarray]:
+    """Rows of encodings as padded int64 arrays: ``input_ids``, ``attention_mask`` and
+    ``installed`` ``[B, length]`` (padded on ``side`` with ``pad_id``, 0 and 0), ``codebook``
+    ``[B, E, width]`` and ``codebook_lengths`` ``[B, E]`` (E: the most entries of a row; 0s after
+    a row's own)."""
+    batch = len(codes)
+    entries = max((len(row) for row in lengths), default=0)
+    out = {
+        "input_ids": np.full((batch, length), pad_id, dtype=np.int64),
+        "attention_mask": np.zeros((batch, length), dtype=np.int64),
+        "installed": np.zeros((batch, length), dtype=np.int64),
+        "codebook": np.zeros((batch, entries, width), dtype=np.int64),
+        "codebook_lengths": np.zeros((batch, entries), dtype=np.int64),
+    }
+    for row in range(batch):
+        n = len(codes[row])
+        span = slice(length - n, length) if side == "left" else slice(0, n)
+        out["input_ids"][row, span] = codes[row]
+        out["attention_mask"][row, span] = 1
+        out["installed"][row, span] = installed[row]
+        out["codebook"][row, : len(lengths[row])] = codebooks[row]
+        out["codebook_lengths"][row, : len(lengths[row])] = lengths[row]
+    return out

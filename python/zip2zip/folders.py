@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from zip2zip._core import ConfigError
+from zip2zip._core import CodebookConfig, ConfigError
 
 CONFIG_NAME = "zip2zip_config.json"  # the tokenizer's codebook config
+CONFIG_FORMAT_VERSION = 1
 BASE_TOKENIZER_FOLDER = "base_tokenizer"  # the base tokenizer's own files (tokenizer.json, its config, template)
 # The folder's tokenizer_config.json: it names the zip2zip tokenizer for AutoTokenizer, and holds
 # no tokenizer files, so that transformers without zip2zip cannot load the base tokenizer from it.
@@ -59,3 +61,38 @@ def check_folder_configs_agree(directory: str | os.PathLike[str]) -> None:
                 f"{directory}: the model's config.json and the tokenizer's {CONFIG_NAME} disagree on "
                 f"{name} ({shown[0]} against {shown[1]}): they were not saved together"
             )
+
+
+def read_codebook_config(data: Any, path: Path) -> CodebookConfig:
+    """The `CodebookConfig` of a ``zip2zip_config.json``'s parsed JSON (``path`` for messages).
+
+    Raises:
+        ConfigError: a field is missing, of the wrong type or out of range (named in the message).
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    if data.get("format_version") != CONFIG_FORMAT_VERSION:
+        raise ConfigError(f"{path}: unsupported format_version {data.get('format_version')!r}")
+    fields = {
+        "vocab_size": int,
+        "max_codebook_size": int,
+        "max_subtokens": int,
+        "disabled_ids": list,
+        "protect_digits": bool,
+        "extra_disabled_ids": list,
+    }
+    for name, kind in fields.items():
+        value = data.get(name)
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError(f"{path}: {name} must be {kind.__name__}, got {value!r}")
+    for name in ("disabled_ids", "extra_disabled_ids"):
+        if not all(isinstance(i, int) and not isinstance(i, bool) for i in data[name]):
+            raise ConfigError(f"{path}: {name} must be a list of integers")
+    try:
+        return CodebookConfig(
+            data["vocab_size"], data["max_codebook_size"], data["max_subtokens"], data["disabled_ids"]
+        )
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+    except (OverflowError, TypeError) as error:  # numbers beyond 64 bits
+        raise ConfigError(f"{path}: a size or disabled id is out of range: {error}") from None

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zip2zip.folders import CONFIG_NAME, base_tokenizer_folder
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
@@ -179,3 +181,48 @@ def base_tokenizer_source(source: str | os.PathLike[str]) -> Any:
     if base_source_name(source) == SMOLLM2_SOURCE:
         return load_smollm2_tokenizer()
     return os.fspath(source)
+
+
+def as_fast_tokenizer(source: Any) -> Any:
+    """A transformers fast tokenizer from any supported source (see `from_base`)."""
+    import tokenizers
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    fast: Any = PreTrainedTokenizerFast
+
+    if isinstance(source, PreTrainedTokenizerFast):
+        return source
+    if isinstance(source, tokenizers.Tokenizer):
+        return fast(tokenizer_object=source)
+    if hasattr(source, "is_fast") and not source.is_fast:
+        raise TypeError(f"{type(source).__name__} is a slow tokenizer: zip2zip needs a fast (tokenizers-backed) one")
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            "source must be a hub id, a folder, a tokenizer.json or GGUF path, a tokenizers.Tokenizer or a "
+            f"transformers fast tokenizer, not {type(source).__name__}"
+        )
+    path = Path(source)
+    if path.is_file():
+        if path.suffix == ".gguf":
+            return load_gguf_tokenizer(path)
+        if path.suffix == ".json":
+            return fast(tokenizer_object=tokenizers.Tokenizer.from_file(str(path)))
+        raise ValueError(f"{path} is neither a .gguf nor a tokenizer .json file")
+    if _looks_like_a_path(str(source)) and not path.exists():
+        raise FileNotFoundError(f"tokenizer source {str(source)!r}: no such file or folder")
+    if path.is_dir() and (path / CONFIG_NAME).is_file():
+        # A zip2zip folder: its base tokenizer (what from_base wraps), not the zip2zip tokenizer.
+        path = base_tokenizer_folder(path)
+        source = str(path)
+    # A local folder, or a hub id resolved by huggingface_hub (HF_HUB_OFFLINE and the local
+    # cache are honoured there).
+    tokenizer = AutoTokenizer.from_pretrained(str(source))
+    if not getattr(tokenizer, "is_fast", False):
+        raise TypeError(f"{source} gives a slow tokenizer: zip2zip needs a fast (tokenizers-backed) one")
+    return tokenizer
+
+
+def _looks_like_a_path(text: str) -> bool:
+    """Whether a source string can only be a path: absolute, relative with ./ or ../, from ~,
+    or more than one slash (a hub id is NAME or ORG/NAME)."""
+    return text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep != "/" and os.sep in text

@@ -19,15 +19,17 @@ import numpy as np
 from zip2zip import _core
 from zip2zip._core import CodebookConfig, CodecState, ConfigError, TextStream
 from zip2zip._generated import state_before
-from zip2zip.codec import Encoding, encode_ids
+from zip2zip.codec import Encoding, encode_ids, pad_rows
 from zip2zip.folders import (
     BASE_TOKENIZER_FOLDER,
+    CONFIG_FORMAT_VERSION,
     CONFIG_NAME,
     FOLDER_TOKENIZER_CONFIG,
     base_tokenizer_folder,
     check_folder_configs_agree,
+    read_codebook_config,
 )
-from zip2zip.sources import default_disabled_ids, load_gguf_tokenizer
+from zip2zip.sources import as_fast_tokenizer, default_disabled_ids
 
 if TYPE_CHECKING:
     from transformers import BatchEncoding
@@ -36,55 +38,8 @@ if TYPE_CHECKING:
 # unions of backends); the base tokenizer is typed as Any here and checked at run time.
 BaseTokenizer = Any
 
-CONFIG_FORMAT_VERSION = 1
-
 TextInput = str
 Codes = Sequence[int] | np.ndarray
-
-
-def _as_fast_tokenizer(source: Any) -> BaseTokenizer:
-    """A transformers fast tokenizer from any supported source (see `from_base`)."""
-    import tokenizers
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    fast: Any = PreTrainedTokenizerFast
-
-    if isinstance(source, PreTrainedTokenizerFast):
-        return source
-    if isinstance(source, tokenizers.Tokenizer):
-        return fast(tokenizer_object=source)
-    if hasattr(source, "is_fast") and not source.is_fast:
-        raise TypeError(f"{type(source).__name__} is a slow tokenizer: zip2zip needs a fast (tokenizers-backed) one")
-    if not isinstance(source, (str, os.PathLike)):
-        raise TypeError(
-            "source must be a hub id, a folder, a tokenizer.json or GGUF path, a tokenizers.Tokenizer or a "
-            f"transformers fast tokenizer, not {type(source).__name__}"
-        )
-    path = Path(source)
-    if path.is_file():
-        if path.suffix == ".gguf":
-            return load_gguf_tokenizer(path)
-        if path.suffix == ".json":
-            return fast(tokenizer_object=tokenizers.Tokenizer.from_file(str(path)))
-        raise ValueError(f"{path} is neither a .gguf nor a tokenizer .json file")
-    if _looks_like_a_path(str(source)) and not path.exists():
-        raise FileNotFoundError(f"tokenizer source {str(source)!r}: no such file or folder")
-    if path.is_dir() and (path / CONFIG_NAME).is_file():
-        # A zip2zip folder: its base tokenizer (what from_base wraps), not the zip2zip tokenizer.
-        path = base_tokenizer_folder(path)
-        source = str(path)
-    # A local folder, or a hub id resolved by huggingface_hub (HF_HUB_OFFLINE and the local
-    # cache are honoured there).
-    tokenizer = AutoTokenizer.from_pretrained(str(source))
-    if not getattr(tokenizer, "is_fast", False):
-        raise TypeError(f"{source} gives a slow tokenizer: zip2zip needs a fast (tokenizers-backed) one")
-    return tokenizer
-
-
-def _looks_like_a_path(text: str) -> bool:
-    """Whether a source string can only be a path: absolute, relative with ./ or ../, from ~,
-    or more than one slash (a hub id is NAME or ORG/NAME)."""
-    return text.startswith(("/", "./", "../", "~", ".\\")) or text.count("/") > 1 or os.sep != "/" and os.sep in text
 
 
 def _largest_id(base: BaseTokenizer) -> int:
@@ -152,7 +107,7 @@ class Zip2ZipTokenizer:
             ConfigError: ``vocab_size`` is smaller than the tokenizer's ids, or K/S are invalid.
             TypeError: ``source`` is not a supported kind, or gives a slow tokenizer.
         """
-        base = _as_fast_tokenizer(source)
+        base = as_fast_tokenizer(source)
         needed = max(len(base), _largest_id(base) + 1)
         if vocab_size is None:
             vocab_size = needed
@@ -190,7 +145,7 @@ class Zip2ZipTokenizer:
             raise ConfigError(f"{config_path} is not valid JSON: {error}") from None
         except RecursionError:  # nesting deeper than the parser goes
             raise ConfigError(f"{config_path} is not a zip2zip config: its JSON is nested too deeply") from None
-        config = _config_from_json(data, config_path)
+        config = read_codebook_config(data, config_path)
         check_folder_configs_agree(directory)
         # A blank model config: the tokenizer is the base tokenizer's files alone (a folder saved
         # before base_tokenizer/ also holds the zip2zip model's config.json, not the base's).
@@ -403,31 +358,11 @@ class Zip2ZipTokenizer:
         length = max((len(c) for c in codes_list), default=0)
         if padding_strategy == "max_length":
             length = max(length, max_length or 0)
-        entries = max((len(row) for row in lengths_list), default=0)
-        width = self.config.max_subtokens
         pad_id = self.base.pad_token_id if self.base.pad_token_id is not None else 0
-        batch = len(codes_list)
-        input_ids = np.full((batch, length), pad_id, dtype=np.int64)
-        attention = np.zeros((batch, length), dtype=np.int64)
-        installed_arr = np.zeros((batch, length), dtype=np.int64)
-        codebook_arr = np.zeros((batch, entries, width), dtype=np.int64)
-        lengths_arr = np.zeros((batch, entries), dtype=np.int64)
-        for row, (codes, installed, codebook, lengths) in enumerate(
-            zip(codes_list, installed_list, codebooks, lengths_list)
-        ):
-            n = len(codes)
-            span = slice(length - n, length) if side == "left" else slice(0, n)
-            input_ids[row, span] = codes
-            attention[row, span] = 1
-            installed_arr[row, span] = installed
-            codebook_arr[row, : len(lengths)] = codebook
-            lengths_arr[row, : len(lengths)] = lengths
-        data = {
-            "input_ids": input_ids,
-            "installed": installed_arr,
-            "codebook": codebook_arr,
-            "codebook_lengths": lengths_arr,
-        }
+        data = pad_rows(
+            codes_list, installed_list, codebooks, lengths_list, length, self.config.max_subtokens, pad_id, side
+        )
+        attention = data.pop("attention_mask")
         if return_attention_mask:
             data["attention_mask"] = attention
         if return_tensors is None:
@@ -605,33 +540,3 @@ def _padding_strategy(padding: bool | str) -> str:
     if padding == "max_length":
         return "max_length"
     raise ValueError(f"padding must be True/False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
-
-
-def _config_from_json(data: Any, path: Path) -> CodebookConfig:
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a JSON object")
-    if data.get("format_version") != CONFIG_FORMAT_VERSION:
-        raise ConfigError(f"{path}: unsupported format_version {data.get('format_version')!r}")
-    fields = {
-        "vocab_size": int,
-        "max_codebook_size": int,
-        "max_subtokens": int,
-        "disabled_ids": list,
-        "protect_digits": bool,
-        "extra_disabled_ids": list,
-    }
-    for name, kind in fields.items():
-        value = data.get(name)
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-            raise ConfigError(f"{path}: {name} must be {kind.__name__}, got {value!r}")
-    for name in ("disabled_ids", "extra_disabled_ids"):
-        if not all(isinstance(i, int) and not isinstance(i, bool) for i in data[name]):
-            raise ConfigError(f"{path}: {name} must be a list of integers")
-    try:
-        return CodebookConfig(
-            data["vocab_size"], data["max_codebook_size"], data["max_subtokens"], data["disabled_ids"]
-        )
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
-    except (OverflowError, TypeError) as error:  # numbers beyond 64 bits
-        raise ConfigError(f"{path}: a size or disabled id is out of range: {error}") from None
