@@ -8,10 +8,9 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
-import torch
 
 import zip2zip as z
-from tiny_models import tiny, train_args
+from tiny_models import base_answer, tiny, train_args
 from zip2zip.cli import main
 from zip2zip.modeling import Zip2ZipForCausalLM
 
@@ -167,16 +166,7 @@ def test_checked_answers_of_both_models(workspace, tok):
     model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4).eval()
     report = check_answers(model, tok, code_tasks=CODE_TASKS[:1], questions=FACT_QUESTIONS[:2], max_new_codes=16)
     assert report["code"]["questions"] == 1 and report["facts"]["questions"] == 2
-    prompt = tok.base.apply_chat_template(
-        [{"role": "user", "content": CODE_TASKS[0].prompt}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    eos = model.generation_config.eos_token_id
-    with torch.no_grad(), model.base.disable_adapter():
-        alone = model.base.generate(**prompt, max_new_tokens=16, do_sample=False, eos_token_id=eos, pad_token_id=eos)
-    expected = tok.base.decode(alone[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True)
+    expected = base_answer(model, tok, CODE_TASKS[0].prompt, 16)
     assert report["code"]["answers"][0]["base"] == expected
     answer = report["code"]["answers"][0]
     assert answer["base_passes"] == run_code_check(answer["base"], CODE_TASKS[0])

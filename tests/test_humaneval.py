@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 import zip2zip as z
+from tiny_models import base_answer
 from zip2zip.evaluation import humaneval
 from zip2zip.evaluation.humaneval import (
     FETCH_COMMAND,
@@ -151,18 +152,7 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
         assert row["zip2zip_codes"] <= row["zip2zip_base_tokens"]
         assert len(tok.base(row["zip2zip"], add_special_tokens=False)["input_ids"]) <= 12 + 2  # text cut at the budget
     # the base answer is what the base model (adapter off) writes on its own
-    text = tok.base.apply_chat_template(
-        [{"role": "user", "content": HUMANEVAL_TEMPLATE.format(prompt=ADD.prompt)}],
-        add_generation_prompt=True,
-        return_tensors="pt",
-        return_dict=True,
-    )
-    eos = model.generation_config.eos_token_id
-    with torch.no_grad(), model.base.disable_adapter():
-        out = model.base.generate(**text, max_new_tokens=12, do_sample=False, eos_token_id=eos, pad_token_id=eos)
-    assert together["answers"][0]["base"] == tok.base.decode(
-        out[0, text["input_ids"].shape[1] :], skip_special_tokens=True
-    )
+    assert together["answers"][0]["base"] == base_answer(model, tok, HUMANEVAL_TEMPLATE.format(prompt=ADD.prompt), 12)
     assert together["problems"] == 3 and together["base_passed"] == sum(r["base_passes"] for r in together["answers"])
     table = format_humaneval(together)
     assert "| base |" in table and "| zip2zip |" in table and "prompt only" in table and "3 problems" in table

@@ -77,3 +77,17 @@ def train_args(workspace: Path, out: Path, *extra: str) -> list[str]:
 def log_of(out: Path) -> list[dict[str, Any]]:
     """The run's train_log.jsonl entries."""
     return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def base_answer(model: Any, tok: Any, content: str, max_new_tokens: int) -> str:
+    """What the base model (adapter off) answers to one user turn on its own: greedy, the chat
+    template, special tokens dropped; the reference for the base side of the checked answers."""
+    prompt = tok.base.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    eos = model.generation_config.eos_token_id
+    with torch.no_grad(), model.base.disable_adapter():
+        out = model.base.generate(
+            **prompt, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=eos, pad_token_id=eos
+        )
+    return str(tok.base.decode(out[0, prompt["input_ids"].shape[1] :], skip_special_tokens=True))
