@@ -4,9 +4,13 @@ streaming.py     for transformers' generate(): a streamer that prints the text o
                  they arrive, stopping on text or a base-token budget, base ids only
 static_loop.py   the static KV cache, CUDA graphs and the loop that runs a step ahead
 static.py        StaticGenerator: the fast greedy loop, for a base model or a zip2zip model
+fields.py        the codebook fields of left-padded prompt codes
+speculative.py   hypertoken speculation: prompt lookup at the base-token level, drafts cut into
+                 codes by the codebook, verified in one pass; the same codes as greedy decoding
 bench.py         ``zip2zip bench generate``: the two side by side
 """
 
+from zip2zip.generation.speculative import SpeculationStats, SpeculativeOutput, speculative_generate
 from zip2zip.generation.static import BaseStaticGenerator, StaticGenerator, Zip2ZipStaticGenerator
 from zip2zip.generation.static_loop import GenerationOutput
 from zip2zip.generation.streaming import BaseIdsOnly, CodeTextStopping, Zip2ZipStreamer
@@ -16,7 +20,10 @@ __all__ = [
     "BaseStaticGenerator",
     "CodeTextStopping",
     "GenerationOutput",
+    "SpeculationStats",
+    "SpeculativeOutput",
     "StaticGenerator",
     "Zip2ZipStaticGenerator",
     "Zip2ZipStreamer",
+    "speculative_generate",
 ]

@@ -23,8 +23,8 @@ from transformers import DynamicCache, GenerationMixin, LogitsProcessorList, Sto
 from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache, pop_cache
 from zip2zip._core import CodebookConfig, CodecBatch, CodecState
 from zip2zip._generated import remember
-from zip2zip.codec import read_codes
 from zip2zip.errors import ModelInputError
+from zip2zip.generation.fields import codebook_fields, first_real_positions
 from zip2zip.generation.streaming import (
     BaseIdsOnly,
     CodeTextStopping,
@@ -33,36 +33,6 @@ from zip2zip.generation.streaming import (
 )
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.nn import RowTable
-
-
-def first_real_positions(mask: torch.Tensor, rows: int) -> list[int]:
-    """Per output row, the number of left-padding positions (rows repeat each prompt's evenly
-    when ``num_return_sequences`` > 1)."""
-    pads = (mask.shape[1] - mask.sum(1)).tolist()
-    repeats = max(rows // max(len(pads), 1), 1)
-    return [int(p) for p in pads for _ in range(repeats)]
-
-
-def codebook_fields(config: CodebookConfig, input_ids: torch.Tensor, mask: torch.Tensor | None) -> dict[str, Any]:
-    """``codebook``, ``codebook_lengths`` and ``installed`` of left-padded codes, as a decoder
-    reads them from an empty codebook (the codes need not be canonical: generated ones are not).
-
-    Raises:
-        InvalidCodeError: a row's codes are not a valid code stream.
-    """
-    rows = input_ids.shape[0]
-    mask = torch.ones_like(input_ids) if mask is None else mask
-    encodings = [read_codes(config, input_ids[row][mask[row].bool()].cpu().numpy()) for row in range(rows)]
-    entries = max((e.num_entries for e in encodings), default=0)
-    codebook = input_ids.new_zeros(rows, entries, config.max_subtokens)
-    lengths = input_ids.new_zeros(rows, entries)
-    installed = torch.zeros_like(input_ids)
-    for row, encoding in enumerate(encodings):
-        count = encoding.num_entries
-        codebook[row, :count] = torch.from_numpy(encoding.codebook.astype("int64"))
-        lengths[row, :count] = torch.from_numpy(encoding.codebook_lengths.astype("int64"))
-        installed[row, mask[row].bool()] = torch.from_numpy(encoding.installed.astype("int64")).to(input_ids.device)
-    return {"codebook": codebook, "codebook_lengths": lengths, "installed": installed}
 
 
 @contextmanager
@@ -133,11 +103,17 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``output_hypertokens=False`` restricts the generated codes to base ids (the prompt still
         reads hypertokens, so its prefill and KV-cache savings stay): a safety valve that trades
         generation compression for the base model's output vocabulary.
+        ``prompt_lookup_num_tokens=N`` (greedy only) runs hypertoken speculation instead of
+        transformers' loop: N draft codes a pass, guessed by looking up the text's last base-token
+        n-gram (``max_matching_ngram_size``, default 3) earlier in the text, and verified in one
+        pass; the same codes as plain greedy decoding (`zip2zip.generation.speculative`).
 
         Raises:
             ModelInputError: beam search (per-row codebook states are not reordered yet), or a
                 right-padded batch.
         """
+        if kwargs.get("prompt_lookup_num_tokens") is not None:
+            return self._generate_with_lookup(args, kwargs)
         if not kwargs.pop("output_hypertokens", True):
             only_base = BaseIdsOnly(self.config.vocab_size)
             kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), only_base])
@@ -181,6 +157,67 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             starts = [0] * len(sequences) if mask is None else first_real_positions(mask, len(sequences))
             remember(self.codebook_config(), sequences.cpu().numpy(), input_ids.shape[1], starts)
         return output
+
+    def _generate_with_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """``generate(prompt_lookup_num_tokens=N)``: `speculative_generate` with the options
+        ``generate()`` takes; anything it cannot honour is refused by name."""
+        from zip2zip.generation.speculative import speculative_generate
+
+        options = dict(kwargs)
+        draft = int(options.pop("prompt_lookup_num_tokens"))
+        input_ids = args[0] if args else options.pop("input_ids", None)
+        if input_ids is None:
+            raise ModelInputError("prompt_lookup_num_tokens needs the prompt's codes (input_ids)")
+        generation_config = options.pop("generation_config", None) or self.generation_config
+        mask = options.pop("attention_mask", None)
+        for ignored in ("codebook", "codebook_lengths", "installed", "use_cache", "tokenizer"):
+            options.pop(ignored, None)  # the codebook is read from the codes themselves
+        setting = {
+            name: options.pop(name, getattr(generation_config, name, None))
+            for name in (
+                "max_new_tokens",
+                "max_length",
+                "eos_token_id",
+                "pad_token_id",
+                "do_sample",
+                "num_beams",
+                "num_return_sequences",
+                "max_matching_ngram_size",
+                "return_dict_in_generate",
+            )
+        }
+        base_budget = options.pop("max_new_base_tokens", None)
+        output_hypertokens = bool(options.pop("output_hypertokens", True))
+        if setting["do_sample"] or (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
+            raise ModelInputError(
+                "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
+                "num_return_sequences > 1 are not supported with it"
+            )
+        unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
+        if unsupported:
+            raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
+        max_new = setting["max_new_tokens"]
+        if max_new is None:
+            max_new = max(int(setting["max_length"] or 20) - input_ids.shape[1], 1)
+        output = speculative_generate(
+            self,
+            input_ids,
+            mask,
+            max_new_tokens=int(max_new),
+            num_draft_codes=draft,
+            max_ngram=int(setting["max_matching_ngram_size"] or 3),
+            eos_token_id=setting["eos_token_id"],
+            pad_token_id=setting["pad_token_id"],
+            max_new_base_tokens=base_budget,
+            output_hypertokens=output_hypertokens,
+        )
+        starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
+        remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)
+        if setting["return_dict_in_generate"]:
+            from transformers.generation.utils import GenerateDecoderOnlyOutput
+
+            return GenerateDecoderOnlyOutput(sequences=output.sequences)  # type: ignore[arg-type]
+        return output.sequences
 
     # The cache's name and place differ between transformers releases (zip2zip._compat), so the
     # signature cannot match both releases' for the type checker.

@@ -1,0 +1,390 @@
+# transformers' classes are only partly annotated: calls into them are allowed untyped here.
+# mypy: allow-untyped-calls
+"""Hypertoken speculation: prompt lookup decoding for a zip2zip model, lossless for greedy decoding.
+
+Prompt lookup decoding (transformers' ``prompt_lookup_num_tokens``) guesses that the text goes on
+as it did after the last place where its final n-gram appeared, and checks the guess in one
+forward pass. A zip2zip model can do the same, one level up:
+
+1. **Look up in base tokens.** Each row keeps the base tokens read and written so far, indexed by
+   n-gram (n = ``max_ngram`` down to 1): the most recent earlier occurrence of the text's last
+   n-gram gives the base tokens that followed it. Looking up codes instead would rarely match:
+   text that repeats is compressed with longer hypertokens the second time.
+2. **Encode the guess with the codebook.** The guessed base tokens are cut into codes as the
+   encoder cuts text: the longest phrase the codebook holds at each point, the codebook growing
+   with the guess as it would with the text. So one draft code can stand for up to S base tokens.
+3. **Verify in one pass.** The model reads the code chosen last and the draft codes in one
+   forward pass: every draft code's hypertoken rows are encoded first, each position sees the
+   codebook as it is after its code (``installed``), positions advance by phrase lengths. A draft
+   code is accepted while it is the greedy code of the position before it; the first position
+   that disagrees gives the next code itself. So the output is the model's greedy output, and
+   every pass adds at least one code.
+
+Rows of a batch accept different numbers of codes. Nothing is cropped: rejected positions stay in
+the KV cache with their attention-mask column set to 0 (positions are explicit, so later codes
+do not move). The cache grows by the draft length per pass, the text by what was accepted.
+
+``Zip2ZipForCausalLM.generate(..., prompt_lookup_num_tokens=N)`` runs this loop with ``N`` draft
+codes per pass; `speculative_generate` is the loop itself and also returns its counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from transformers import DynamicCache
+
+from zip2zip._compat import cache_kwargs, output_cache
+from zip2zip._core import CodecState
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.fields import codebook_fields
+from zip2zip.nn import RowTable
+
+
+@dataclass
+class SpeculationStats:
+    """What a `speculative_generate` call did: forward passes after the prompt's, row passes
+    (rows still generating, summed over passes), draft codes proposed and accepted, codes
+    generated."""
+
+    passes: int = 0
+    row_passes: int = 0
+    proposed: int = 0
+    accepted: int = 0
+    codes: int = 0
+
+    @property
+    def acceptance(self) -> float:
+        """Accepted draft codes over proposed ones."""
+        return self.accepted / max(self.proposed, 1)
+
+    @property
+    def codes_per_row_pass(self) -> float:
+        """Codes a row gained per pass it took part in (1.0: no draft accepted)."""
+        return (self.row_passes + self.accepted) / max(self.row_passes, 1)
+
+
+@dataclass
+class SpeculativeOutput:
+    """``sequences``: ``[B, P + N]`` the left-padded prompt codes and the new codes, rows that
+    stopped early padded with ``pad_token_id`` (as ``generate()`` returns); ``new_codes``: each
+    row's new codes, up to and including its EOS; ``stats``: the counts."""
+
+    sequences: torch.Tensor
+    new_codes: list[list[int]]
+    stats: SpeculationStats = field(default_factory=SpeculationStats)
+
+
+class LookupIndex:
+    """A row's base tokens and, for n = 1 .. ``max_ngram``, where each n-gram last ended before
+    the final token (so every indexed n-gram has a continuation)."""
+
+    def __init__(self, max_ngram: int) -> None:
+        self.max_ngram = max_ngram
+        self.tokens: list[int] = []
+        self.ends: list[dict[tuple[int, ...], int]] = [{} for _ in range(max_ngram + 1)]
+
+    def extend(self, tokens: Sequence[int]) -> None:
+        for token in tokens:
+            end = len(self.tokens) - 1  # the n-grams ending here now have a continuation
+            for n in range(1, min(self.max_ngram, end + 1) + 1):
+                self.ends[n][tuple(self.tokens[end - n + 1 : end + 1])] = end
+            self.tokens.append(int(token))
+
+    def propose(self, limit: int) -> list[int]:
+        """Up to ``limit`` base tokens that followed the latest earlier occurrence of the longest
+        final n-gram that occurred before; empty when none did."""
+        for n in range(min(self.max_ngram, len(self.tokens)), 0, -1):
+            end = self.ends[n].get(tuple(self.tokens[-n:]))
+            if end is not None:
+                return self.tokens[end + 1 : end + 1 + limit]
+        return []
+
+
+class PhraseIndex:
+    """Phrase -> code for the entries of a row's codebook, kept up to date as entries arrive."""
+
+    def __init__(self) -> None:
+        self.codes: dict[tuple[int, ...], int] = {}
+        self.known = 0
+
+    def update(self, state: CodecState) -> None:
+        if state.installed > self.known:
+            table, lengths = state.phrases(self.known, state.installed)
+            vocab = state.config.vocab_size
+            for offset, (phrase, length) in enumerate(zip(table.tolist(), lengths.tolist())):
+                self.codes[tuple(phrase[:length])] = vocab + self.known + offset
+            self.known = state.installed
+
+
+@dataclass
+class _Rows:
+    """The per-row hypertoken row buffers (``[B, slots, hidden]``), grown by the model's
+    ``_grow_rows`` as entries arrive."""
+
+    input_rows: Any = None
+    output_rows: Any = None
+
+
+@dataclass
+class _Draft:
+    """One row's codes for a pass (the chosen code, then the draft codes), the installed count
+    after each, their phrase lengths, and the entries they create (slot, phrase)."""
+
+    codes: list[int] = field(default_factory=list)
+    installed: list[int] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    entries: list[tuple[int, list[int]]] = field(default_factory=list)
+
+    def read(self, state: CodecState, code: int) -> int:
+        """Read ``code`` into ``state``, noting what the pass needs; its phrase length."""
+        ids, created = state.feed_codes([code])
+        vocab = state.config.vocab_size
+        self.entries += [(int(e) - vocab, state.phrase(int(e)).tolist()) for e in created.tolist()]
+        self.codes.append(code)
+        self.installed.append(state.installed)
+        self.lengths.append(len(ids))
+        return len(ids)
+
+
+def _cut(state: CodecState, phrases: PhraseIndex, guess: list[int], max_codes: int, draft: _Draft) -> None:
+    """Cut ``guess`` into at most ``max_codes`` codes, the longest phrase the codebook holds first
+    (as the encoder cuts text), reading them into ``state`` (a scratch copy) and ``draft``."""
+    width = state.config.max_subtokens
+    vocab = state.config.vocab_size
+    at, count = 0, 0
+    while at < len(guess) and count < max_codes:
+        code = guess[at]
+        for size in range(min(width, len(guess) - at), 1, -1):
+            found = phrases.codes.get(tuple(guess[at : at + size]))
+            if found is not None and found - vocab < state.installed:
+                code = found
+                break
+        before = state.installed
+        at += draft.read(state, code)
+        count += 1
+        if state.installed > before:  # entries the guess itself created can be used further on
+            phrases.update(state)
+
+
+def _sequences(input_ids: torch.Tensor, new_codes: list[list[int]], pad: int) -> torch.Tensor:
+    longest = max((len(c) for c in new_codes), default=0)
+    tail = input_ids.new_full((input_ids.shape[0], longest), pad)
+    for row, codes in enumerate(new_codes):
+        tail[row, : len(codes)] = torch.tensor(codes, dtype=input_ids.dtype)
+    return torch.cat([input_ids, tail], 1)
+
+
+def _write_rows(model: Any, rows: Any, entries: list[tuple[int, int, list[int]]], device: torch.device) -> None:
+    """Encode the entries' input and output rows into the per-row buffers (growing them)."""
+    width = model.config.max_subtokens
+    head = model.base.get_output_embeddings().weight
+    table = torch.zeros(len(entries), width, dtype=torch.long)
+    lengths = torch.zeros(len(entries), dtype=torch.long)
+    for i, (_, _, phrase) in enumerate(entries):
+        table[i, : len(phrase)] = torch.tensor(phrase)
+        lengths[i] = len(phrase)
+    table, lengths = table.to(device), lengths.to(device)
+    hyper = model.hyper
+    rows_in = hyper.encode_phrases(model._input_lookup(), table, lengths, hyper.input_encoder)
+    rows_out = hyper.encode_phrases(RowTable(head), table, lengths, hyper.output_encoder)
+    model._grow_rows(rows, max(slot for _, slot, _ in entries) + 1)
+    index_rows = torch.tensor([r for r, _, _ in entries], device=device)
+    index_slots = torch.tensor([s for _, s, _ in entries], device=device)
+    rows.input_rows[index_rows, index_slots] = rows_in.to(rows.input_rows.dtype)
+    rows.output_rows[index_rows, index_slots] = rows_out.to(rows.output_rows.dtype)
+
+
+def _stop_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
+    if eos_token_id is None:
+        eos_token_id = getattr(model.generation_config, "eos_token_id", None)
+    if eos_token_id is None:
+        return []
+    return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(i) for i in eos_token_id]
+
+
+def speculative_generate(
+    model: Any,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    *,
+    max_new_tokens: int,
+    num_draft_codes: int = 8,
+    max_ngram: int = 3,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    max_new_base_tokens: int | None = None,
+    output_hypertokens: bool = True,
+) -> SpeculativeOutput:
+    """Greedy generation with hypertoken speculation (see the module docstring).
+
+    Args:
+        model: a `Zip2ZipForCausalLM` (eval mode; LoRA merged or not).
+        input_ids: ``[B, P]`` prompt codes, left-padded.
+        attention_mask: ``[B, P]``, 1 for real codes (default: all real).
+        max_new_tokens: new codes per row at most.
+        num_draft_codes: draft codes verified per pass (0: plain greedy decoding, one code a pass).
+        max_ngram: the longest final n-gram of base tokens looked up.
+        eos_token_id: the code(s) that end a row (default: the model's generation config).
+        pad_token_id: what pads rows that ended (default: the first EOS id, else 0).
+        max_new_base_tokens: also stop a row once its new codes stand for this many base tokens.
+        output_hypertokens: False restricts the output to base ids (the safety valve); the draft
+            then holds base ids only.
+
+    Raises:
+        ModelInputError: bad shapes or counts, or a right-padded batch.
+        InvalidCodeError: a prompt row is not a valid code stream.
+    """
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ModelInputError(f"input_ids must be [B, P] with P >= 1, got {tuple(input_ids.shape)}")
+    if max_new_tokens < 1 or num_draft_codes < 0 or max_ngram < 1:
+        raise ModelInputError(
+            "max_new_tokens must be >= 1, num_draft_codes >= 0 and max_ngram >= 1; got "
+            f"{max_new_tokens}, {num_draft_codes} and {max_ngram}"
+        )
+    config = model.config
+    vocab = config.vocab_size
+    device = input_ids.device
+    batch = input_ids.shape[0]
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
+    if mask.shape != input_ids.shape:
+        raise ModelInputError(f"attention_mask must be shaped like input_ids {tuple(input_ids.shape)}")
+    if not bool(mask[:, -1].all()):
+        raise ModelInputError("speculative generation needs left padding: the last position of every row must be real")
+    stops = _stop_ids(model, eos_token_id)
+    pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
+    embedding = model.base.get_input_embeddings()
+    head = model.base.get_output_embeddings().weight
+    softcap = model._softcap()
+    hyper = model.hyper
+
+    # The prompt's pass: every entry's rows, the last position's logits only.
+    fields = codebook_fields(model.codebook_config(), input_ids, mask)
+    codebook, lengths = fields["codebook"], fields["codebook_lengths"]
+    rows = _Rows()
+    cache = DynamicCache(config=model.base.config)
+    with torch.no_grad():
+        rows.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
+        rows.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
+        positions = hyper.position_ids(input_ids, lengths, mask, config.position_mode)
+        embeds = hyper.input_embeddings(input_ids, embedding, rows.input_rows)
+        outputs = model.base.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+        )
+        last = outputs.last_hidden_state[:, -1:]
+        logits = hyper.logits(last, head, rows.output_rows, fields["installed"][:, -1:], softcap)[:, -1]
+    cache = output_cache(outputs)
+    last_position = positions[:, -1].clone()
+    chosen = (logits[:, :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
+
+    trackers, lookups, phrase_index = [], [], []
+    for row in range(batch):
+        tracker = CodecState(model.codebook_config())
+        ids, _ = tracker.feed_codes(input_ids[row][mask[row].bool()].cpu().numpy())
+        lookup = LookupIndex(max_ngram)
+        lookup.extend(ids.tolist())
+        trackers.append(tracker)
+        lookups.append(lookup)
+        phrase_index.append(PhraseIndex())
+    new_codes: list[list[int]] = [[] for _ in range(batch)]
+    base_counts = [0] * batch
+    done = [False] * batch
+    stats = SpeculationStats()
+
+    def ends(row: int, code: int, length: int) -> bool:
+        """Note a code read into a row's tracker as generated; whether the row ends with it."""
+        new_codes[row].append(code)
+        base_counts[row] += length
+        stats.codes += 1
+        return (
+            code in stops
+            or len(new_codes[row]) >= max_new_tokens
+            or (max_new_base_tokens is not None and base_counts[row] >= max_new_base_tokens)
+        )
+
+    while True:
+        drafts: list[_Draft | None] = [None] * batch
+        for row in range(batch):
+            if done[row]:
+                continue
+            draft = _Draft()
+            length = draft.read(trackers[row], chosen[row])  # the chosen code is output already
+            lookups[row].extend(trackers[row].phrase(chosen[row]).tolist())
+            if ends(row, chosen[row], length):
+                done[row] = True
+                continue
+            budget = min(num_draft_codes, max_new_tokens - len(new_codes[row]))
+            if budget > 0:
+                guess = lookups[row].propose(budget * config.max_subtokens)
+                if output_hypertokens:
+                    phrase_index[row].update(trackers[row])
+                    scratch_index = PhraseIndex()
+                    scratch_index.codes, scratch_index.known = dict(phrase_index[row].codes), phrase_index[row].known
+                else:
+                    scratch_index = PhraseIndex()  # no phrases: base ids only
+                    scratch_index.known = 1 << 62
+                _cut(trackers[row].copy(), scratch_index, guess, budget, draft)
+            drafts[row] = draft
+        live = [row for row in range(batch) if drafts[row] is not None]
+        if not live:
+            break
+        width = max(len(d.codes) for d in drafts if d is not None)
+        codes = torch.zeros(batch, width, dtype=torch.long)
+        installed = torch.zeros(batch, width, dtype=torch.long)
+        spans = torch.zeros(batch, width, dtype=torch.long)
+        valid = torch.zeros(batch, width, dtype=torch.long)
+        entries: list[tuple[int, int, list[int]]] = []
+        for row in range(batch):
+            planned = drafts[row]
+            if planned is None:  # an ended row reads one base id, whose result is never used
+                valid[row, 0] = 1
+                installed[row] = trackers[row].installed
+                continue
+            n = len(planned.codes)
+            codes[row, :n] = torch.tensor(planned.codes)
+            installed[row, :n] = torch.tensor(planned.installed)
+            installed[row, n:] = planned.installed[-1]
+            spans[row, :n] = torch.tensor(planned.lengths)
+            valid[row, :n] = 1
+            entries += [(row, slot, phrase) for slot, phrase in planned.entries]
+            stats.proposed += n - 1
+        codes, installed, valid = codes.to(device), installed.to(device), valid.to(device)
+        with torch.no_grad():
+            if entries:
+                _write_rows(model, rows, entries, device)
+            steps = spans.to(device) if config.position_mode == "base" else valid
+            positions = last_position[:, None] + steps.cumsum(1)
+            mask = torch.cat([mask, valid], 1)
+            embeds = hyper.input_embeddings(codes, embedding, rows.input_rows)
+            outputs = model.base.get_decoder()(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+            )
+            logits = hyper.logits(outputs.last_hidden_state, head, rows.output_rows, installed, softcap)
+        cache = output_cache(outputs)
+        greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
+        stats.passes += 1
+        stats.row_passes += len(live)
+        kept = torch.zeros_like(valid)
+        kept[:, 0] = 1
+        for row in live:
+            verified = drafts[row]
+            assert verified is not None
+            accepted = 0
+            while accepted + 1 < len(verified.codes) and greedy[row][accepted] == verified.codes[accepted + 1]:
+                accepted += 1
+                code = verified.codes[accepted]
+                ids, _ = trackers[row].feed_codes([code])
+                lookups[row].extend(ids.tolist())
+                if ends(row, code, len(ids)):
+                    done[row] = True
+                    break
+            stats.accepted += accepted
+            chosen[row] = greedy[row][accepted]
+            kept[row, : accepted + 1] = 1
+            last_position[row] = positions[row, accepted]
+        # Rejected draft positions stay in the cache, masked out for every later position.
+        mask[:, -width:] = mask[:, -width:] * kept
+    return SpeculativeOutput(_sequences(input_ids, new_codes, pad), new_codes, stats)

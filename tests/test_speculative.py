@@ -1,0 +1,146 @@
+"""Hypertoken speculation (`zip2zip.generation.speculative`): the same codes as plain greedy
+decoding, drafts that stand for the guessed text, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from tiny_models import TEXTS
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.speculative import LookupIndex, PhraseIndex, _cut, _Draft, speculative_generate
+
+SHIPPED = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
+
+
+def left_padded(tok, texts):
+    tok.padding_side = "left"
+    return tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def repetitive_prompts():
+    return [TEXTS[0], TEXTS[1] * 2, "x = 1\n" * 6 + "y = 2\n"]
+
+
+def test_lookup_index_proposes_what_followed_the_latest_longest_match():
+    index = LookupIndex(max_ngram=3)
+    index.extend([1, 2, 3, 9, 1, 2, 3, 7, 5, 2, 3])
+    assert index.propose(3) == [7, 5, 2]  # "2 3" last came before 7 (the 3-gram "5 2 3" never did)
+    index.extend([7])
+    assert index.propose(2) == [5, 2]  # "2 3 7" occurred: what followed it
+    assert LookupIndex(2).propose(4) == []
+    lone = LookupIndex(2)
+    lone.extend([4, 5, 6])
+    assert lone.propose(4) == []  # no n-gram occurred before
+
+
+def test_a_draft_stands_for_its_guess_and_uses_the_codebook(tok):
+    ids = tok.base(TEXTS[0], add_special_tokens=False)["input_ids"]
+    state = tok.state_after(tok.encode(TEXTS[0], add_special_tokens=False))
+    phrases = PhraseIndex()
+    phrases.update(state)
+    draft = _Draft()
+    _cut(state.copy(), phrases, ids, max_codes=len(ids), draft=draft)
+    assert sum(draft.lengths) == len(ids)
+    assert tok.expand(draft.codes, state.copy()).tolist() == ids
+    assert len(draft.codes) < len(ids)  # the text was read before: its phrases are entries
+    assert all(code >= tok.vocab_size for code in draft.codes[:3])
+    assert draft.installed == sorted(draft.installed)
+
+
+@pytest.mark.parametrize("drafts", [1, 4, 8])
+def test_the_same_codes_as_plain_greedy_decoding(saved, drafts):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    with torch.no_grad():
+        plain = model.generate(**batch, max_new_tokens=40, do_sample=False)
+    out = speculative_generate(
+        model, batch["input_ids"], batch["attention_mask"], max_new_tokens=40, num_draft_codes=drafts
+    )
+    assert torch.equal(out.sequences, plain)
+    assert out.stats.proposed > 0 and out.stats.row_passes > 0
+    assert out.stats.passes < 40  # some pass accepted at least one draft code
+    assert out.stats.accepted > 0
+
+
+def test_no_drafts_is_one_code_a_pass(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, [TEXTS[1]])
+    out = speculative_generate(model, batch["input_ids"], max_new_tokens=12, num_draft_codes=0, eos_token_id=[])
+    assert len(out.new_codes[0]) == 12 and out.stats.passes == 11 and out.stats.proposed == 0
+    assert out.stats.codes_per_row_pass == 1.0
+
+
+def test_generate_with_prompt_lookup_runs_it(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    with torch.no_grad():
+        for valve in (True, False):
+            plain = model.generate(**batch, max_new_tokens=30, do_sample=False, output_hypertokens=valve)
+            looked = model.generate(
+                **batch, max_new_tokens=30, do_sample=False, output_hypertokens=valve, prompt_lookup_num_tokens=6
+            )
+            assert torch.equal(looked, plain)
+        assert bool((looked[:, batch["input_ids"].shape[1] :] < tok.vocab_size).all())  # the valve held
+        out = model.generate(**batch, max_new_tokens=8, prompt_lookup_num_tokens=3, return_dict_in_generate=True)
+        assert torch.equal(out.sequences[:, : batch["input_ids"].shape[1]], batch["input_ids"])
+
+
+def test_budgets_and_stops(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    free = speculative_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20, eos_token_id=[])
+    assert [len(c) for c in free.new_codes] == [20, 20, 20]
+    stop = free.new_codes[0][5]
+    stopped = speculative_generate(
+        model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20, eos_token_id=stop, pad_token_id=0
+    )
+    first = free.new_codes[0].index(stop)
+    assert stopped.new_codes[0] == free.new_codes[0][: first + 1]
+    assert stopped.sequences.shape[1] == batch["input_ids"].shape[1] + max(len(c) for c in stopped.new_codes)
+    budget = speculative_generate(
+        model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20, eos_token_id=[], max_new_base_tokens=9
+    )
+    for row, codes in enumerate(budget.new_codes):
+        state = tok.state_after(batch["input_ids"][row][batch["attention_mask"][row].bool()])
+        assert (
+            len(tok.expand(codes, state))
+            >= 9
+            > len(tok.expand(codes[:-1], tok.state_after(batch["input_ids"][row][batch["attention_mask"][row].bool()])))
+        )
+
+
+def test_bad_requests_get_clear_errors(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    right = batch["attention_mask"].flip(1)
+    with pytest.raises(ModelInputError, match="left padding"):
+        speculative_generate(model, batch["input_ids"], right, max_new_tokens=4)
+    with pytest.raises(ModelInputError, match="max_new_tokens"):
+        speculative_generate(model, batch["input_ids"], max_new_tokens=0)
+    with pytest.raises(ModelInputError, match=r"\[B, P\]"):
+        speculative_generate(model, batch["input_ids"][0], max_new_tokens=4)
+    with pytest.raises(ModelInputError, match="greedy"):
+        model.generate(**batch, max_new_tokens=4, do_sample=True, prompt_lookup_num_tokens=4)
+    with pytest.raises(ModelInputError, match="stop_strings"):
+        model.generate(**batch, max_new_tokens=4, prompt_lookup_num_tokens=4, stop_strings=["x"], tokenizer=tok)
+
+
+def test_the_shipped_model_accepts_drafts_when_it_copies():
+    """On the shipped model, a prompt that asks for a copy: the same codes as greedy decoding, in
+    fewer passes than codes."""
+    import zip2zip as z
+    from zip2zip.modeling import Zip2ZipForCausalLM
+
+    tok = z.Zip2ZipTokenizer.from_pretrained(SHIPPED)
+    model = Zip2ZipForCausalLM.from_pretrained(SHIPPED).eval()
+    source = "def area(width, height):\n    return width * height\n\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"
+    messages = [{"role": "user", "content": "Repeat this code exactly:\n```python\n" + source + "```"}]
+    batch = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        plain = model.generate(**batch, max_new_tokens=48, do_sample=False)
+    out = speculative_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=48)
+    assert torch.equal(out.sequences, plain)
+    assert out.stats.accepted >= 5 and out.stats.passes < len(out.new_codes[0]) - 5
