@@ -314,3 +314,10 @@ def test_stdin_that_is_not_utf8_is_a_user_error(capsys, smollm2_tokenizer, monke
     monkeypatch.setattr(sys, "stdin", BadStdin())
     status, out, err = cli(capsys, smollm2_tokenizer, "show", "-")
     assert status == 2 and err == "zip2zip: error: stdin: not UTF-8 text\n" and out == ""
+
+
+def test_bench_peers_usage_errors(capsys, tmp_path):
+    assert main(["bench", "generate", "--shapes", "1b", "--peers"]) == 2
+    assert "--peers needs --model DIR" in capsys.readouterr().err
+    assert main(["bench", "generate", "--model", str(tmp_path), "--peers", "--draft-codes", "0"]) == 2
+    assert "--draft-codes and --lookup-tokens must be at least 1" in capsys.readouterr().err

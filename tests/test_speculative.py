@@ -144,3 +144,39 @@ def test_the_shipped_model_accepts_drafts_when_it_copies():
     out = speculative_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=48)
     assert torch.equal(out.sequences, plain)
     assert out.stats.accepted >= 5 and out.stats.passes < len(out.new_codes[0]) - 5
+
+
+def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved):
+    """`zip2zip bench generate --peers` on a tiny model: every kind timed on every set, prompt
+    lookup at batch size 1 only, and the lossless methods give their plain runs' answers."""
+    from zip2zip.evaluation.prompts import GROUNDED_TASKS, grounded_prompts
+    from zip2zip.generation.peers import KINDS, compare_peers, format_peers
+
+    _, tok, model = saved
+    grounded = grounded_prompts(2, chars=300)
+    assert grounded[0].startswith(GROUNDED_TASKS[0]) and grounded[1].startswith(GROUNDED_TASKS[1])
+    assert "```python\n" in grounded[0] and grounded[0].endswith("\n```")
+    printed = []
+    results = compare_peers(
+        model.base,
+        tok.base,
+        model,
+        tok,
+        {"grounded": grounded, "chat": ["Hello hello hello"]},
+        batch_sizes=[1, 2],
+        max_new_tokens=12,
+        repeats=1,
+        draft_codes=4,
+        lookup_tokens=4,
+        progress=printed.append,
+    )
+    assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"} and len(printed) == 4
+    one, two = results["sets"]["grounded/b1"], results["sets"]["grounded/b2"]
+    assert set(KINDS) <= set(one) and "base + lookup" not in two
+    for row in (one, two):
+        assert row["speculation_same_answers"] == 1.0
+        assert all(row[kind]["bytes_per_s"] > 0 and row[kind]["new_tokens"] > 0 for kind in KINDS if kind in row)
+    assert one["lookup_same_answers"] == 1.0
+    assert one["ratios"]["base"] == 1.0
+    table = format_peers(results)
+    assert table.count("\n| grounded |") == 2 and "n/a" in table

@@ -41,6 +41,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="throughput mode: replay prefill from CUDA graphs captured in the warm-up pass",
     )
+    parser.add_argument(
+        "--peers",
+        action="store_true",
+        help="with --model: through transformers' generate(), the base model, the base with prompt lookup "
+        "decoding, the zip2zip model and the zip2zip model with hypertoken speculation, on input-grounded, "
+        "code and chat prompts (zip2zip.generation.peers)",
+    )
+    parser.add_argument("--draft-codes", type=int, default=8, help="--peers: draft codes per speculation pass")
+    parser.add_argument("--lookup-tokens", type=int, default=10, help="--peers: the base's prompt_lookup_num_tokens")
     parser.add_argument("--json", help="also write the results here")
 
 
@@ -54,8 +63,18 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("batch sizes, --max-new-tokens, --steps and --repeats must be at least 1")
     if args.model is not None and not Path(args.model).is_dir():
         raise FileNotFoundError(f"no such model folder: {args.model}")
-    results = bench_model(args) if args.model is not None else bench_shapes(args)
-    print(format_results(results))
+    if args.peers:
+        if args.model is None:
+            raise UsageError("--peers needs --model DIR")
+        if args.draft_codes < 1 or args.lookup_tokens < 1:
+            raise UsageError("--draft-codes and --lookup-tokens must be at least 1")
+        from zip2zip.generation.peers import bench_peers, format_peers
+
+        results = bench_peers(args)
+        print(format_peers(results))
+    else:
+        results = bench_model(args) if args.model is not None else bench_shapes(args)
+        print(format_results(results))
     if args.json:
         write_atomic(args.json, json.dumps({k: v for k, v in results.items()}, indent=1, default=str))
     return 0

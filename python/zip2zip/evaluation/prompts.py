@@ -82,3 +82,32 @@ def user_text(tokenizer: Any, prompt: str) -> str:
     """The text of `user_turn` (the template rendered, not tokenized)."""
     text: str = user_turn(tokenizer, prompt, tokenize=False)
     return text
+
+
+# ``zip2zip bench generate --peers``: input-grounded tasks, whose answers repeat their input (where
+# prompt lookup decoding is strongest). The sources are zip2zip's own modules, which no training
+# corpus holds.
+GROUNDED_TASKS = (
+    "Add a docstring to every function of this Python code that lacks one, and reply with the whole "
+    "code in one python code block.",
+    "Rename the variables of this Python code to longer, more descriptive names, and reply with the "
+    "whole code in one python code block.",
+    "Reply with this Python code unchanged, except for a comment above each function that says what it does.",
+)
+GROUNDED_SOURCES = ("files.py", "folders.py", "_generated.py", "render.py", "shapes.py", "errors.py")
+
+
+def grounded_prompts(count: int, chars: int = 1800) -> list[str]:
+    """``count`` input-grounded prompts: a task of `GROUNDED_TASKS` around the first ``chars``
+    characters (cut at a line end) of a zip2zip module of `GROUNDED_SOURCES`, in turn."""
+    from pathlib import Path
+
+    package = Path(__file__).resolve().parents[1]
+    prompts = []
+    for i in range(count):
+        text = (package / GROUNDED_SOURCES[i % len(GROUNDED_SOURCES)]).read_text(encoding="utf-8")
+        cut = text[:chars]
+        cut = cut[: cut.rfind("\n") + 1] if "\n" in cut else cut
+        task = GROUNDED_TASKS[i % len(GROUNDED_TASKS)]
+        prompts.append(f"{task}\n\n```python\n{cut}```")
+    return prompts

@@ -8,6 +8,7 @@ fields.py        the codebook fields of left-padded prompt codes
 speculative.py   hypertoken speculation: prompt lookup at the base-token level, drafts cut into
                  codes by the codebook, verified in one pass; the same codes as greedy decoding
 bench.py         ``zip2zip bench generate``: the two side by side
+peers.py         ``zip2zip bench generate --peers``: against prompt lookup decoding, in generate()
 """
 
 from zip2zip.generation.speculative import SpeculationStats, SpeculativeOutput, speculative_generate

@@ -79,18 +79,24 @@ def _median_run(generator: Any, prompts: list[list[int]], batch_size: int, budge
     return best
 
 
-def bench_model(args: argparse.Namespace) -> dict[str, Any]:
-    """Throughput mode: the trained model against its base on the prompt sets."""
-
+def load_pair(folder: str) -> tuple[torch.device, torch.dtype, Zip2ZipTokenizer, Any, Any]:
+    """A zip2zip model folder's tokenizer, its model (LoRA merged) and its base model, on the GPU in
+    bf16 when there is one (else the CPU in fp32), in eval mode."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    tokenizer = Zip2ZipTokenizer.from_pretrained(args.model)
-    model: Any = Zip2ZipForCausalLM.from_pretrained(args.model, dtype=dtype)
+    tokenizer = Zip2ZipTokenizer.from_pretrained(folder)
+    model: Any = Zip2ZipForCausalLM.from_pretrained(folder, dtype=dtype)
     if model.has_adapter:
         model.merge_lora()
     model = model.to(device).eval()
     base: Any = load_base_model(model.config.base_source, dtype=dtype)
-    base = base.to(device).eval()
+    return device, dtype, tokenizer, model, base.to(device).eval()
+
+
+def bench_model(args: argparse.Namespace) -> dict[str, Any]:
+    """Throughput mode: the trained model against its base on the prompt sets."""
+
+    device, dtype, tokenizer, model, base = load_pair(args.model)
     base_tokenizer = tokenizer.base
     budget = args.max_new_tokens
     results: dict[str, Any] = {

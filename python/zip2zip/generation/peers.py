@@ -1,0 +1,231 @@
+# transformers' classes are only partly annotated: calls into them are allowed untyped here.
+# mypy: allow-untyped-calls
+"""``zip2zip bench generate --peers``: zip2zip against what a user would pick instead, in one run.
+
+Every row goes through transformers' ``generate()``, the path most users call, on the same
+prompts, greedy, in one process:
+
+- ``base``: the base model;
+- ``base + lookup``: the base model with transformers' prompt lookup decoding
+  (``prompt_lookup_num_tokens``; transformers runs it at batch size 1 only);
+- ``zip2zip``: the zip2zip model;
+- ``zip2zip + speculation``: the zip2zip model with hypertoken speculation
+  (`zip2zip.generation.speculative`, through ``generate(prompt_lookup_num_tokens=...)``).
+
+Three prompt sets: ``grounded`` (edit, comment or document a given source file, whose answer
+repeats the input: where lookup methods are strongest; `grounded_prompts`), and the ``code`` and
+``chat`` sets of the throughput mode. Reported: text bytes per second (the new text's UTF-8
+bytes over the wall time of the whole set, prefill included; medians of ``repeats``), and
+whether each lossless method gave the same answers as its plain run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from zip2zip.evaluation.prompts import BENCH_PROMPTS, grounded_prompts, user_text
+from zip2zip.generation.bench import _chunks, _environment, load_pair
+from zip2zip.generation.static_loop import stop_ids
+
+KINDS = ("base", "base + lookup", "zip2zip", "zip2zip + speculation")
+
+
+def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
+    for i, code in enumerate(ids):
+        if code in stops:
+            return ids[:i]
+    return ids
+
+
+def _stops(model: Any, tokenizer: Any) -> set[int]:
+    ids = stop_ids(model, tokenizer)
+    return set() if ids is None else {ids} if isinstance(ids, int) else set(ids)
+
+
+def _base_runner(base: Any, tokenizer: Any, lookup: int | None) -> Callable[[list[str], int], tuple[list[str], int]]:
+    stops = _stops(base, tokenizer)
+
+    if tokenizer.pad_token_id is None:  # a saved SmolLM2 base tokenizer names none: pad with an EOS
+        tokenizer.pad_token_id = min(stops) if stops else 0
+
+    def run(texts: list[str], max_new: int) -> tuple[list[str], int]:
+        tokenizer.padding_side = "left"
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(base.device)
+        extra = {} if lookup is None else {"prompt_lookup_num_tokens": lookup}
+        with torch.no_grad():
+            out = base.generate(**batch, max_new_tokens=max_new, do_sample=False, **extra)
+        new = [_stop_at(row, stops) for row in out[:, batch["input_ids"].shape[1] :].tolist()]
+        return [tokenizer.decode(ids, skip_special_tokens=True) for ids in new], sum(map(len, new))
+
+    return run
+
+
+def _zip2zip_runner(
+    model: Any, tokenizer: Any, drafts: int | None
+) -> Callable[[list[str], int], tuple[list[str], int]]:
+    stops = _stops(model, tokenizer)
+
+    def run(texts: list[str], max_new: int) -> tuple[list[str], int]:
+        tokenizer.padding_side = "left"
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        extra = {} if drafts is None else {"prompt_lookup_num_tokens": drafts}
+        with torch.no_grad():
+            out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, **extra)
+        width = batch["input_ids"].shape[1]
+        answers, count = [], 0
+        for row in range(len(texts)):
+            prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+            codes = _stop_at(out[row, width:].tolist(), stops)
+            count += len(codes)
+            answers.append(tokenizer.decode(codes, state=tokenizer.state_after(prompt), skip_special_tokens=True))
+        return answers, count
+
+    return run
+
+
+def _timed(
+    run: Callable[[list[str], int], tuple[list[str], int]], prompts: list[str], batch: int, max_new: int, repeats: int
+) -> dict[str, Any]:
+    """The set in batches, once to warm up, then ``repeats`` times: the median run's figures."""
+    runs: list[dict[str, Any]] = []
+    for attempt in range(repeats + 1):
+        texts: list[str] = []
+        tokens = 0
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for chunk in _chunks(prompts, batch):
+            answers, count = run(chunk, max_new)
+            texts += answers
+            tokens += count
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        if attempt:
+            runs.append({"seconds": time.perf_counter() - start, "texts": texts, "new_tokens": tokens})
+    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    best["bytes"] = sum(len(t.encode("utf-8")) for t in best["texts"])
+    best["bytes_per_s"] = best["bytes"] / best["seconds"]
+    best["seconds_all"] = [r["seconds"] for r in runs]
+    return best
+
+
+def compare_peers(
+    base: Any,
+    base_tokenizer: Any,
+    model: Any,
+    tokenizer: Any,
+    sets: dict[str, list[str]],
+    *,
+    batch_sizes: list[int],
+    max_new_tokens: int,
+    repeats: int = 3,
+    draft_codes: int = 8,
+    lookup_tokens: int = 10,
+    progress: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """The four kinds on every set and batch size (``sets``: name -> user prompts). Batch sizes
+    over 1 skip ``base + lookup`` (transformers runs prompt lookup at batch size 1 only)."""
+    results: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "draft_codes": draft_codes,
+        "lookup_tokens": lookup_tokens,
+        "sets": {},
+    }
+    runners = {
+        "base": _base_runner(base, base_tokenizer, None),
+        "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
+        "zip2zip": _zip2zip_runner(model, tokenizer, None),
+        "zip2zip + speculation": _zip2zip_runner(model, tokenizer, draft_codes),
+    }
+    for name, prompts in sets.items():
+        rendered = [user_text(base_tokenizer, p) for p in prompts]
+        for batch in batch_sizes:
+            row: dict[str, Any] = {}
+            for kind in KINDS:
+                if kind == "base + lookup" and batch > 1:
+                    continue
+                row[kind] = _timed(runners[kind], rendered, batch, max_new_tokens, repeats)
+            plain = row["base"]["bytes_per_s"]
+            row["ratios"] = {kind: row[kind]["bytes_per_s"] / plain for kind in KINDS if kind in row}
+            if "base + lookup" in row:
+                lookup = row["base + lookup"]["bytes_per_s"]
+                row["speculation_over_lookup"] = row["zip2zip + speculation"]["bytes_per_s"] / lookup
+                row["lookup_same_answers"] = _same(row["base + lookup"]["texts"], row["base"]["texts"])
+            row["speculation_same_answers"] = _same(row["zip2zip + speculation"]["texts"], row["zip2zip"]["texts"])
+            results["sets"][f"{name}/b{batch}"] = row
+            progress(
+                f"{name} batch {batch}: "
+                + ", ".join(f"{kind} {row[kind]['bytes_per_s']:,.0f} B/s" for kind in KINDS if kind in row)
+            )
+    return results
+
+
+def _same(texts: list[str], reference: list[str]) -> float:
+    """The share of answers equal to the reference's."""
+    return sum(a == b for a, b in zip(texts, reference)) / max(len(reference), 1)
+
+
+def bench_peers(args: Any) -> dict[str, Any]:
+    """``--peers`` mode: load the model and its base, build the sets, compare."""
+    _, dtype, tokenizer, model, base = load_pair(args.model)
+    count = args.prompts_per_set
+    sets = {"grounded": grounded_prompts(count)}
+    sets.update({name: prompts[:count] for name, prompts in BENCH_PROMPTS.items()})
+    results = compare_peers(
+        base,
+        tokenizer.base,
+        model,
+        tokenizer,
+        sets,
+        batch_sizes=args.batch_sizes,
+        max_new_tokens=args.max_new_tokens,
+        repeats=args.repeats,
+        draft_codes=args.draft_codes,
+        lookup_tokens=args.lookup_tokens,
+    )
+    results["environment"] = _environment()
+    results["model"] = args.model
+    results["dtype"] = str(dtype)
+    return results
+
+
+def format_peers(results: dict[str, Any]) -> str:
+    """The comparison as a Markdown table."""
+    env = results.get("environment", {})
+    lines = [
+        f"{env.get('device', '')}, torch {env.get('torch', '')}, {env.get('date', '')}; transformers' generate(), "
+        f"greedy, {results['max_new_tokens']} new tokens (codes for zip2zip), {results['draft_codes']} draft codes, "
+        f"prompt lookup {results['lookup_tokens']} tokens",
+        "",
+        "| prompts | batch | base B/s | base + lookup B/s | zip2zip B/s | zip2zip + speculation B/s | "
+        "speculation / base | speculation / lookup | same answers (lookup, speculation) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for key, row in results["sets"].items():
+        name, batch = key.split("/b")
+
+        def rate(kind: str, row: dict[str, Any] = row) -> str:
+            return f"{row[kind]['bytes_per_s']:,.0f}" if kind in row else "n/a"
+
+        over_lookup = f"{row['speculation_over_lookup']:.2f}x" if "speculation_over_lookup" in row else "n/a"
+        same_lookup = f"{row['lookup_same_answers']:.0%}" if "lookup_same_answers" in row else "n/a"
+        lines.append(
+            f"| {name} | {batch} | {rate('base')} | {rate('base + lookup')} | {rate('zip2zip')} | "
+            f"{rate('zip2zip + speculation')} | {row['ratios']['zip2zip + speculation']:.2f}x | {over_lookup} | "
+            f"{same_lookup}, {row['speculation_same_answers']:.0%} |"
+        )
+    return "\n".join(lines) + "\n" + _median_note(results)
+
+
+def _median_note(results: dict[str, Any]) -> str:
+    spreads = [
+        max(r["seconds_all"]) / min(r["seconds_all"])
+        for row in results["sets"].values()
+        for kind, r in row.items()
+        if kind in KINDS and min(r["seconds_all"]) > 0
+    ]
+    return f"\n(timed runs per row: medians; the widest spread between a row's runs: {max(spreads, default=1.0):.2f}x)"
