@@ -150,24 +150,29 @@ class _Draft:
         return len(ids)
 
 
-def _cut(state: CodecState, phrases: PhraseIndex, guess: list[int], max_codes: int, draft: _Draft) -> None:
+def _cut(state: CodecState, phrases: PhraseIndex | None, guess: list[int], max_codes: int, draft: _Draft) -> None:
     """Cut ``guess`` into at most ``max_codes`` codes, the longest phrase the codebook holds first
-    (as the encoder cuts text), reading them into ``state`` (a scratch copy) and ``draft``."""
+    (as the encoder cuts text), reading them into ``state`` (a scratch copy) and ``draft``.
+    ``phrases`` indexes the entries ``state`` starts with (left unchanged: the entries the guess
+    creates go into a local overlay); None cuts the guess into base ids only."""
     width = state.config.max_subtokens
     vocab = state.config.vocab_size
+    created: dict[tuple[int, ...], int] = {}
     at, count = 0, 0
     while at < len(guess) and count < max_codes:
         code = guess[at]
-        for size in range(min(width, len(guess) - at), 1, -1):
-            found = phrases.codes.get(tuple(guess[at : at + size]))
-            if found is not None and found - vocab < state.installed:
-                code = found
-                break
-        before = state.installed
+        if phrases is not None:
+            for size in range(min(width, len(guess) - at), 1, -1):
+                key = tuple(guess[at : at + size])
+                found = created.get(key, phrases.codes.get(key))
+                if found is not None:
+                    code = found
+                    break
+        known = len(draft.entries)
         at += draft.read(state, code)
         count += 1
-        if state.installed > before:  # entries the guess itself created can be used further on
-            phrases.update(state)
+        for slot, phrase in draft.entries[known:]:  # entries the guess creates serve further on
+            created[tuple(phrase)] = vocab + slot
 
 
 def _sequences(input_ids: torch.Tensor, new_codes: list[list[int]], pad: int) -> torch.Tensor:
@@ -319,14 +324,9 @@ def speculative_generate(
             budget = min(num_draft_codes, max_new_tokens - len(new_codes[row]))
             if budget > 0:
                 guess = lookups[row].propose(budget * config.max_subtokens)
-                if output_hypertokens:
-                    phrase_index[row].update(trackers[row])
-                    scratch_index = PhraseIndex()
-                    scratch_index.codes, scratch_index.known = dict(phrase_index[row].codes), phrase_index[row].known
-                else:
-                    scratch_index = PhraseIndex()  # no phrases: base ids only
-                    scratch_index.known = 1 << 62
-                _cut(trackers[row].copy(), scratch_index, guess, budget, draft)
+                phrase_index[row].update(trackers[row])
+                phrases = phrase_index[row] if output_hypertokens else None
+                _cut(trackers[row].copy(), phrases, guess, budget, draft)
             drafts[row] = draft
         live = [row for row in range(batch) if drafts[row] is not None]
         if not live:
