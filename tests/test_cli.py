@@ -319,5 +319,11 @@ def test_stdin_that_is_not_utf8_is_a_user_error(capsys, smollm2_tokenizer, monke
 def test_bench_peers_usage_errors(capsys, tmp_path):
     assert main(["bench", "generate", "--shapes", "1b", "--peers"]) == 2
     assert "--peers needs --model DIR" in capsys.readouterr().err
+    assert main(["bench", "generate", "--shapes", "1b", "--same-text"]) == 2
+    assert "--same-text needs --model DIR" in capsys.readouterr().err
+    assert main(["bench", "generate", "--model", str(tmp_path), "--peers", "--same-text"]) == 2
+    assert "not both" in capsys.readouterr().err
+    assert main(["bench", "generate", "--model", str(tmp_path), "--peers", "--draft-phrase", "0"]) == 2
+    assert "--draft-phrase" in capsys.readouterr().err
     assert main(["bench", "generate", "--model", str(tmp_path), "--peers", "--draft-codes", "0"]) == 2
-    assert "--draft-codes and --lookup-tokens must be at least 1" in capsys.readouterr().err
+    assert "--draft-codes, --lookup-tokens and --draft-phrase must be at least 1" in capsys.readouterr().err

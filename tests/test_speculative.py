@@ -65,6 +65,32 @@ def test_the_same_codes_as_plain_greedy_decoding(saved, drafts):
     assert out.stats.accepted > 0
 
 
+@pytest.mark.parametrize("limit", [1, 2])
+def test_shorter_draft_phrases_give_the_same_codes(saved, limit):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    with torch.no_grad():
+        plain = model.generate(**batch, max_new_tokens=30, do_sample=False)
+        looked = model.generate(
+            **batch, max_new_tokens=30, do_sample=False, prompt_lookup_num_tokens=6, max_draft_phrase=limit
+        )
+    assert torch.equal(looked, plain)
+
+
+def test_a_draft_cut_keeps_to_its_phrase_limit(tok):
+    ids = tok.base(TEXTS[0], add_special_tokens=False)["input_ids"]
+    state = tok.state_after(tok.encode(TEXTS[0], add_special_tokens=False))
+    phrases = PhraseIndex()
+    phrases.update(state)
+    for limit, most in ((1, 1), (2, 2), (None, tok.config.max_subtokens)):
+        draft = _Draft()
+        _cut(state.copy(), phrases, ids, len(ids), draft, max_phrase=limit)
+        assert tok.expand(draft.codes, state.copy()).tolist() == ids
+        assert max(draft.lengths) == most  # the text was read before: some phrase is as long as allowed
+    with pytest.raises(ModelInputError, match="max_draft_phrase"):
+        speculative_generate(None, torch.ones(1, 2, dtype=torch.long), max_new_tokens=4, max_draft_phrase=0)
+
+
 def test_no_drafts_is_one_code_a_pass(saved):
     _, tok, model = saved
     batch = left_padded(tok, [TEXTS[1]])
@@ -170,7 +196,8 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
         lookup_tokens=4,
         progress=printed.append,
     )
-    assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"} and len(printed) == 4
+    assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"}
+    assert sum(line.startswith("  ") for line in printed) == 14 and len(printed) == 14 + 4  # kinds, then rows
     one, two = results["sets"]["grounded/b1"], results["sets"]["grounded/b2"]
     assert set(KINDS) <= set(one) and "base + lookup" not in two
     for row in (one, two):

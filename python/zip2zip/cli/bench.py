@@ -48,7 +48,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "decoding, the zip2zip model and the zip2zip model with hypertoken speculation, on input-grounded, "
         "code and chat prompts (zip2zip.generation.peers)",
     )
+    parser.add_argument(
+        "--same-text",
+        action="store_true",
+        help="with --model: both models produce the base model's greedy answers in the static loop (the base "
+        "their tokens, zip2zip their codes), so that decoding cost is timed apart from answer differences "
+        "(zip2zip.generation.same_text)",
+    )
     parser.add_argument("--draft-codes", type=int, default=8, help="--peers: draft codes per speculation pass")
+    parser.add_argument(
+        "--draft-phrase",
+        type=int,
+        help="--peers: the most base tokens one draft code may stand for (default: the codebook's S; 1: base ids)",
+    )
+    parser.add_argument(
+        "--sets", nargs="+", choices=["grounded", "code", "chat"], help="--peers: the prompt sets (default: all)"
+    )
     parser.add_argument("--lookup-tokens", type=int, default=10, help="--peers: the base's prompt_lookup_num_tokens")
     parser.add_argument("--json", help="also write the results here")
 
@@ -63,11 +78,20 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("batch sizes, --max-new-tokens, --steps and --repeats must be at least 1")
     if args.model is not None and not Path(args.model).is_dir():
         raise FileNotFoundError(f"no such model folder: {args.model}")
-    if args.peers:
+    if args.peers and args.same_text:
+        raise UsageError("give --peers or --same-text, not both")
+    if args.same_text:
+        if args.model is None:
+            raise UsageError("--same-text needs --model DIR")
+        from zip2zip.generation.same_text import bench_same_text, format_same_text
+
+        results = bench_same_text(args)
+        print(format_same_text(results))
+    elif args.peers:
         if args.model is None:
             raise UsageError("--peers needs --model DIR")
-        if args.draft_codes < 1 or args.lookup_tokens < 1:
-            raise UsageError("--draft-codes and --lookup-tokens must be at least 1")
+        if args.draft_codes < 1 or args.lookup_tokens < 1 or (args.draft_phrase is not None and args.draft_phrase < 1):
+            raise UsageError("--draft-codes, --lookup-tokens and --draft-phrase must be at least 1")
         from zip2zip.generation.peers import bench_peers, format_peers
 
         results = bench_peers(args)

@@ -21,6 +21,7 @@ whether each lossless method gave the same answers as its plain run.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +29,9 @@ from typing import Any
 import torch
 
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, grounded_prompts, user_text
+from zip2zip.files import write_atomic
 from zip2zip.generation.bench import _chunks, _environment, load_pair
+from zip2zip.generation.speculative import SpeculationStats, speculative_generate
 from zip2zip.generation.static_loop import stop_ids
 
 KINDS = ("base", "base + lookup", "zip2zip", "zip2zip + speculation")
@@ -65,14 +68,16 @@ def _base_runner(base: Any, tokenizer: Any, lookup: int | None) -> Callable[[lis
 
 
 def _zip2zip_runner(
-    model: Any, tokenizer: Any, drafts: int | None
+    model: Any, tokenizer: Any, drafts: int | None, max_draft_phrase: int | None = None
 ) -> Callable[[list[str], int], tuple[list[str], int]]:
     stops = _stops(model, tokenizer)
 
     def run(texts: list[str], max_new: int) -> tuple[list[str], int]:
         tokenizer.padding_side = "left"
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-        extra = {} if drafts is None else {"prompt_lookup_num_tokens": drafts}
+        extra: dict[str, Any] = {}
+        if drafts is not None:
+            extra = {"prompt_lookup_num_tokens": drafts, "max_draft_phrase": max_draft_phrase}
         with torch.no_grad():
             out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, **extra)
         width = batch["input_ids"].shape[1]
@@ -85,6 +90,27 @@ def _zip2zip_runner(
         return answers, count
 
     return run
+
+
+def _speculation_stats(
+    model: Any, tokenizer: Any, prompts: list[str], batch: int, max_new: int, drafts: int, max_draft_phrase: int | None
+) -> dict[str, float]:
+    """One untimed pass of the set through `speculative_generate`: how many drafts were accepted."""
+    total = SpeculationStats()
+    tokenizer.padding_side = "left"
+    for chunk in _chunks(prompts, batch):
+        inputs = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
+        out = speculative_generate(
+            model,
+            inputs["input_ids"],
+            inputs["attention_mask"],
+            max_new_tokens=max_new,
+            num_draft_codes=drafts,
+            max_draft_phrase=max_draft_phrase,
+        )
+        for name in ("passes", "row_passes", "proposed", "accepted", "codes"):
+            setattr(total, name, getattr(total, name) + getattr(out.stats, name))
+    return {"acceptance": total.acceptance, "codes_per_row_pass": total.codes_per_row_pass, "passes": total.passes}
 
 
 def _timed(
@@ -125,21 +151,26 @@ def compare_peers(
     repeats: int = 3,
     draft_codes: int = 8,
     lookup_tokens: int = 10,
+    max_draft_phrase: int | None = None,
     progress: Callable[[str], None] = print,
+    checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """The four kinds on every set and batch size (``sets``: name -> user prompts). Batch sizes
-    over 1 skip ``base + lookup`` (transformers runs prompt lookup at batch size 1 only)."""
+    over 1 skip ``base + lookup`` (transformers runs prompt lookup at batch size 1 only).
+    ``max_draft_phrase``: the most base tokens a draft code stands for (`speculative_generate`).
+    ``progress`` gets a line per kind timed; ``checkpoint`` the results so far after each row."""
     results: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "draft_codes": draft_codes,
         "lookup_tokens": lookup_tokens,
+        "max_draft_phrase": max_draft_phrase,
         "sets": {},
     }
     runners = {
         "base": _base_runner(base, base_tokenizer, None),
         "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
-        "zip2zip + speculation": _zip2zip_runner(model, tokenizer, draft_codes),
+        "zip2zip + speculation": _zip2zip_runner(model, tokenizer, draft_codes, max_draft_phrase),
     }
     for name, prompts in sets.items():
         rendered = [user_text(base_tokenizer, p) for p in prompts]
@@ -149,6 +180,7 @@ def compare_peers(
                 if kind == "base + lookup" and batch > 1:
                     continue
                 row[kind] = _timed(runners[kind], rendered, batch, max_new_tokens, repeats)
+                progress(f"  {name} batch {batch}, {kind}: {row[kind]['bytes_per_s']:,.0f} B/s")
             plain = row["base"]["bytes_per_s"]
             row["ratios"] = {kind: row[kind]["bytes_per_s"] / plain for kind in KINDS if kind in row}
             if "base + lookup" in row:
@@ -156,7 +188,12 @@ def compare_peers(
                 row["speculation_over_lookup"] = row["zip2zip + speculation"]["bytes_per_s"] / lookup
                 row["lookup_same_answers"] = _same(row["base + lookup"]["texts"], row["base"]["texts"])
             row["speculation_same_answers"] = _same(row["zip2zip + speculation"]["texts"], row["zip2zip"]["texts"])
+            row["speculation"] = _speculation_stats(
+                model, tokenizer, rendered, batch, max_new_tokens, draft_codes, max_draft_phrase
+            )
             results["sets"][f"{name}/b{batch}"] = row
+            if checkpoint is not None:
+                checkpoint(results)
             progress(
                 f"{name} batch {batch}: "
                 + ", ".join(f"{kind} {row[kind]['bytes_per_s']:,.0f} B/s" for kind in KINDS if kind in row)
@@ -175,6 +212,7 @@ def bench_peers(args: Any) -> dict[str, Any]:
     count = args.prompts_per_set
     sets = {"grounded": grounded_prompts(count)}
     sets.update({name: prompts[:count] for name, prompts in BENCH_PROMPTS.items()})
+    sets = {name: prompts for name, prompts in sets.items() if name in (args.sets or sets)}
     results = compare_peers(
         base,
         tokenizer.base,
@@ -186,6 +224,9 @@ def bench_peers(args: Any) -> dict[str, Any]:
         repeats=args.repeats,
         draft_codes=args.draft_codes,
         lookup_tokens=args.lookup_tokens,
+        max_draft_phrase=args.draft_phrase,
+        progress=lambda line: print(line, flush=True),
+        checkpoint=None if not args.json else lambda partial: write_atomic(args.json, json.dumps(partial, indent=1)),
     )
     results["environment"] = _environment()
     results["model"] = args.model
@@ -199,11 +240,13 @@ def format_peers(results: dict[str, Any]) -> str:
     lines = [
         f"{env.get('device', '')}, torch {env.get('torch', '')}, {env.get('date', '')}; transformers' generate(), "
         f"greedy, {results['max_new_tokens']} new tokens (codes for zip2zip), {results['draft_codes']} draft codes, "
-        f"prompt lookup {results['lookup_tokens']} tokens",
+        f"prompt lookup {results['lookup_tokens']} tokens, draft phrases of at most "
+        f"{results.get('max_draft_phrase') or 'S'} tokens",
         "",
         "| prompts | batch | base B/s | base + lookup B/s | zip2zip B/s | zip2zip + speculation B/s | "
-        "speculation / base | speculation / lookup | same answers (lookup, speculation) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "speculation / base | speculation / lookup | drafts accepted | codes per pass | "
+        "same answers (lookup, speculation) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, row in results["sets"].items():
         name, batch = key.split("/b")
@@ -216,6 +259,7 @@ def format_peers(results: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {batch} | {rate('base')} | {rate('base + lookup')} | {rate('zip2zip')} | "
             f"{rate('zip2zip + speculation')} | {row['ratios']['zip2zip + speculation']:.2f}x | {over_lookup} | "
+            f"{row['speculation']['acceptance']:.0%} | {row['speculation']['codes_per_row_pass']:.2f} | "
             f"{same_lookup}, {row['speculation_same_answers']:.0%} |"
         )
     return "\n".join(lines) + "\n" + _median_note(results)

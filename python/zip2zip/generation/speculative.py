@@ -150,12 +150,20 @@ class _Draft:
         return len(ids)
 
 
-def _cut(state: CodecState, phrases: PhraseIndex | None, guess: list[int], max_codes: int, draft: _Draft) -> None:
+def _cut(
+    state: CodecState,
+    phrases: PhraseIndex | None,
+    guess: list[int],
+    max_codes: int,
+    draft: _Draft,
+    max_phrase: int | None = None,
+) -> None:
     """Cut ``guess`` into at most ``max_codes`` codes, the longest phrase the codebook holds first
     (as the encoder cuts text), reading them into ``state`` (a scratch copy) and ``draft``.
     ``phrases`` indexes the entries ``state`` starts with (left unchanged: the entries the guess
-    creates go into a local overlay); None cuts the guess into base ids only."""
-    width = state.config.max_subtokens
+    creates go into a local overlay); None cuts the guess into base ids only. ``max_phrase``
+    caps the base tokens one code may stand for (default: the codebook's limit)."""
+    width = state.config.max_subtokens if max_phrase is None else min(max_phrase, state.config.max_subtokens)
     vocab = state.config.vocab_size
     created: dict[tuple[int, ...], int] = {}
     at, count = 0, 0
@@ -223,6 +231,7 @@ def speculative_generate(
     pad_token_id: int | None = None,
     max_new_base_tokens: int | None = None,
     output_hypertokens: bool = True,
+    max_draft_phrase: int | None = None,
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -238,6 +247,9 @@ def speculative_generate(
         max_new_base_tokens: also stop a row once its new codes stand for this many base tokens.
         output_hypertokens: False restricts the output to base ids (the safety valve); the draft
             then holds base ids only.
+        max_draft_phrase: the most base tokens one draft code may stand for (default: the
+            codebook's S; 1: drafts of base ids). A model that writes shorter hypertokens than
+            the encoder cuts accepts more of a draft cut shorter; the output is the same.
 
     Raises:
         ModelInputError: bad shapes or counts, or a right-padded batch.
@@ -250,6 +262,8 @@ def speculative_generate(
             "max_new_tokens must be >= 1, num_draft_codes >= 0 and max_ngram >= 1; got "
             f"{max_new_tokens}, {num_draft_codes} and {max_ngram}"
         )
+    if max_draft_phrase is not None and max_draft_phrase < 1:
+        raise ModelInputError(f"max_draft_phrase must be at least 1, got {max_draft_phrase}")
     config = model.config
     vocab = config.vocab_size
     device = input_ids.device
@@ -326,7 +340,7 @@ def speculative_generate(
                 guess = lookups[row].propose(budget * config.max_subtokens)
                 phrase_index[row].update(trackers[row])
                 phrases = phrase_index[row] if output_hypertokens else None
-                _cut(trackers[row].copy(), phrases, guess, budget, draft)
+                _cut(trackers[row].copy(), phrases, guess, budget, draft, max_draft_phrase)
             drafts[row] = draft
         live = [row for row in range(batch) if drafts[row] is not None]
         if not live:

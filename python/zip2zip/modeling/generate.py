@@ -188,6 +188,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         }
         base_budget = options.pop("max_new_base_tokens", None)
         output_hypertokens = bool(options.pop("output_hypertokens", True))
+        max_draft_phrase = options.pop("max_draft_phrase", None)
         if setting["do_sample"] or (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
             raise ModelInputError(
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
@@ -210,6 +211,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             pad_token_id=setting["pad_token_id"],
             max_new_base_tokens=base_budget,
             output_hypertokens=output_hypertokens,
+            max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
         )
         starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
         remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)
