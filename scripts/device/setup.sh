@@ -14,4 +14,7 @@ cp .dev/data/HumanEval.jsonl.gz $D/
 # so a new run writes other answers): unpacked here, so that distill.sh is needed only for new ones.
 xz -dc data/distilled_chats.jsonl.xz > $D/chat.jsonl
 sha256sum $D/chat.jsonl
+if [ -f data/distilled_grounded.jsonl.xz ]; then  # the edits' answers, once a session brought them back
+  xz -dc data/distilled_grounded.jsonl.xz > $D/grounded.jsonl && sha256sum $D/grounded.jsonl
+fi
 ls $D
