@@ -6,6 +6,9 @@
 2. Forced code streams (a corpus text, and a run of one character, whose codes include KwKwK
    codes): at every step the loop's greedy choice is the argmax of one full forward pass of the
    model over the same codes.
+3. Sampling (temperature 0.8, top-k 40, top-p 0.9) in the CUDA-graph loop: the same seed draws the
+   same codes twice, another seed other codes; whether the graphs draw what the eager loop draws
+   is printed (not required: the two may advance the random generator differently).
 
 In bf16 the two paths round differently and near-ties flip, so the check runs in fp32.
 
@@ -23,6 +26,7 @@ from zip2zip import CodecState
 from zip2zip.corpus import corpus_files
 from zip2zip.evaluation.prompts import BENCH_PROMPTS as PROMPT_SETS
 from zip2zip.evaluation.prompts import user_text as _render
+from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.modeling import Zip2ZipForCausalLM
 from zip2zip.tokenizer import Zip2ZipTokenizer
@@ -106,6 +110,17 @@ def main() -> int:
             f"forced {name} ({len(codes) - prompt} codes, {kwkwk} KwKwK): greedy choice == full-forward argmax "
             f"at {exact} of {len(out.greedy[0])} steps"
         )
+    sampling = SamplingConfig(do_sample=True, temperature=0.8, top_k=40, top_p=0.9)
+    drawn = {}
+    for mode in ("eager", "graphs"):
+        generator = StaticGenerator.for_zip2zip(
+            model, tok, batch_size=4, max_cache_len=600, cuda_graphs=mode == "graphs", sampling=sampling
+        )
+        drawn[mode] = [generator.generate(prompts, max_new_base_tokens=200, seed=seed).tokens for seed in (7, 7, 8)]
+    repeats = drawn["graphs"][0] == drawn["graphs"][1] and drawn["graphs"][0] != drawn["graphs"][2]
+    failures += not repeats
+    print(f"sampled, batch 4 (graphs): seed 7 twice gives the same codes, seed 8 others: {repeats}")
+    print(f"sampled, batch 4: graphs' draws == eager draws for seed 7: {drawn['graphs'][0] == drawn['eager'][0]}")
     print("all checks passed" if not failures else f"{failures} checks FAILED")
     return 1 if failures else 0
 

@@ -9,6 +9,8 @@ import torch
 
 import zip2zip as z
 from tiny_models import tiny
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.sampling import SamplingConfig, sample_next
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.generation.static_loop import buckets
 from zip2zip.modeling import Zip2ZipForCausalLM
@@ -71,6 +73,86 @@ def test_zip2zip_loop_equals_model_generate(pair):
         prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
         assert out.base_tokens[row] == len(tok.expand(out.tokens[row], tok.state_after(prompt)))
         assert out.texts[row] == tok.decode(out.tokens[row], state=tok.state_after(prompt))
+
+
+SAMPLINGS = [
+    SamplingConfig(do_sample=True, temperature=0.8, top_k=20, top_p=0.9),
+    SamplingConfig(do_sample=True, temperature=1.3),
+    SamplingConfig(do_sample=True, top_p=0.5),
+]
+
+
+def hf_sampling(config: SamplingConfig) -> dict:
+    """The same settings for transformers' generate() (top_k=0: no top-k, not its default 50)."""
+    return {
+        "do_sample": True,
+        "temperature": config.temperature,
+        "top_k": config.top_k or 0,
+        "top_p": config.top_p or 1.0,
+    }
+
+
+@pytest.mark.parametrize("config", SAMPLINGS, ids=["k-p-t", "temperature", "top-p"])
+def test_base_loop_samples_what_transformers_samples(smollm2_tokenizer, config):
+    base = tiny("llama", vocab=smollm2_tokenizer.vocab_size)
+    with torch.no_grad():  # peaked distributions, where the temperature and the cut-offs change the draws
+        base.get_output_embeddings().weight.mul_(20)
+    rows = [smollm2_tokenizer(p)["input_ids"] for p in ("hello hello hello", "one two")]
+    width = max(map(len, rows))
+    batch = {
+        "input_ids": torch.tensor([[0] * (width - len(r)) + r for r in rows]),
+        "attention_mask": torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows]),
+    }
+    generator = StaticGenerator.for_base(base, smollm2_tokenizer, batch_size=2, max_cache_len=32, sampling=config)
+    generator.stop_ids = frozenset()
+    draws = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        expected = base.generate(**batch, max_new_tokens=12, eos_token_id=None, pad_token_id=0, **hf_sampling(config))
+        out = generator.generate(rows, max_new_base_tokens=12, seed=seed)
+        assert out.tokens == expected[:, width:].tolist()
+        draws.append(out.tokens)
+    assert draws[0] != draws[1]  # the seed matters
+    assert generator.generate(rows, max_new_base_tokens=12, seed=1).tokens == draws[1]  # and repeats
+
+
+@pytest.mark.parametrize("config", SAMPLINGS, ids=["k-p-t", "temperature", "top-p"])
+def test_zip2zip_loop_samples_what_model_generate_samples(pair, config):
+    tok, model = pair
+    prompts = [TEXT[:150], "x = 1\ny = 2\nx = 1\n"]
+    batch = tok(prompts, padding=True, padding_side="left", return_tensors="pt")
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=96, sampling=config)
+    generator.stop_ids = frozenset()
+    hyper = 0
+    for seed in (0, 3):
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            expected = model.generate(
+                **batch, max_new_tokens=12, eos_token_id=None, pad_token_id=0, **hf_sampling(config)
+            )
+        out = generator.generate([tok.encode(p) for p in prompts], max_new_base_tokens=12, seed=seed)
+        for row in range(2):
+            new = expected[row, batch["input_ids"].shape[1] :].tolist()
+            assert out.tokens[row] == new[: len(out.tokens[row])] and out.tokens[row]
+            hyper += sum(code >= tok.vocab_size for code in out.tokens[row])
+            prompt = batch["input_ids"][row][batch["attention_mask"][row].bool()]
+            assert out.texts[row] == tok.decode(out.tokens[row], state=tok.state_after(prompt))
+    if config.top_k:  # among the 20 largest logits: hypertokens drawn too (over all 49k ids, rarely)
+        assert hyper > 0
+
+
+def test_sampling_settings_are_checked_and_greedy_is_the_argmax():
+    for bad in ({"temperature": 0.0}, {"top_k": -1}, {"top_p": 0.0}, {"top_p": 1.5}):
+        with pytest.raises(ModelInputError, match=next(iter(bad))):
+            SamplingConfig(do_sample=True, **bad)
+    logits = torch.tensor([[0.0, 3.0, 1.0, 2.9], [5.0, -1.0, 0.0, 4.0]])
+    assert sample_next(logits, SamplingConfig()).tolist() == [1, 0]
+    torch.manual_seed(0)
+    narrow = [sample_next(logits, SamplingConfig(do_sample=True, top_k=2)).tolist() for _ in range(200)]
+    assert {tuple(n) for n in narrow} <= {(1, 0), (3, 0), (1, 3), (3, 3)}  # only the two largest of each row
+    assert len({n[0] for n in narrow}) == 2
+    nucleus = [sample_next(logits, SamplingConfig(do_sample=True, top_p=0.01)).tolist() for _ in range(50)]
+    assert all(n == [1, 0] for n in nucleus)  # a tiny nucleus keeps the largest logit only
 
 
 def test_forced_hypertoken_stream_matches_a_full_forward(pair):

@@ -1,6 +1,6 @@
 # transformers' classes are only partly annotated: calls into them are allowed untyped here.
 # mypy: allow-untyped-calls
-"""Greedy generation with a static KV cache and CUDA graphs: the fast decoding loop.
+"""Greedy or sampled generation with a static KV cache and CUDA graphs: the fast decoding loop.
 
 `StaticGenerator.for_base` (a plain causal LM) and `StaticGenerator.for_zip2zip` (a
 `Zip2ZipForCausalLM`) run the same loop, so that their costs can be compared
@@ -24,6 +24,11 @@ rows; the logits graph then takes the greedy code over the base logits and the a
 logits. A greedy code is never a KwKwK code (the entry its own reading creates is not offered);
 a forced one may be, and that step runs serially (encoders, then decoder).
 
+Sampling (``sampling=SamplingConfig(do_sample=True, temperature=..., top_k=..., top_p=...)``,
+`zip2zip.generation.sampling`) runs inside the same graphs: the logits graph draws the next code
+over the full ``[B, V + K]`` logits (the entries not installed at ``-inf``), and
+``generate(seed=...)`` seeds the draws.
+
 Models with sliding-window layers are not supported (the mask here is a plain causal one).
 """
 
@@ -37,6 +42,7 @@ import torch.nn.functional as F
 
 from zip2zip._core import CodecBatch, CodecState
 from zip2zip.errors import ModelInputError
+from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
 from zip2zip.nn import RowTable
 from zip2zip.ops.reference import softcapped
@@ -58,6 +64,7 @@ class StaticGenerator(StaticLoop):
         max_cache_len: int,
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> BaseStaticGenerator:
         """A generator for a plain causal LM and its Hugging Face tokenizer."""
         return BaseStaticGenerator(
@@ -67,6 +74,7 @@ class StaticGenerator(StaticLoop):
             max_cache_len=max_cache_len,
             cuda_graphs=cuda_graphs,
             prefill_graphs=prefill_graphs,
+            sampling=sampling,
         )
 
     @classmethod
@@ -79,6 +87,7 @@ class StaticGenerator(StaticLoop):
         max_cache_len: int,
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> Zip2ZipStaticGenerator:
         """A generator for a `Zip2ZipForCausalLM` and its `Zip2ZipTokenizer`. For speed, merge a
         LoRA adapter first (`Zip2ZipForCausalLM.merge_lora`)."""
@@ -89,6 +98,7 @@ class StaticGenerator(StaticLoop):
             max_cache_len=max_cache_len,
             cuda_graphs=cuda_graphs,
             prefill_graphs=prefill_graphs,
+            sampling=sampling,
         )
 
 
@@ -105,6 +115,7 @@ class BaseStaticGenerator(StaticGenerator):
         max_cache_len: int,
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> None:
         super().__init__(
             model,
@@ -113,6 +124,7 @@ class BaseStaticGenerator(StaticGenerator):
             eos_token_id=stop_ids(model, tokenizer),
             cuda_graphs=cuda_graphs,
             prefill_graphs=prefill_graphs,
+            sampling=sampling,
         )
         self.tokenizer = tokenizer
 
@@ -126,7 +138,7 @@ class BaseStaticGenerator(StaticGenerator):
         logits = F.linear(hidden[:, -1], self.head)
         if self.softcap is not None:
             logits = softcapped(logits, self.softcap)
-        self.next_codes.copy_(logits.argmax(-1))
+        self.next_codes.copy_(self._pick(logits))
         self.codes_in.copy_(self.next_codes)
         self.cursor.add_(1)
 
@@ -148,7 +160,9 @@ class BaseStaticGenerator(StaticGenerator):
         ids, mask, positions = inputs["ids"], inputs["mask"], inputs["positions"]
         hidden = self._decode(self.embedding(ids), positions, self._prefill_bias(mask))
         logits = F.linear(hidden[:, -1], self.head)
-        self.next_codes.copy_(logits.argmax(-1))
+        if self.softcap is not None:
+            logits = softcapped(logits, self.softcap)
+        self.next_codes.copy_(self._pick(logits))
         self.codes_in.copy_(self.next_codes)
         self.positions.copy_(positions[:, -1])
         self.cursor.fill_(ids.shape[1])
@@ -169,6 +183,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         max_cache_len: int,
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> None:
         base = model.base
         if model.has_adapter:  # run through the peft wrapper's model (LoRA layers included)
@@ -180,6 +195,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             eos_token_id=stop_ids(model, tokenizer),
             cuda_graphs=cuda_graphs,
             prefill_graphs=prefill_graphs,
+            sampling=sampling,
         )
         if tokenizer.config != model.codebook_config():
             raise ModelInputError("the tokenizer's codebook config is not the model's")
@@ -258,14 +274,14 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.cursor.add_(1)
 
     def _choose(self) -> None:
-        """The greedy code over base logits and available hyper logits. Without soft-capping
-        it compares the two maxima instead of concatenating ``[B, V + K]`` logits: the same
-        choice (ties go to the base id, as argmax over the concatenation gives)."""
+        """The next code over base logits and available hyper logits, greedy or sampled. Greedy
+        without soft-capping compares the two maxima instead of concatenating ``[B, V + K]``
+        logits: the same choice (ties go to the base id, as argmax over the concatenation gives)."""
         installed = self.packed[self._layout(0)[0]]
         rows = self.output_rows[:, : self.slots]
-        if self.softcap is not None:
+        if self.softcap is not None or self.sampling.do_sample:
             logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)
-            self.next_codes.copy_(logits[:, -1].argmax(-1))
+            self.next_codes.copy_(self._pick(logits[:, -1]))
         else:
             base = F.linear(self.hidden, self.head)[:, -1]
             base_best = base.argmax(-1)
@@ -413,7 +429,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         logits = hyper.logits(
             hidden[:, -1:], self.head, self.output_rows[:, : self.slots], inputs["installed"][:, None], self.softcap
         )
-        self.next_codes.copy_(logits[:, -1].argmax(-1))
+        self.next_codes.copy_(self._pick(logits[:, -1]))
         self.codes_in.copy_(self.next_codes)
         self.positions.copy_(positions[:, -1])
         self.cursor.fill_(ids.shape[1])

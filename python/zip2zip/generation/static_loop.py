@@ -20,6 +20,7 @@ from transformers import StaticCache
 
 from zip2zip._compat import cache_kwargs
 from zip2zip.errors import ModelInputError
+from zip2zip.generation.sampling import SamplingConfig, sample_next
 
 
 @dataclass
@@ -104,7 +105,8 @@ def buckets(limit: int) -> list[int]:
 
 
 class StaticLoop(abc.ABC):
-    """Greedy generation for a fixed batch size and cache length; see the module docstring.
+    """Greedy or sampled generation for a fixed batch size and cache length; see the module
+    docstring.
 
     Build a generator with `StaticGenerator.for_base` or `StaticGenerator.for_zip2zip`.
 
@@ -120,6 +122,8 @@ class StaticLoop(abc.ABC):
         prefill_graphs: also capture the prompt's forward pass, once per prompt shape (batch,
             positions, entries), and replay it: removes the host's launch overhead from prefill,
             at the cost of one capture per new shape.
+        sampling: how each next id or code is picked (default: greedy); `SamplingConfig`.
+            Fixed for the generator's life, since its steps are captured with it.
 
     Raises:
         ModelInputError: a model with sliding-window attention, or sizes below 1.
@@ -134,6 +138,7 @@ class StaticLoop(abc.ABC):
         eos_token_id: int | Sequence[int] | None,
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
+        sampling: SamplingConfig | None = None,
     ) -> None:
         if batch_size < 1 or max_cache_len < 2:
             raise ModelInputError(
@@ -165,6 +170,7 @@ class StaticLoop(abc.ABC):
         if prefill_graphs and not self.use_graphs:
             raise ModelInputError("prefill_graphs=True needs CUDA graphs")
         self.prefill_graphs = prefill_graphs
+        self.sampling = sampling or SamplingConfig()
         self._prefills: dict[
             tuple[tuple[int, ...], ...], tuple[torch.cuda.CUDAGraph, dict[str, torch.Tensor], dict[str, torch.Tensor]]
         ] = {}
@@ -184,6 +190,10 @@ class StaticLoop(abc.ABC):
         self.kv_bytes_per_position = 0
 
     # ------------------------------------------------------------------ shared tensor work
+
+    def _pick(self, logits: torch.Tensor) -> torch.Tensor:
+        """``[B]`` next ids or codes from ``[B, N]`` logits: greedy, or drawn (`sample_next`)."""
+        return sample_next(logits, self.sampling)
 
     def _decode(self, embeds: torch.Tensor, positions: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         out = self.decoder(
@@ -377,14 +387,19 @@ class StaticLoop(abc.ABC):
         *,
         max_new_base_tokens: int,
         forced: Sequence[Sequence[int]] | None = None,
+        seed: int | None = None,
     ) -> GenerationOutput:
-        """Greedy generation from prompt ids (base) or codes (zip2zip), one prompt per row.
+        """Generation from prompt ids (base) or codes (zip2zip), one prompt per row: greedy, or
+        sampled as the generator's ``sampling`` says.
 
         Args:
             prompts: at most ``batch_size`` prompts (their ids, or codes from an empty codebook).
             max_new_base_tokens: a row ends once it has generated this many base tokens (or EOS).
-            forced: instead of the greedy choice, feed these ids/codes (one stream per prompt;
+            forced: instead of the model's choice, feed these ids/codes (one stream per prompt;
                 a row ends when its stream does): for timing a given code stream.
+            seed: ``torch.manual_seed(seed)`` before the prompt's pass (sampling then draws
+                the same ids for the same seed; transformers' ``generate()`` seeded the same way
+                draws them too, given the same logits and a batch of ``batch_size`` prompts).
 
         Raises:
             ModelInputError: too many prompts, an empty prompt, or more positions than the cache has.
@@ -393,6 +408,8 @@ class StaticLoop(abc.ABC):
         rows = self._check_prompts(prompts, forced, max_new_base_tokens)
         self._initialise()
         self._reset()
+        if seed is not None:
+            torch.manual_seed(seed)
         count = len(prompts)
         _sync(self.device)
         start = time.perf_counter()
