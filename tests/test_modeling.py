@@ -496,3 +496,9 @@ def test_the_committed_trained_model_loads_and_writes_hypertokens():
     assert int((generated >= tokenizer.vocab_size).sum()) >= 1
     assert len(tokenizer.expand(generated, state)) > len(generated)
     assert "def " in tokenizer.decode(generated, state=state)
+    # Its base tokenizer pads as SmolLM2's own does (with <|im_end|>, a disabled id), like the one
+    # from_base builds from the GGUF: a batch of base ids pads without setting a pad token first.
+    base = tokenizer.base
+    assert base.pad_token == "<|im_end|>" and base.pad_token_id in tokenizer.config.disabled_ids
+    padded = base(["a", "bb cc dd"], padding=True, padding_side="left")["input_ids"]
+    assert padded[0][0] == base.pad_token_id and len(padded[0]) == len(padded[1])
