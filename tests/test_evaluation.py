@@ -26,6 +26,22 @@ def test_eval_without_hypertokens_scores_exactly_like_the_base(workspace, smollm
     assert row["codes"] == row["tokens"] and row["input_compression"] == 1.0
     assert row["zip_bytes"] == row["base_bytes"] and row["kwkwk"] == 0
     assert row["zip_bpb"] == pytest.approx(row["base_bpb"], rel=1e-5)
+    assert row["hyper_targets"] == 0 and row["base_targets"] == row["codes"] - 3  # every code but each window's first
+    assert row["base_nats_ratio"] == pytest.approx(1.0, rel=1e-5)
+
+
+def test_where_the_bits_go_splits_both_models_nats_by_the_kind_of_code(workspace, tok):
+    """The split adds up: the zip2zip model's nats over the hypertoken and base-id targets are its
+    total, and the base model's nats for the same tokens are its total over the scored tokens."""
+    from zip2zip.evaluation.scoring import score_text
+
+    model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    text = "#" + "def add(a, b):\n    return a + b\n" * 12  # a first code of one token, repeats after it
+    totals = score_text(model, tok, text, window=512)
+    assert totals["kwkwk"] == 0 and totals["hyper_targets"] > 0 and totals["base_targets"] > 0
+    assert totals["hyper_targets"] + totals["base_targets"] == totals["codes"] - 1
+    assert totals["zip_nats_hyper"] + totals["zip_nats_base"] == pytest.approx(totals["zip_nats"], rel=1e-9)
+    assert totals["base_nats_hyper"] + totals["base_nats_base"] == pytest.approx(totals["base_nats"], rel=1e-9)
 
 
 def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys):
@@ -56,6 +72,7 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     )
     printed = capsys.readouterr().out
     assert "| code |" in printed and "| chat |" in printed and "base tokens per code" in printed
+    assert "zip2zip / base nats on them" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     row = report["domains"]["code"]
     assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])

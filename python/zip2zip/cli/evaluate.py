@@ -76,15 +76,17 @@ def run(args: Any) -> int:
     model.eval()
     if torch.cuda.is_available():
         model = model.cuda()
-    report = evaluate(
-        model,
-        tokenizer,
-        args.data,
-        window=args.window,
-        max_windows=args.max_windows,
-        prompts=EVAL_PROMPTS if args.prompts == "builtin" else None,
-        max_new_codes=args.max_new_codes,
-    )
+    with tqdm(total=len(args.data), desc="bits per byte", unit="file") as bar:
+        report = evaluate(
+            model,
+            tokenizer,
+            args.data,
+            window=args.window,
+            max_windows=args.max_windows,
+            prompts=EVAL_PROMPTS if args.prompts == "builtin" else None,
+            max_new_codes=args.max_new_codes,
+            progress=lambda: bar.update(1),
+        )
     print(format_report(report))
     if args.answers:
         with tqdm(total=len(CODE_TASKS) + len(FACT_QUESTIONS), desc="checked answers") as bar:

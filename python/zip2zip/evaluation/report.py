@@ -15,6 +15,18 @@ def format_report(report: dict[str, Any]) -> str:
             f"| {domain} | {int(r['tokens']):,} | {int(r['codes']):,} | {r['input_compression']:.3f} | "
             f"{r['base_bpb']:.4f} | {r['zip_bpb']:.4f} | {r['bpb_ratio']:.3f} | {int(r['kwkwk'])} |"
         )
+    if all("hyper_share" in r for r in report["domains"].values()) and report["domains"]:
+        lines += [
+            "",
+            "| domain | hypertoken targets | share | zip2zip / base nats on them | base-id targets | "
+            "zip2zip / base nats on them |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for domain, r in report["domains"].items():
+            lines.append(
+                f"| {domain} | {int(r['hyper_targets']):,} | {r['hyper_share']:.1%} | {r['hyper_nats_ratio']:.3f} | "
+                f"{int(r['base_targets']):,} | {r['base_nats_ratio']:.3f} |"
+            )
     if report["generation"]:
         lines += [
             "",

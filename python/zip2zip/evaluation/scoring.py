@@ -7,6 +7,10 @@
   scored tokens or codes. A code whose entry is not installed when it is read (the rare KwKwK
   case) cannot be predicted at all; it is left out with its bytes, and counted.
 * Input compression: base tokens per code of the same windows.
+* Where the bits go: the scored codes split by kind (hypertokens, base ids), and for each kind
+  the zip2zip model's nats over the base model's nats for the same base tokens. A gap that sits
+  on the hypertoken targets is the hyper-encoders' and the choice to write an entry; one on the
+  base-id targets is the adapter's drift from the base model.
 * With ``--answers``: both models' answers to code tasks and fact questions that a program
   checks (`zip2zip.evaluation.answers`): how many are right.
 * Generation compression: base tokens per generated code, greedy, on built-in chat and code
@@ -23,7 +27,7 @@ compression as a self-contained SVG (no plotting library needed).
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +53,8 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
     device = _device(model)
     vocab = tokenizer.vocab_size
     totals = dict(base_nats=0.0, base_bytes=0, zip_nats=0.0, zip_bytes=0, tokens=0, codes=0, kwkwk=0)
+    for kind in ("hyper", "base"):  # where the bits go: by the kind of the code predicted
+        totals.update({f"{kind}_targets": 0, f"zip_nats_{kind}": 0.0, f"base_nats_{kind}": 0.0})
     starts = range(0, max(len(ids) - 1, 0), window)
     for number, start in enumerate(starts):
         if max_windows is not None and number >= max_windows:
@@ -59,7 +65,8 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
         tensor = torch.tensor([piece], device=device)
         with torch.no_grad(), base_only(model) as plain:
             logits = plain(input_ids=tensor).logits[0, :-1].float()
-        totals["base_nats"] += float(F.cross_entropy(logits, tensor[0, 1:], reduction="sum"))
+        base_nll = F.cross_entropy(logits, tensor[0, 1:], reduction="none").double().cpu()  # token i+1's
+        totals["base_nats"] += float(base_nll.sum())
         totals["base_bytes"] += len(base.decode(piece[1:]).encode("utf-8"))
         totals["tokens"] += len(piece)
 
@@ -78,16 +85,27 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
             "codebook_lengths": torch.from_numpy(encoding.codebook_lengths.astype("int64"))[None].to(device),
         }
         with torch.no_grad():
-            loss = model(**batch, labels=labels[None].to(device), return_logits=False).loss
-        count = int(predictable.sum())
-        totals["zip_nats"] += float(loss) * count
+            zip_logits = model(**batch).logits[0, :-1].float()
+        zip_nll = F.cross_entropy(zip_logits, labels[1:].to(device), ignore_index=-100, reduction="none").double()
+        zip_nll = zip_nll.cpu()
+        totals["zip_nats"] += float(zip_nll[predictable].sum())
+        # The base model's nats for the tokens each scored code stands for (tokens s..e-1 of the
+        # window; base_nll[i] is token i+1's), split by the kind of the code.
+        ends = np.cumsum(lengths)
+        spent = np.concatenate([[0.0], np.cumsum(base_nll.numpy())])
+        per_code = spent[ends[1:] - 1] - spent[ends[:-1] - 1]
+        hyper = (codes[1:] >= vocab).numpy()
+        for kind, chosen in (("hyper", hyper), ("base", ~hyper)):
+            chosen = chosen & predictable.numpy()
+            totals[f"{kind}_targets"] += int(chosen.sum())
+            totals[f"zip_nats_{kind}"] += float(zip_nll.numpy()[chosen].sum())
+            totals[f"base_nats_{kind}"] += float(per_code[chosen].sum())
         expanded = tokenizer.expand(encoding.codes)
         scored_tokens = expanded[int(lengths[0]) :]
         totals["zip_bytes"] += len(base.decode(scored_tokens.tolist()).encode("utf-8"))
         left_out = (~predictable).nonzero()[:, 0] + 1
         if len(left_out):
             totals["kwkwk"] += len(left_out)
-            ends = lengths.cumsum()
             for position in left_out.tolist():
                 phrase = expanded[int(ends[position] - lengths[position]) : int(ends[position])]
                 totals["zip_bytes"] -= len(base.decode(phrase.tolist()).encode("utf-8"))
@@ -150,8 +168,10 @@ def evaluate(
     max_windows: int | None = None,
     prompts: dict[str, list[str]] | None = None,
     max_new_codes: int = 64,
+    progress: Callable[[], None] | None = None,
 ) -> dict[str, Any]:
-    """Per-domain scores and generation compression; see the module's docstring."""
+    """Per-domain scores and generation compression; see the module's docstring. ``progress``
+    is called after each file is scored."""
     domains: dict[str, dict[str, float]] = {}
     for name in files:
         path = Path(name)
@@ -161,6 +181,8 @@ def evaluate(
         sums = domains.setdefault(path.parent.name or "text", {k: 0.0 for k in scores})
         for key, value in scores.items():
             sums[key] += value
+        if progress is not None:
+            progress()
     rows: dict[str, dict[str, float]] = {}
     for domain, t in domains.items():
         rows[domain] = {
@@ -170,6 +192,9 @@ def evaluate(
             "input_compression": t["tokens"] / max(t["codes"], 1),
         }
         rows[domain]["bpb_ratio"] = rows[domain]["zip_bpb"] / max(rows[domain]["base_bpb"], 1e-12)
+        for kind in ("hyper", "base"):  # the two models' nats for the same tokens
+            rows[domain][f"{kind}_nats_ratio"] = t[f"zip_nats_{kind}"] / max(t[f"base_nats_{kind}"], 1e-12)
+        rows[domain]["hyper_share"] = t["hyper_targets"] / max(t["hyper_targets"] + t["base_targets"], 1)
     generation = {
         name: generation_compression(model, tokenizer, ps, max_new_codes) for name, ps in (prompts or {}).items()
     }
