@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 
@@ -72,6 +73,31 @@ def test_model_takes_the_tokenizer_output(smol_pair):
     for position, count in enumerate(installed.tolist()):
         assert torch.isneginf(logits[position, tok.vocab_size + count :]).all()
         assert torch.isfinite(logits[position, tok.vocab_size : tok.vocab_size + count]).all()
+
+
+def test_logits_to_keep_computes_the_last_positions_only_and_generate_asks_for_one(smol_pair, monkeypatch):
+    tok, model = smol_pair
+    batch = tok(TEXTS, padding=True, padding_side="left", return_tensors="pt")
+    with torch.no_grad():
+        full = model(**batch).logits
+        last = model(**batch, logits_to_keep=2).logits
+    assert last.shape == (full.shape[0], 2, full.shape[2])
+    torch.testing.assert_close(last, full[:, -2:])
+    with pytest.raises(z.ModelInputError, match="logits_to_keep"):
+        model(**batch, logits_to_keep=-1)
+    widths = []
+    forward = type(model).forward
+
+    @functools.wraps(forward)  # generate() reads forward's signature
+    def spy(self, *args, **kwargs):
+        out = forward(self, *args, **kwargs)
+        widths.append(out.logits.shape[1])
+        return out
+
+    monkeypatch.setattr(type(model), "forward", spy)
+    with torch.no_grad():
+        model.generate(**batch, max_new_tokens=3, do_sample=False)
+    assert widths == [1, 1, 1]  # the prompt's pass included: one position of logits per row
 
 
 def test_save_and_load_reproduce_the_logits_and_reject_bad_checkpoints(smol_pair, tmp_path):

@@ -249,6 +249,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             "codebook_lengths": kwargs.get("codebook_lengths"),
             "installed": kwargs.get("installed"),
             "zip2zip_state": kwargs.get("zip2zip_state"),
+            "logits_to_keep": kwargs.get("logits_to_keep") or 0,
         }
 
     def _start_generation(

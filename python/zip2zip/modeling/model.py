@@ -284,6 +284,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         zip2zip_state: GenerationState | None = None,
         return_logits: bool = True,
         loss_terms: Sequence[LossTerm] = (),
+        logits_to_keep: int = 0,
         **kwargs: Any,
     ) -> Zip2ZipCausalLMOutput:
         """Run the base model over codes.
@@ -307,6 +308,9 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
                 (`zip2zip.modeling.loss_terms`; the distillation and adapter KL terms of
                 `zip2zip.training.losses`). The loss adds each term's ``weight`` times its value,
                 and ``loss_terms`` of the output holds the values, detached.
+            logits_to_keep: without ``labels``, compute the logits of the last this many positions
+                only (0: all), as transformers' models do; ``generate()`` asks for 1, so that
+                a long prompt's pass does not hold ``[B, L, V + K]`` logits.
 
         Returns:
             `Zip2ZipCausalLMOutput` (a ``CausalLMOutputWithPast``) with ``logits`` ``[B, L, V + K]``
@@ -320,6 +324,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         cache = pick_cache(cache, past_key_values)
         if zip2zip_state is not None and zip2zip_state.started:
             return self._decode_step(input_ids, attention_mask, cache, zip2zip_state, **kwargs)
+        if logits_to_keep < 0:
+            raise ModelInputError(f"logits_to_keep must be >= 0, got {logits_to_keep}")
         batch, length = input_ids.shape
         config = self.config
         if codebook is None:
@@ -378,6 +384,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         if labels is not None and not return_logits:
             logits = None
             loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
+        elif labels is None and logits_to_keep:
+            kept = slice(-logits_to_keep, None)
+            logits = self.hyper.logits(hidden[:, kept], head, output_rows, installed[:, kept], self._softcap())
+            loss = None
         else:
             logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap())
             loss = None if labels is None else self.hyper.loss(logits, labels, installed)
