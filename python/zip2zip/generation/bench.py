@@ -72,11 +72,17 @@ def _run_set(generator: Any, prompts: list[list[int]], batch_size: int, budget: 
     return totals
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run of median ``seconds`` (a whole run, so that its texts come with it), with every
+    run's seconds as ``seconds_all``."""
+    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    best["seconds_all"] = [r["seconds"] for r in runs]
+    return best
+
+
 def _median_run(generator: Any, prompts: list[list[int]], batch_size: int, budget: int, repeats: int) -> dict[str, Any]:
     _run_set(generator, prompts, batch_size, budget)  # warm-up: captures the graphs
-    runs = [_run_set(generator, prompts, batch_size, budget) for _ in range(repeats)]
-    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-    return best
+    return median_run([_run_set(generator, prompts, batch_size, budget) for _ in range(repeats)])
 
 
 def load_pair(folder: str) -> tuple[torch.device, torch.dtype, Zip2ZipTokenizer, Any, Any]:

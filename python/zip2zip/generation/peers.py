@@ -30,7 +30,7 @@ import torch
 
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, grounded_prompts, user_text
 from zip2zip.files import write_atomic
-from zip2zip.generation.bench import _chunks, _environment, load_pair
+from zip2zip.generation.bench import _chunks, _environment, load_pair, median_run
 from zip2zip.generation.speculative import SpeculationStats, speculative_generate
 from zip2zip.generation.static_loop import stop_ids
 
@@ -132,10 +132,9 @@ def _timed(
             torch.cuda.synchronize()
         if attempt:
             runs.append({"seconds": time.perf_counter() - start, "texts": texts, "new_tokens": tokens})
-    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    best = median_run(runs)
     best["bytes"] = sum(len(t.encode("utf-8")) for t in best["texts"])
     best["bytes_per_s"] = best["bytes"] / best["seconds"]
-    best["seconds_all"] = [r["seconds"] for r in runs]
     return best
 
 

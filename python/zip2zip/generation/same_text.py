@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, user_text
-from zip2zip.generation.bench import _chunks, _environment, load_pair
+from zip2zip.generation.bench import _chunks, _environment, load_pair, median_run
 from zip2zip.generation.speculative import PhraseIndex, _cut, _Draft
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.tokenizer import Zip2ZipTokenizer
@@ -65,10 +65,9 @@ def _timed_forced(
             run["texts"] += out.texts
         if attempt:
             runs.append(run)
-    best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
+    best = median_run(runs)
     best["bytes_per_s"] = best["bytes"] / best["seconds"]
     best["decode_us_per_byte"] = best["decode_s"] / max(best["bytes"], 1) * 1e6
-    best["seconds_all"] = [r["seconds"] for r in runs]
     return best
 
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from transformers import DynamicCache, GenerationMixin, LogitsProcessorList, StoppingCriteriaList
 
@@ -316,22 +317,28 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         # entries this step created (usually one per row, or none).
         assert state.codecs is not None
         lengths, installed, rows, slots, phrases, phrase_lengths = state.codecs.step(codes.cpu().numpy())
-        if len(rows):
-            device = codes.device
-            phrase_table = torch.from_numpy(phrases.astype("int64")).to(device)
-            phrase_len = torch.from_numpy(phrase_lengths.astype("int64")).to(device)
+        steps = lengths if self.config.position_mode == "base" else lengths * 0 + 1
+        # Everything the step sends to the device in one copy (a copy from pageable memory
+        # waits for the device to finish what is queued; one from pinned memory does not).
+        batch, new = len(codes), len(rows)
+        packed = torch.from_numpy(
+            np.concatenate([installed, steps, rows, slots, phrase_lengths, phrases.reshape(-1)]).astype(np.int64)
+        )
+        if codes.device.type == "cuda":
+            packed = packed.pin_memory()
+        packed = packed.to(codes.device, non_blocking=True)
+        state.installed, advance = packed[:batch], packed[batch : 2 * batch]
+        if new:
+            index_rows, index_slots, phrase_len = packed[2 * batch :].narrow(0, 0, 3 * new).view(3, new)
+            phrase_table = packed[2 * batch + 3 * new :].view(new, -1)
             rows_in = self.hyper.encode_phrases(
                 self._input_lookup(), phrase_table, phrase_len, self.hyper.input_encoder
             )
             rows_out = self.hyper.encode_phrases(RowTable(head), phrase_table, phrase_len, self.hyper.output_encoder)
-            index_rows = torch.from_numpy(rows.astype("int64")).to(device)
-            index_slots = torch.from_numpy(slots.astype("int64")).to(device)
             self._grow_rows(state, int(slots.max()) + 1)
             state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
             state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
-        state.installed = torch.from_numpy(installed.astype("int64")).to(codes.device)
-        steps = lengths if self.config.position_mode == "base" else lengths * 0 + 1
-        state.last_position = state.last_position + torch.from_numpy(steps.astype("int64")).to(codes.device)
+        state.last_position = state.last_position + advance
         outputs = self.base.get_decoder()(
             inputs_embeds=inputs_embeds,
             attention_mask=attention_mask,
