@@ -238,6 +238,26 @@ def generate_answers(
     return records
 
 
+def copy_summary(records: list[dict[str, Any]], grounded: list[str]) -> str:
+    """How much the edits' answers copy their input: the share with a code block, and the mean
+    share of the quoted code's non-blank lines that the answer repeats."""
+    asked = set(grounded)
+    answers = [r["messages"] for r in records if r["messages"][0]["content"] in asked]
+    if not answers:
+        return "no whole answers to the edit prompts"
+    blocks = sum("```" in m[1]["content"] for m in answers)
+    shares = []
+    for user, assistant in answers:
+        quoted = user["content"].split("```python\n", 1)[-1].rsplit("```", 1)[0]
+        lines = {line.strip() for line in quoted.splitlines() if line.strip()}
+        said = {line.strip() for line in assistant["content"].splitlines()}
+        shares.append(len(lines & said) / max(len(lines), 1))
+    return (
+        f"{len(answers)} whole answers of {len(grounded)} edit prompts: {blocks / len(answers):.0%} with a code "
+        f"block, {sum(shares) / len(shares):.0%} of the quoted lines repeated on average"
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out")
@@ -276,6 +296,8 @@ def main() -> int:
     records += generate_answers(
         model, tokenizer, grounded, args.batch_size, args.grounded_max_new_tokens, finished_only=True, sample=False
     )
+    if grounded:
+        print(copy_summary(records, grounded))
     with open(args.out, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
