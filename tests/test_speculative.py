@@ -91,6 +91,20 @@ def test_a_draft_cut_keeps_to_its_phrase_limit(tok):
         speculative_generate(None, torch.ones(1, 2, dtype=torch.long), max_new_tokens=4, max_draft_phrase=0)
 
 
+def test_adaptive_drafts_give_the_same_codes_and_propose_no_more(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    runs = {
+        adaptive: speculative_generate(
+            model, batch["input_ids"], batch["attention_mask"], max_new_tokens=30, num_draft_codes=8, adaptive=adaptive
+        )
+        for adaptive in (True, False)
+    }
+    assert torch.equal(runs[True].sequences, runs[False].sequences)
+    assert runs[True].stats.proposed < runs[False].stats.proposed  # failed drafts shrank the next ones
+    assert runs[True].stats.accepted > 0
+
+
 def test_no_drafts_is_one_code_a_pass(saved):
     _, tok, model = saved
     batch = left_padded(tok, [TEXTS[1]])

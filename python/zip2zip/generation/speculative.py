@@ -232,6 +232,7 @@ def speculative_generate(
     max_new_base_tokens: int | None = None,
     output_hypertokens: bool = True,
     max_draft_phrase: int | None = None,
+    adaptive: bool = True,
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -250,6 +251,10 @@ def speculative_generate(
         max_draft_phrase: the most base tokens one draft code may stand for (default: the
             codebook's S; 1: drafts of base ids). A model that writes shorter hypertokens than
             the encoder cuts accepts more of a draft cut shorter; the output is the same.
+        adaptive: size each row's drafts by how the last one fared: halved (down to 1 code)
+            when none of it was accepted, doubled (up to ``num_draft_codes``) when all of it
+            was, so that a row whose guesses fail does not encode and verify long drafts. The
+            output is the same either way; False keeps ``num_draft_codes`` throughout.
 
     Raises:
         ModelInputError: bad shapes or counts, or a right-padded batch.
@@ -309,6 +314,7 @@ def speculative_generate(
         lookups.append(lookup)
         phrase_index.append(PhraseIndex())
     new_codes: list[list[int]] = [[] for _ in range(batch)]
+    draft_sizes = [num_draft_codes] * batch
     base_counts = [0] * batch
     done = [False] * batch
     stats = SpeculationStats()
@@ -335,7 +341,7 @@ def speculative_generate(
             if ends(row, chosen[row], length):
                 done[row] = True
                 continue
-            budget = min(num_draft_codes, max_new_tokens - len(new_codes[row]))
+            budget = min(draft_sizes[row], max_new_tokens - len(new_codes[row]))
             if budget > 0:
                 guess = lookups[row].propose(budget * config.max_subtokens)
                 phrase_index[row].update(trackers[row])
@@ -396,6 +402,11 @@ def speculative_generate(
                     done[row] = True
                     break
             stats.accepted += accepted
+            if adaptive and len(verified.codes) > 1:  # a draft was verified: size the next one by it
+                if accepted == len(verified.codes) - 1:
+                    draft_sizes[row] = min(num_draft_codes, draft_sizes[row] * 2)
+                elif accepted == 0:
+                    draft_sizes[row] = max(1, draft_sizes[row] // 2)
             chosen[row] = greedy[row][accepted]
             kept[row, : accepted + 1] = 1
             last_position[row] = positions[row, accepted]
