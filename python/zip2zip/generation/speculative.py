@@ -43,6 +43,9 @@ from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
 from zip2zip.nn import RowTable
 
+REST_PASSES = 8
+"""Passes an adaptive row drafts nothing after its one-code draft failed."""
+
 
 @dataclass
 class SpeculationStats:
@@ -251,10 +254,12 @@ def speculative_generate(
         max_draft_phrase: the most base tokens one draft code may stand for (default: the
             codebook's S; 1: drafts of base ids). A model that writes shorter hypertokens than
             the encoder cuts accepts more of a draft cut shorter; the output is the same.
-        adaptive: size each row's drafts by how the last one fared: halved (down to 1 code)
-            when none of it was accepted, doubled (up to ``num_draft_codes``) when all of it
-            was, so that a row whose guesses fail does not encode and verify long drafts. The
-            output is the same either way; False keeps ``num_draft_codes`` throughout.
+        adaptive: size each row's drafts by how the last one fared: halved when none of it was
+            accepted (a one-code draft that fails leaves the row drafting nothing for
+            `REST_PASSES` passes, plain steps, then one code again), doubled (up to
+            ``num_draft_codes``) when all of it was; so a row whose guesses fail does not
+            encode, verify and cache long drafts. The output is the same either way; False
+            keeps ``num_draft_codes`` throughout.
 
     Raises:
         ModelInputError: bad shapes or counts, or a right-padded batch.
@@ -315,6 +320,7 @@ def speculative_generate(
         phrase_index.append(PhraseIndex())
     new_codes: list[list[int]] = [[] for _ in range(batch)]
     draft_sizes = [num_draft_codes] * batch
+    resting = [0] * batch
     base_counts = [0] * batch
     done = [False] * batch
     stats = SpeculationStats()
@@ -341,6 +347,9 @@ def speculative_generate(
             if ends(row, chosen[row], length):
                 done[row] = True
                 continue
+            if draft_sizes[row] == 0 and num_draft_codes:  # resting after failed drafts, then one code again
+                resting[row] -= 1
+                draft_sizes[row] = 1 if resting[row] <= 0 else 0
             budget = min(draft_sizes[row], max_new_tokens - len(new_codes[row]))
             if budget > 0:
                 guess = lookups[row].propose(budget * config.max_subtokens)
@@ -406,7 +415,8 @@ def speculative_generate(
                 if accepted == len(verified.codes) - 1:
                     draft_sizes[row] = min(num_draft_codes, draft_sizes[row] * 2)
                 elif accepted == 0:
-                    draft_sizes[row] = max(1, draft_sizes[row] // 2)
+                    draft_sizes[row] //= 2
+                    resting[row] = REST_PASSES
             chosen[row] = greedy[row][accepted]
             kept[row, : accepted + 1] = 1
             last_position[row] = positions[row, accepted]
