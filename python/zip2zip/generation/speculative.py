@@ -416,7 +416,7 @@ def speculative_generate(
                     draft_sizes[row] = min(num_draft_codes, draft_sizes[row] * 2)
                 elif accepted == 0:
                     draft_sizes[row] //= 2
-                    resting[row] = REST_PASSES
+                    resting[row] = REST_PASSES if draft_sizes[row] == 0 else 0
             chosen[row] = greedy[row][accepted]
             kept[row, : accepted + 1] = 1
             last_position[row] = positions[row, accepted]
