@@ -3,6 +3,7 @@ decoding, drafts that stand for the guessed text, and clear errors."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -211,13 +212,71 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
         progress=printed.append,
     )
     assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"}
-    assert sum(line.startswith("  ") for line in printed) == 14 and len(printed) == 14 + 4  # kinds, then rows
+    assert sum(line.startswith("  ") for line in printed) == 18 and len(printed) == 18 + 4  # kinds, then rows
     one, two = results["sets"]["grounded/b1"], results["sets"]["grounded/b2"]
-    assert set(KINDS) <= set(one) and "base + lookup" not in two
+    assert set(KINDS) <= set(one) and "base + lookup" not in two and "base + batched lookup" in two
     for row in (one, two):
-        assert row["speculation_same_answers"] == 1.0
+        # Lossless: speculation gives the zip2zip model's plain answers, the batched lookup the base's.
+        assert row["speculation_same_answers"] == 1.0 and row["batched_lookup_same_answers"] == 1.0
         assert all(row[kind]["bytes_per_s"] > 0 and row[kind]["new_tokens"] > 0 for kind in KINDS if kind in row)
+        assert row["base + batched lookup"]["new_tokens"] == row["base"]["new_tokens"]
     assert one["lookup_same_answers"] == 1.0
     assert one["ratios"]["base"] == 1.0
+    faster = max(one["base + lookup"]["bytes_per_s"], one["base + batched lookup"]["bytes_per_s"])
+    assert one["speculation_over_lookup"] == one["zip2zip + speculation"]["bytes_per_s"] / faster
     table = format_peers(results)
     assert table.count("\n| grounded |") == 2 and "n/a" in table
+
+
+def test_the_peers_comparison_runs_the_kinds_asked_for(saved):
+    """``kinds`` picks what runs (the base always, as every ratio's denominator); the table
+    prints n/a for the rest, and an unknown kind is refused by name."""
+    from zip2zip.cli.bench import add_arguments
+    from zip2zip.generation.peers import KIND_NAMES, compare_peers, format_peers
+
+    _, tok, model = saved
+    args = dict(batch_sizes=[2], max_new_tokens=6, repeats=1, draft_codes=4, lookup_tokens=4, progress=lambda _: None)
+    results = compare_peers(
+        model.base, tok.base, model, tok, {"chat": ["Hello hello hello"]}, kinds=("base + batched lookup",), **args
+    )
+    row = results["sets"]["chat/b2"]
+    assert set(row) & set(KIND_NAMES.values()) == {"base", "base + batched lookup"}
+    assert row["batched_lookup_same_answers"] == 1.0 and "speculation_over_lookup" not in row
+    assert format_peers(results).count("n/a") >= 6
+    with pytest.raises(ValueError, match="unknown kinds"):
+        compare_peers(model.base, tok.base, model, tok, {"chat": ["Hi"]}, kinds=("beam",), **args)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    kinds = next(action for action in parser._actions if action.dest == "kinds")
+    assert list(kinds.choices) == list(KIND_NAMES)
+
+
+def test_the_batched_lookup_peer_is_the_base_model_with_accepted_drafts(smollm2_tokenizer):
+    """The ``base + batched lookup`` peer on the real SmolLM2: each row of a left-padded batch
+    gets the base model's own greedy answer to its prompt alone, and drafts are accepted when the
+    answer copies the prompt."""
+    from zip2zip.generation.peers import batched_lookup_model
+    from zip2zip.sources import SMOLLM2_SOURCE, load_base_model
+
+    base = load_base_model(SMOLLM2_SOURCE).eval()
+    model, tok = batched_lookup_model(base, smollm2_tokenizer)
+    assert model.config.max_codebook_size == 0
+    source = "def area(width, height):\n    return width * height\n\n\ndef perimeter(width, height):\n    return 2 * (width + height)\n"
+    prompts = ["Repeat this code exactly:\n```python\n" + source + "```", "What is the capital of France?"]
+    texts = [
+        smollm2_tokenizer.apply_chat_template(
+            [{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )
+        for p in prompts
+    ]
+    tok.padding_side = "left"
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = speculative_generate(
+            model, batch["input_ids"], batch["attention_mask"], max_new_tokens=40, num_draft_codes=10
+        )
+        for row, text in enumerate(texts):
+            alone = smollm2_tokenizer(text, return_tensors="pt", add_special_tokens=False)
+            plain = base.generate(**alone, max_new_tokens=40, do_sample=False)[0, alone["input_ids"].shape[1] :]
+            assert out.new_codes[row] == plain.tolist()[: len(out.new_codes[row])] and len(out.new_codes[row]) > 5
+    assert out.stats.accepted >= 10 and out.stats.passes < len(out.new_codes[0]) - 10

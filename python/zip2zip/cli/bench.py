@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--peers",
         action="store_true",
         help="with --model: through transformers' generate(), the base model, the base with prompt lookup "
-        "decoding, the zip2zip model and the zip2zip model with hypertoken speculation, on input-grounded, "
+        "decoding (transformers' at batch 1, and batched in the speculation loop), the zip2zip model and the zip2zip model with hypertoken speculation, on input-grounded, "
         "code and chat prompts (zip2zip.generation.peers)",
     )
     parser.add_argument(
@@ -65,6 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sets", nargs="+", choices=["grounded", "code", "chat"], help="--peers: the prompt sets (default: all)"
     )
     parser.add_argument("--lookup-tokens", type=int, default=10, help="--peers: the base's prompt_lookup_num_tokens")
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=["base", "lookup", "batched-lookup", "zip2zip", "speculation"],
+        help="--peers: what runs besides the base model (default: all; batched-lookup is the base's prompt "
+        "lookup at any batch size, in the speculation loop)",
+    )
     parser.add_argument("--json", help="also write the results here")
 
 

@@ -8,6 +8,10 @@ prompts, greedy, in one process:
 - ``base``: the base model;
 - ``base + lookup``: the base model with transformers' prompt lookup decoding
   (``prompt_lookup_num_tokens``; transformers runs it at batch size 1 only);
+- ``base + batched lookup``: the same drafts (the latest earlier occurrence of the text's last
+  n-gram) at any batch size, as vLLM's n-gram proposer serves them: the base model wrapped with
+  an empty codebook (K = 0, so its logits are the base's) and run through the speculation loop,
+  one base token per draft code (`batched_lookup_model`);
 - ``zip2zip``: the zip2zip model;
 - ``zip2zip + speculation``: the zip2zip model with hypertoken speculation
   (`zip2zip.generation.speculative`, through ``generate(prompt_lookup_num_tokens=...)``).
@@ -34,7 +38,10 @@ from zip2zip.generation.bench import _chunks, _environment, load_pair, median_ru
 from zip2zip.generation.speculative import SpeculationStats, speculative_generate
 from zip2zip.generation.static_loop import stop_ids
 
-KINDS = ("base", "base + lookup", "zip2zip", "zip2zip + speculation")
+KINDS = ("base", "base + lookup", "base + batched lookup", "zip2zip", "zip2zip + speculation")
+LOOKUPS = ("base + lookup", "base + batched lookup")
+# ``--kinds`` on the command line: short names of `KINDS`.
+KIND_NAMES = dict(zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation"), KINDS))
 
 
 def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
@@ -65,6 +72,18 @@ def _base_runner(base: Any, tokenizer: Any, lookup: int | None) -> Callable[[lis
         return [tokenizer.decode(ids, skip_special_tokens=True) for ids in new], sum(map(len, new))
 
     return run
+
+
+def batched_lookup_model(base: Any, base_tokenizer: Any) -> tuple[Any, Any]:
+    """The base model as a zip2zip model with an empty codebook (K = 0: its codes are base ids
+    and its logits the base's), and that codebook's tokenizer: what ``generate(
+    prompt_lookup_num_tokens=N)`` turns into prompt lookup decoding of the base at any batch size."""
+    from zip2zip.modeling import Zip2ZipForCausalLM
+    from zip2zip.tokenizer import Zip2ZipTokenizer
+
+    tokenizer = Zip2ZipTokenizer.from_base(base_tokenizer, max_codebook_size=0)
+    model: Any = Zip2ZipForCausalLM.from_base(base, tokenizer)
+    return model.to(device=base.device, dtype=base.dtype).eval(), tokenizer
 
 
 def _zip2zip_runner(
@@ -159,18 +178,25 @@ def compare_peers(
     draft_codes: int = 8,
     lookup_tokens: int = 10,
     max_draft_phrase: int | None = None,
+    kinds: tuple[str, ...] = KINDS,
     progress: Callable[[str], None] = print,
     checkpoint: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
-    """The four kinds on every set and batch size (``sets``: name -> user prompts). Batch sizes
-    over 1 skip ``base + lookup`` (transformers runs prompt lookup at batch size 1 only).
+    """The ``kinds`` (default: all of `KINDS`; ``base`` is always run, as every ratio's
+    denominator) on every set and batch size (``sets``: name -> user prompts). Batch sizes over 1
+    skip ``base + lookup`` (transformers runs prompt lookup at batch size 1 only).
     ``max_draft_phrase``: the most base tokens a draft code stands for (`speculative_generate`).
     ``progress`` gets a line per kind timed; ``checkpoint`` the results so far after each row."""
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        raise ValueError(f"unknown kinds {unknown}: choose from {list(KINDS)}")
+    kinds = tuple(kind for kind in KINDS if kind in kinds or kind == "base")
     results: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "draft_codes": draft_codes,
         "lookup_tokens": lookup_tokens,
         "max_draft_phrase": max_draft_phrase,
+        "kinds": list(kinds),
         "sets": {},
     }
     runners = {
@@ -179,11 +205,15 @@ def compare_peers(
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
         "zip2zip + speculation": _zip2zip_runner(model, tokenizer, draft_codes, max_draft_phrase),
     }
+    if "base + batched lookup" in kinds:
+        runners["base + batched lookup"] = _zip2zip_runner(
+            *batched_lookup_model(base, base_tokenizer), lookup_tokens, 1
+        )
     for name, prompts in sets.items():
         rendered = [user_text(base_tokenizer, p) for p in prompts]
         for batch in batch_sizes:
             row: dict[str, Any] = {}
-            for kind in KINDS:
+            for kind in kinds:
                 if kind == "base + lookup" and batch > 1:
                     continue
                 warm_up = None
@@ -198,11 +228,17 @@ def compare_peers(
                 progress(f"  {name} batch {batch}, {kind}: {row[kind]['bytes_per_s']:,.0f} B/s")
             plain = row["base"]["bytes_per_s"]
             row["ratios"] = {kind: row[kind]["bytes_per_s"] / plain for kind in KINDS if kind in row}
-            if "base + lookup" in row:
-                lookup = row["base + lookup"]["bytes_per_s"]
-                row["speculation_over_lookup"] = row["zip2zip + speculation"]["bytes_per_s"] / lookup
-                row["lookup_same_answers"] = _same(row["base + lookup"]["texts"], row["base"]["texts"])
-            row["speculation_same_answers"] = _same(row["zip2zip + speculation"]["texts"], row["zip2zip"]["texts"])
+            for kind, key in zip(LOOKUPS, ("lookup", "batched_lookup")):
+                if kind in row:
+                    row[f"{key}_same_answers"] = _same(row[kind]["texts"], row["base"]["texts"])
+            lookups = [row[kind]["bytes_per_s"] for kind in LOOKUPS if kind in row]
+            if "zip2zip + speculation" in row:
+                if lookups:  # against the faster of the base's lookups
+                    row["speculation_over_lookup"] = row["zip2zip + speculation"]["bytes_per_s"] / max(lookups)
+                if "zip2zip" in row:
+                    row["speculation_same_answers"] = _same(
+                        row["zip2zip + speculation"]["texts"], row["zip2zip"]["texts"]
+                    )
             results["sets"][f"{name}/b{batch}"] = row
             if checkpoint is not None:
                 checkpoint(results)
@@ -237,6 +273,7 @@ def bench_peers(args: Any) -> dict[str, Any]:
         draft_codes=args.draft_codes,
         lookup_tokens=args.lookup_tokens,
         max_draft_phrase=args.draft_phrase,
+        kinds=tuple(KIND_NAMES[name] for name in args.kinds) if args.kinds else KINDS,
         progress=lambda line: print(line, flush=True),
         checkpoint=None if not args.json else lambda partial: write_atomic(args.json, json.dumps(partial, indent=1)),
     )
@@ -255,10 +292,10 @@ def format_peers(results: dict[str, Any]) -> str:
         f"prompt lookup {results['lookup_tokens']} tokens, draft phrases of at most "
         f"{results.get('max_draft_phrase') or 'S'} tokens",
         "",
-        "| prompts | batch | base B/s | base + lookup B/s | zip2zip B/s | zip2zip + speculation B/s | "
-        "speculation / base | speculation / lookup | drafts accepted | codes per pass | "
-        "same answers (lookup, speculation) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| prompts | batch | base B/s | base + lookup B/s | base + batched lookup B/s | zip2zip B/s | "
+        "zip2zip + speculation B/s | speculation / base | speculation / faster lookup | drafts accepted | "
+        "codes per pass | same answers (lookup, batched lookup, speculation) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for key, row in results["sets"].items():
         name, batch = key.split("/b")
@@ -266,13 +303,21 @@ def format_peers(results: dict[str, Any]) -> str:
         def rate(kind: str, row: dict[str, Any] = row) -> str:
             return f"{row[kind]['bytes_per_s']:,.0f}" if kind in row else "n/a"
 
-        over_lookup = f"{row['speculation_over_lookup']:.2f}x" if "speculation_over_lookup" in row else "n/a"
-        same_lookup = f"{row['lookup_same_answers']:.0%}" if "lookup_same_answers" in row else "n/a"
+        def share(key: str, row: dict[str, Any] = row) -> str:
+            return f"{row[key]:.0%}" if key in row else "n/a"
+
+        over_base = row["ratios"].get("zip2zip + speculation")
+        over_lookup = row.get("speculation_over_lookup")
+        stats = row.get("speculation")
         lines.append(
-            f"| {name} | {batch} | {rate('base')} | {rate('base + lookup')} | {rate('zip2zip')} | "
-            f"{rate('zip2zip + speculation')} | {row['ratios']['zip2zip + speculation']:.2f}x | {over_lookup} | "
-            f"{row['speculation']['acceptance']:.0%} | {row['speculation']['codes_per_row_pass']:.2f} | "
-            f"{same_lookup}, {row['speculation_same_answers']:.0%} |"
+            f"| {name} | {batch} | {rate('base')} | {rate('base + lookup')} | {rate('base + batched lookup')} | "
+            f"{rate('zip2zip')} | {rate('zip2zip + speculation')} | "
+            f"{'n/a' if over_base is None else f'{over_base:.2f}x'} | "
+            f"{'n/a' if over_lookup is None else f'{over_lookup:.2f}x'} | "
+            f"{'n/a' if stats is None else format(stats['acceptance'], '.0%')} | "
+            f"{'n/a' if stats is None else format(stats['codes_per_row_pass'], '.2f')} | "
+            f"{share('lookup_same_answers')}, {share('batched_lookup_same_answers')}, "
+            f"{share('speculation_same_answers')} |"
         )
     return "\n".join(lines) + "\n" + _median_note(results)
 
