@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import zip2zip as z
-from tiny_models import log_of, tiny, train_args
+from tiny_models import TEXTS, log_of, tiny, train_args
 from zip2zip.cli import main
 from zip2zip.modeling import Zip2ZipForCausalLM
 
@@ -124,6 +124,55 @@ def test_init_continues_from_a_saved_model(workspace, tmp_path, capsys):
     capsys.readouterr()
     assert main(train_args(workspace, tmp_path / "nowhere", "--init", str(tmp_path / "missing"))) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_grow_encoder_layers_continues_with_deeper_encoders(workspace, tmp_path, capsys):
+    """--init with --grow-encoder-layers: the continued model has deeper encoders whose new
+    layers start as the identity (with a negligible learning rate its logits are the saved
+    model's), it saves and reloads with the new depth, and its new layers train."""
+    first, grown, trained = tmp_path / "first", tmp_path / "grown", tmp_path / "trained"
+    assert main(train_args(workspace, first, "--steps", "6", "--encoder-layers", "1")) == 0
+    still = ("--lr", "1e-12", "--encoder-lr", "1e-12")
+    grow = ("--init", str(first), "--grow-encoder-layers", "3")
+    assert main(train_args(workspace, grown, "--steps", "1", *still, *grow)) == 0
+    assert main(train_args(workspace, trained, "--steps", "4", *grow)) == 0
+    assert json.loads((grown / "train_config.json").read_text())["encoder_layers"] == 3
+    saved, again, moved = (Zip2ZipForCausalLM.from_pretrained(f).eval() for f in (first, grown, trained))
+    assert (saved.config.encoder_layers, again.config.encoder_layers) == (1, 3)
+    assert again.hyper.output_encoder.num_layers == again.hyper.input_encoder.num_layers == 3
+    tok = z.Zip2ZipTokenizer.from_pretrained(first)
+    batch = tok([TEXTS[0]], return_tensors="pt")
+    assert int(batch["codebook_lengths"].gt(0).sum()) > 3  # the text creates entries to encode
+    with torch.no_grad():
+        before, grown_logits, after = (m(**batch).logits for m in (saved, again, moved))
+    torch.testing.assert_close(grown_logits, before, rtol=0, atol=1e-6)  # -inf where nothing is installed
+    offered = torch.isfinite(before)
+    assert (after[offered] - before[offered]).abs().max() > 1e-4
+    new_layer = dict(moved.hyper.output_encoder.named_parameters())["layers.layers.2.linear2.weight"]
+    assert new_layer.abs().max() > 0  # zero at the start: it trained
+    capsys.readouterr()
+    assert main(train_args(workspace, tmp_path / "x", "--init", str(grown), "--grow-encoder-layers", "2")) == 2
+    assert "already have 3 layers" in capsys.readouterr().err
+    assert main(train_args(workspace, tmp_path / "y", "--grow-encoder-layers", "2")) == 2
+    assert "without --init" in capsys.readouterr().err
+
+
+def test_a_grown_encoder_computes_what_it_did():
+    """`HyperEncoder.grow` appends identity layers: the same rows before training, and a
+    shallower target is refused."""
+    from zip2zip.nn import HyperEncoder
+
+    torch.manual_seed(0)
+    for layers in (0, 1):
+        encoder = HyperEncoder(16, 4, num_layers=layers, num_heads=2, latent_size=8).eval()
+        torch.nn.init.normal_(encoder.project_out.weight, std=0.5)
+        rows, lengths = torch.randn(5, 4, 16), torch.tensor([1, 2, 3, 4, 2])
+        before = encoder(rows, lengths)
+        assert encoder.grow(layers + 2) == 2 and encoder.num_layers == layers + 2
+        torch.testing.assert_close(encoder(rows, lengths), before, rtol=0, atol=1e-6)
+        assert encoder.grow(layers + 2) == 0
+        with pytest.raises(ValueError, match="cannot grow"):
+            encoder.grow(layers)
 
 
 def test_speed_settings_leave_a_bf16_step_unchanged(tok, smollm2_tokenizer):

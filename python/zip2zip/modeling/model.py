@@ -220,6 +220,30 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         )
         return self
 
+    def grow_encoders(self, num_layers: int) -> Zip2ZipForCausalLM:
+        """Deepen both hyper-encoders to ``num_layers`` transformer layers (in place) and return
+        ``self``. The new layers start as the identity (`HyperEncoder.grow`), so the model's
+        outputs are unchanged until they train; the config records the new depth, so the model
+        saves and reloads with it.
+
+        Raises:
+            ConfigError: the encoders are "mean" encoders (no layers), or already deeper.
+        """
+        from zip2zip.nn.hyper_encoder import HyperEncoder
+
+        encoders = {id(e): e for e in (self.hyper.input_encoder, self.hyper.output_encoder)}.values()
+        if not all(isinstance(e, HyperEncoder) for e in encoders):
+            raise ConfigError(f"grow_encoders needs transformer hyper-encoders, not {self.config.encoder_type!r} ones")
+        if num_layers < self.config.encoder_layers:
+            raise ConfigError(
+                f"grow_encoders({num_layers}): the hyper-encoders already have {self.config.encoder_layers} layers"
+            )
+        for encoder in encoders:
+            assert isinstance(encoder, HyperEncoder)
+            encoder.grow(num_layers)
+        self.config.encoder_layers = num_layers
+        return self
+
     def merge_lora(self) -> Zip2ZipForCausalLM:
         """Fold the LoRA adapter into the base weights (in place; for inference speed: no extra
         matrix products per projection) and return ``self``. Saving afterwards writes full

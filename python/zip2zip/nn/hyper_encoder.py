@@ -47,6 +47,7 @@ class HyperEncoder(nn.Module):
         if latent % num_heads:
             raise ValueError(f"num_heads={num_heads} must divide the latent width {latent}")
         self.max_subtokens = max_subtokens
+        self.num_heads = num_heads
         self.project_in: nn.Module = nn.Linear(hidden_size, latent) if latent != hidden_size else nn.Identity()
         self.positions = nn.Parameter(torch.randn(max_subtokens, latent) * 0.02)
         layer = nn.TransformerEncoderLayer(
@@ -58,6 +59,41 @@ class HyperEncoder(nn.Module):
         self.project_out = nn.Linear(latent, hidden_size)
         nn.init.zeros_(self.project_out.weight)
         nn.init.zeros_(self.project_out.bias)
+
+    @property
+    def num_layers(self) -> int:
+        """The transformer layers."""
+        return 0 if self.layers is None else len(self.layers.layers)
+
+    def grow(self, num_layers: int) -> int:
+        """Deepen to ``num_layers`` transformer layers, the new ones after the existing ones. A
+        new layer starts as the identity (pre-norm, with its attention and feed-forward output
+        projections zero), so the encoder computes exactly what it did; training then starts
+        from the smaller encoder's function with more capacity. Returns the layers added.
+
+        Raises:
+            ValueError: ``num_layers`` is fewer than the encoder has.
+        """
+        added = num_layers - self.num_layers
+        if added < 0:
+            raise ValueError(f"cannot grow a {self.num_layers}-layer hyper-encoder to {num_layers} layers")
+        if not added:
+            return 0
+        latent = self.norm.normalized_shape[0]
+        weight = self.norm.weight
+        layer = nn.TransformerEncoderLayer(
+            latent, self.num_heads, dim_feedforward=4 * latent, dropout=0.0, batch_first=True, norm_first=True
+        ).to(device=weight.device, dtype=weight.dtype)
+        for projection in (layer.self_attn.out_proj, layer.linear2):
+            nn.init.zeros_(projection.weight)
+            nn.init.zeros_(projection.bias)
+        grown = nn.TransformerEncoder(layer, added, enable_nested_tensor=False)
+        if self.layers is None:
+            self.layers = grown
+        else:
+            self.layers.layers.extend(grown.layers)
+            self.layers.num_layers = len(self.layers.layers)
+        return added
 
     def forward(self, rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """Encode phrases.

@@ -46,6 +46,7 @@ class TrainConfig:
     workers: int = 0
     cpu: bool = False
     init: str | None = None
+    grow_encoder_layers: int = 0
     document_windows: bool = False
     group_by_length: bool = False
     adapter_kl: float = 0.0
@@ -69,6 +70,10 @@ class TrainConfig:
             bad.append(f"adapter_kl={self.adapter_kl}, adapter_kl_tokens={self.adapter_kl_tokens}")
         if self.distill < 0 or (self.distill > 0 and self.distill_top < 1):
             bad.append(f"distill={self.distill}, distill_top={self.distill_top}")
+        if self.grow_encoder_layers and not self.init:
+            bad.append(f"grow_encoder_layers={self.grow_encoder_layers} without --init")
+        if self.grow_encoder_layers < 0:
+            bad.append(f"grow_encoder_layers={self.grow_encoder_layers}")
         if not self.data:
             bad.append("no --data")
         if bad:
@@ -165,4 +170,12 @@ def add_arguments(parser: Any) -> None:
         metavar="DIR",
         help="start from a saved zip2zip model (its encoders and LoRA adapter, on --base); its codebook, "
         "encoder and LoRA settings replace the options for them",
+    )
+    parser.add_argument(
+        "--grow-encoder-layers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --init: deepen both hyper-encoders to N transformer layers; the new layers start as the "
+        "identity (zero output projections), so training starts from the saved model's outputs",
     )

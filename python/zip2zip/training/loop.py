@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from zip2zip.errors import TrainingError
+from zip2zip.errors import ConfigError, TrainingError
 from zip2zip.files import write_atomic
 from zip2zip.modeling import Zip2ZipForCausalLM
 from zip2zip.modeling.loss_terms import LossTerm, scored_targets
@@ -108,6 +108,12 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
         config.lora_targets = (
             sorted(lora.target_modules) if not isinstance(lora.target_modules, str) else [lora.target_modules]
         )
+        if config.grow_encoder_layers:
+            try:
+                model.grow_encoders(config.grow_encoder_layers)
+            except ConfigError as error:
+                raise TrainingError(f"--grow-encoder-layers: {error}") from error
+            config.encoder_layers = config.grow_encoder_layers
     else:
         tokenizer, model = _fresh_pair(config)
     if config.gradient_checkpointing:
