@@ -157,6 +157,81 @@ def test_grow_encoder_layers_continues_with_deeper_encoders(workspace, tmp_path,
     assert "without --init" in capsys.readouterr().err
 
 
+def test_grow_lora_rank_continues_with_a_wider_adapter(workspace, tmp_path, capsys):
+    """--init with --grow-lora-rank: the continued model's adapter has the new rank and an alpha
+    that keeps its scale, its logits are the saved model's before training, it saves and
+    reloads with the new rank, and the new directions train."""
+    first, grown, trained = tmp_path / "first", tmp_path / "grown", tmp_path / "trained"
+    assert main(train_args(workspace, first, "--steps", "6")) == 0  # rank 4, alpha 8
+    still = ("--lr", "1e-12", "--encoder-lr", "1e-12")
+    grow = ("--init", str(first), "--grow-lora-rank", "12")
+    assert main(train_args(workspace, grown, "--steps", "1", *still, *grow)) == 0
+    assert main(train_args(workspace, trained, "--steps", "4", *grow)) == 0
+    adapter = json.loads((grown / "adapter" / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"]) == (12, 24)
+    assert json.loads((grown / "train_config.json").read_text())["lora_r"] == 12
+    saved, again, moved = (Zip2ZipForCausalLM.from_pretrained(f).eval() for f in (first, grown, trained))
+    b_of = {name: p for name, p in moved.base.named_parameters() if "lora_B" in name}
+    assert b_of and all(p.shape[1] == 12 for p in b_of.values())
+    tok = z.Zip2ZipTokenizer.from_pretrained(first)
+    batch = tok([TEXTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        before, grown_logits, after = (m(**batch).logits for m in (saved, again, moved))
+    torch.testing.assert_close(grown_logits, before, rtol=0, atol=1e-5)  # -inf where nothing is installed
+    offered = torch.isfinite(before)
+    assert (after[offered] - before[offered]).abs().max() > 1e-4
+    assert max(float(p[:, 4:].abs().max()) for p in b_of.values()) > 0  # zero at the start: they trained
+    capsys.readouterr()
+    assert main(train_args(workspace, tmp_path / "x", "--init", str(grown), "--grow-lora-rank", "8")) == 2
+    assert "rank-12 LoRA adapter to rank 8" in capsys.readouterr().err
+    assert main(train_args(workspace, tmp_path / "y", "--grow-lora-rank", "8")) == 2
+    assert "without --init" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("rslora", [False, True])
+def test_a_grown_lora_adapter_computes_what_it_did(rslora):
+    """`grow_lora_rank` on a peft model: the same logits with a trained (non-zero) adapter, the
+    old directions kept, the scale kept (alpha by r/r_old, or its square root with rsLoRA); the
+    same rank is a no-op, a lower one and a DoRA adapter are refused."""
+    from peft import LoraConfig, get_peft_model
+    from peft.tuners.lora import LoraLayer
+
+    from zip2zip.modeling.lora import grow_lora_rank
+
+    def scales_of(model):
+        return [m.scaling["default"] for m in model.modules() if isinstance(m, LoraLayer)]
+
+    torch.manual_seed(0)
+    model = get_peft_model(
+        tiny("llama"), LoraConfig(r=2, lora_alpha=4, use_rslora=rslora, target_modules=["q_proj", "down_proj"])
+    )
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        before = model(input_ids=ids).logits
+    a_before = {n: p.detach().clone() for n, p in model.named_parameters() if "lora_A" in n}
+    scales = scales_of(model)
+    assert grow_lora_rank(model, 8) == 2 * model.config.num_hidden_layers
+    with torch.no_grad():
+        torch.testing.assert_close(model(input_ids=ids).logits, before, rtol=0, atol=1e-5)
+    for name, p in model.named_parameters():
+        if "lora_A" in name:
+            assert p.shape[0] == 8 and p.requires_grad
+            torch.testing.assert_close(p[:2], a_before[name], rtol=0, atol=0)
+            assert p[2:].abs().min() > 0  # initialised, not zero: gradients reach B's new columns
+    assert model.peft_config["default"].r == 8
+    assert model.peft_config["default"].lora_alpha == (8 if rslora else 16)
+    assert scales_of(model) == scales
+    assert grow_lora_rank(model, 8) == 0
+    with pytest.raises(ValueError, match="rank-8 LoRA adapter to rank 4"):
+        grow_lora_rank(model, 4)
+    dora = get_peft_model(tiny("llama"), LoraConfig(r=2, use_dora=True, target_modules=["q_proj"]))
+    with pytest.raises(ValueError, match="DoRA"):
+        grow_lora_rank(dora, 4)
+
+
 def test_a_grown_encoder_computes_what_it_did():
     """`HyperEncoder.grow` appends identity layers: the same rows before training, and a
     shallower target is refused."""

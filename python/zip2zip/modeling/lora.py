@@ -1,11 +1,13 @@
 # peft's classes are only partly annotated: calls into them are allowed untyped here.
 # mypy: allow-untyped-calls
 """LoRA on a zip2zip model's base: the default target modules per architecture, and peft
-helpers (recognising a peft model, undoing a failed adapter injection, quieting a warning)."""
+helpers (recognising a peft model, undoing a failed adapter injection, quieting a warning,
+widening a trained adapter's rank)."""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import warnings
 from collections.abc import Iterator
 from typing import Any
@@ -104,3 +106,65 @@ def base_only(model: Any) -> Iterator[Any]:
             yield model.base
     else:
         yield model.base
+
+
+def grow_lora_rank(model: Any, r: int, adapter: str = "default") -> int:
+    """Widen the LoRA adapter ``adapter`` of the peft ``model`` to rank ``r`` in place, so that
+    it computes what it did; returns the number of layers widened (0 when it has rank ``r``).
+
+    Each layer's ``A`` gains ``r - r_old`` rows initialised as peft initialises ``A`` (Kaiming
+    uniform) and its ``B`` as many zero columns, so the new directions add nothing until they
+    train; ``lora_alpha`` grows with the rank (by ``r / r_old``, or its square root with
+    rsLoRA), which keeps each layer's scale, so the old directions keep their weight. The
+    adapter's config records the new rank and alpha: the model saves and reloads with them.
+
+    Raises:
+        ValueError: ``r`` is below the adapter's rank, or the adapter is one this cannot widen
+            (per-module ranks or alphas, a LoRA variant such as DoRA, embedding or
+            convolution layers).
+    """
+    from peft.tuners.lora import LoraLayer
+
+    config = model.peft_config[adapter]
+    old = int(config.r)
+    if r < old:
+        raise ValueError(f"cannot grow a rank-{old} LoRA adapter to rank {r}")
+    if config.rank_pattern or config.alpha_pattern or getattr(config, "use_dora", False):
+        raise ValueError("cannot grow a LoRA adapter with per-module ranks or alphas, or a DoRA adapter")
+    layers = [m for m in model.modules() if isinstance(m, LoraLayer) and adapter in m.r]
+    for layer in layers:
+        if adapter in layer.lora_embedding_A or layer.lora_variant.get(adapter) is not None:
+            raise ValueError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
+        if not all(isinstance(m[adapter], torch.nn.Linear) for m in (layer.lora_A, layer.lora_B)):
+            raise ValueError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
+    if r == old:
+        return 0
+    alpha: float = config.lora_alpha * (math.sqrt(r / old) if config.use_rslora else r / old)
+    if alpha.is_integer():
+        alpha = int(alpha)
+    for layer in layers:
+        layer.lora_A[adapter] = _widened(layer.lora_A[adapter], r, rows=True)
+        layer.lora_B[adapter] = _widened(layer.lora_B[adapter], r, rows=False)
+        layer.r[adapter], layer.lora_alpha[adapter] = r, alpha
+    config.r, config.lora_alpha = r, alpha
+    return len(layers)
+
+
+def _widened(linear: Any, r: int, rows: bool) -> torch.nn.Linear:
+    """``linear`` (a LoRA ``A`` when ``rows``, else a ``B``) with rank ``r``: ``A``'s new rows
+    as peft initialises them, ``B``'s new columns zero; its old weights, bias and trainability
+    kept."""
+    weight = linear.weight
+    shape = (r, linear.in_features) if rows else (linear.out_features, r)
+    wide = torch.nn.Linear(shape[1], shape[0], bias=linear.bias is not None, device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        if rows:
+            torch.nn.init.kaiming_uniform_(wide.weight, a=math.sqrt(5))
+            wide.weight[: weight.shape[0]] = weight
+        else:
+            wide.weight.zero_()
+            wide.weight[:, : weight.shape[1]] = weight
+        if linear.bias is not None:
+            wide.bias.copy_(linear.bias)
+    wide.requires_grad_(weight.requires_grad)
+    return wide

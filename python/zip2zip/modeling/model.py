@@ -244,6 +244,27 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         self.config.encoder_layers = num_layers
         return self
 
+    def grow_lora_rank(self, r: int) -> Zip2ZipForCausalLM:
+        """Widen the LoRA adapter to rank ``r`` (in place) and return ``self``. The new
+        directions start at zero and the scale of the old ones is kept
+        (`zip2zip.modeling.lora.grow_lora_rank`), so the model's outputs are unchanged until
+        they train; the adapter's config records the new rank, so the model saves and reloads
+        with it.
+
+        Raises:
+            ModelInputError: the base model has no adapter.
+            ConfigError: the adapter already has a higher rank, or is one that cannot be widened.
+        """
+        from zip2zip.modeling.lora import grow_lora_rank
+
+        if not self.has_adapter:
+            raise ModelInputError("the base model has no LoRA adapter to grow")
+        try:
+            grow_lora_rank(self.base, r)
+        except ValueError as error:
+            raise ConfigError(f"grow_lora_rank({r}): {error}") from error
+        return self
+
     def merge_lora(self) -> Zip2ZipForCausalLM:
         """Fold the LoRA adapter into the base weights (in place; for inference speed: no extra
         matrix products per projection) and return ``self``. Saving afterwards writes full

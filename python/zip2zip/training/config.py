@@ -47,6 +47,7 @@ class TrainConfig:
     cpu: bool = False
     init: str | None = None
     grow_encoder_layers: int = 0
+    grow_lora_rank: int = 0
     document_windows: bool = False
     group_by_length: bool = False
     adapter_kl: float = 0.0
@@ -70,10 +71,11 @@ class TrainConfig:
             bad.append(f"adapter_kl={self.adapter_kl}, adapter_kl_tokens={self.adapter_kl_tokens}")
         if self.distill < 0 or (self.distill > 0 and self.distill_top < 1):
             bad.append(f"distill={self.distill}, distill_top={self.distill_top}")
-        if self.grow_encoder_layers and not self.init:
-            bad.append(f"grow_encoder_layers={self.grow_encoder_layers} without --init")
-        if self.grow_encoder_layers < 0:
-            bad.append(f"grow_encoder_layers={self.grow_encoder_layers}")
+        for name, value in (("grow_encoder_layers", self.grow_encoder_layers), ("grow_lora_rank", self.grow_lora_rank)):
+            if value and not self.init:
+                bad.append(f"{name}={value} without --init")
+            if value < 0:
+                bad.append(f"{name}={value}")
         if not self.data:
             bad.append("no --data")
         if bad:
@@ -178,4 +180,12 @@ def add_arguments(parser: Any) -> None:
         metavar="N",
         help="with --init: deepen both hyper-encoders to N transformer layers; the new layers start as the "
         "identity (zero output projections), so training starts from the saved model's outputs",
+    )
+    parser.add_argument(
+        "--grow-lora-rank",
+        type=int,
+        default=0,
+        metavar="R",
+        help="with --init: widen the saved LoRA adapter to rank R (alpha grows with it, keeping its scale); "
+        "the new directions start at zero, so training starts from the saved model's outputs",
     )

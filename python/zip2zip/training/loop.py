@@ -114,6 +114,12 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
             except ConfigError as error:
                 raise TrainingError(f"--grow-encoder-layers: {error}") from error
             config.encoder_layers = config.grow_encoder_layers
+        if config.grow_lora_rank:
+            try:
+                model.grow_lora_rank(config.grow_lora_rank)
+            except ConfigError as error:
+                raise TrainingError(f"--grow-lora-rank: {error}") from error
+            config.lora_r, config.lora_alpha = lora.r, lora.lora_alpha
     else:
         tokenizer, model = _fresh_pair(config)
     if config.gradient_checkpointing:
