@@ -8,6 +8,7 @@ from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+import torch
 
 import zip2zip as z
 from tiny_models import base_answer, tiny, train_args
@@ -28,6 +29,7 @@ def test_eval_without_hypertokens_scores_exactly_like_the_base(workspace, smollm
     assert row["zip_bpb"] == pytest.approx(row["base_bpb"], rel=1e-5)
     assert row["hyper_targets"] == 0 and row["base_targets"] == row["codes"] - 3  # every code but each window's first
     assert row["base_nats_ratio"] == pytest.approx(1.0, rel=1e-5)
+    assert row["zip_nats_canonical"] == pytest.approx(row["zip_nats"], rel=1e-9)  # no entries: nothing to mask
 
 
 def test_where_the_bits_go_splits_both_models_nats_by_the_kind_of_code(workspace, tok):
@@ -42,6 +44,42 @@ def test_where_the_bits_go_splits_both_models_nats_by_the_kind_of_code(workspace
     assert totals["hyper_targets"] + totals["base_targets"] == totals["codes"] - 1
     assert totals["zip_nats_hyper"] + totals["zip_nats_base"] == pytest.approx(totals["zip_nats"], rel=1e-9)
     assert totals["base_nats_hyper"] + totals["base_nats_base"] == pytest.approx(totals["base_nats"], rel=1e-9)
+    assert totals["zip_nats_canonical"] <= totals["zip_nats"] + 1e-3
+
+
+class _Copying(torch.nn.Module):
+    """A zip2zip model with a large bonus on the base id that followed the last earlier
+    occurrence of each position's last base id: a copying guess that knows nothing of the
+    codebook, so it often names a base id that would extend the code before it."""
+
+    def __init__(self, inner, tok):
+        super().__init__()
+        self.inner, self.tok, self.has_adapter, self.base = inner, tok, False, inner.base
+
+    def forward(self, **batch):
+        out = self.inner(**batch)
+        codes = batch["input_ids"][0].tolist()
+        for i in range(len(codes)):
+            text = self.tok.expand(codes[: i + 1]).tolist()
+            earlier = [j for j in range(len(text) - 1) if text[j] == text[-1]]
+            if earlier:
+                out.logits[0, i, text[earlier[-1] + 1]] += 30.0
+        return out
+
+
+def test_the_canonical_mask_column_takes_back_what_a_model_puts_on_impossible_codes(tok):
+    """A copying model puts much of its probability on base ids that canonical encoding cannot
+    emit next (the encoder would have read them into the code before): the canonical column
+    gives that probability to the possible codes, so it scores many fewer nats; the plain
+    column is untouched by it."""
+    from zip2zip.evaluation.scoring import score_text
+
+    inner = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
+    text = "#" + "def add(a, b):\n    return a + b\n" * 12
+    plain = score_text(inner, tok, text, window=512)
+    copying = score_text(_Copying(inner, tok), tok, text, window=512)
+    assert copying["zip_nats"] - copying["zip_nats_canonical"] > 5.0
+    assert plain["zip_nats"] - plain["zip_nats_canonical"] < 0.01  # random guesses rarely name those ids
 
 
 def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys):
@@ -72,7 +110,7 @@ def test_eval_command_reports_domains_and_generation(workspace, tmp_path, capsys
     )
     printed = capsys.readouterr().out
     assert "| code |" in printed and "| chat |" in printed and "base tokens per code" in printed
-    assert "zip2zip / base nats on them" in printed
+    assert "zip2zip / base nats on them" in printed and "ratio, canonical mask" in printed
     report = json.loads((tmp_path / "report.json").read_text())
     row = report["domains"]["code"]
     assert row["input_compression"] > 1.0 and np.isfinite(row["zip_bpb"]) and np.isfinite(row["base_bpb"])

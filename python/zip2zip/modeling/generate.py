@@ -70,6 +70,10 @@ class GenerationState:
     output_rows: torch.Tensor | None = None
     installed: torch.Tensor | None = None
     last_position: torch.Tensor | None = None
+    # ``canonical_outputs``: the entries' phrases on the device, for the canonical mask.
+    canonical: bool = False
+    codebook: torch.Tensor | None = None
+    codebook_lengths: torch.Tensor | None = None
 
 
 class Zip2ZipGenerationMixin(GenerationMixin):
@@ -79,6 +83,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
     config: Any
     base: Any
     hyper: Any
+    _mask_non_canonical: Any
 
     def _input_lookup(self) -> Any:
         """Where entries' input rows come from: the embedding module (so its scaling applies),
@@ -115,7 +120,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         """
         if kwargs.get("prompt_lookup_num_tokens") is not None:
             return self._generate_with_lookup(args, kwargs)
-        if not kwargs.pop("output_hypertokens", True):
+        output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
+        if not output_hypertokens:
             only_base = BaseIdsOnly(self.config.vocab_size)
             kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), only_base])
         generation_config = kwargs.get("generation_config") or self.generation_config
@@ -145,7 +151,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         if input_ids is not None and kwargs.get("codebook") is None:
             # Codes alone (as pipeline() passes them): the codebook fields are read from the codes.
             kwargs.update(codebook_fields(self.codebook_config(), input_ids, mask))
-        kwargs["zip2zip_state"] = GenerationState()
+        # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
+        kwargs["zip2zip_state"] = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens)
         # The caller's cache under either name, handed on under the installed release's name.
         cache = pop_cache(kwargs)
         kwargs.update(cache_kwargs(DynamicCache(config=self.base.config) if cache is None else cache))
@@ -164,6 +171,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``generate()`` takes; anything it cannot honour is refused by name."""
         from zip2zip.generation.speculative import speculative_generate
 
+        if self.config.canonical_outputs:
+            raise ModelInputError("prompt_lookup_num_tokens does not apply canonical_outputs yet: turn it off")
         options = dict(kwargs)
         draft = int(options.pop("prompt_lookup_num_tokens"))
         input_ids = args[0] if args else options.pop("input_ids", None)
@@ -261,6 +270,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         input_rows: torch.Tensor,
         output_rows: torch.Tensor,
         position_ids: torch.Tensor,
+        codebook: torch.Tensor | None = None,
+        codebook_lengths: torch.Tensor | None = None,
     ) -> None:
         """After the prompt's forward: one tracking state per row, row buffers of K slots."""
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
@@ -279,6 +290,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         state.output_rows = output_rows.detach().clone()
         state.installed = torch.from_numpy(state.codecs.installed.astype("int64")).to(input_ids.device)
         state.last_position = position_ids[:, -1].clone()
+        if state.canonical and codebook is not None and codebook_lengths is not None:
+            state.codebook, state.codebook_lengths = codebook.clone(), codebook_lengths.clone()
         state.started = True
 
     def _grow_rows(self, state: GenerationState, needed: int) -> None:
@@ -295,6 +308,13 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         state.output_rows = torch.cat(
             [state.output_rows, state.output_rows.new_zeros(batch, size - current, state.output_rows.shape[2])], dim=1
         )
+        codebook = getattr(state, "codebook", None)  # speculation's row buffers have no phrases
+        if codebook is not None and state.codebook_lengths is not None:
+            grown = codebook.shape[1]
+            state.codebook = torch.cat([codebook, codebook.new_zeros(batch, size - grown, codebook.shape[2])], dim=1)
+            state.codebook_lengths = torch.cat(
+                [state.codebook_lengths, state.codebook_lengths.new_zeros(batch, size - grown)], dim=1
+            )
 
     def _decode_step(
         self,
@@ -338,6 +358,10 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             self._grow_rows(state, int(slots.max()) + 1)
             state.input_rows[index_rows, index_slots] = rows_in.to(state.input_rows.dtype)
             state.output_rows[index_rows, index_slots] = rows_out.to(state.output_rows.dtype)
+            if state.codebook is not None and state.codebook_lengths is not None:
+                width = min(phrase_table.shape[1], state.codebook.shape[2])
+                state.codebook[index_rows, index_slots, :width] = phrase_table[:, :width]
+                state.codebook_lengths[index_rows, index_slots] = phrase_len
         state.last_position = state.last_position + advance
         outputs = self.base.get_decoder()(
             inputs_embeds=inputs_embeds,
@@ -349,4 +373,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         logits = self.hyper.logits(
             outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
         )
+        if state.codebook is not None and state.codebook_lengths is not None:
+            self._mask_non_canonical(
+                logits, codes[:, None], state.codebook, state.codebook_lengths, state.installed[:, None]
+            )
         return causal_lm_output(output_cache(outputs), output_class=Zip2ZipCausalLMOutput, logits=logits)

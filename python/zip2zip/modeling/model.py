@@ -244,6 +244,27 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         self.config.encoder_layers = num_layers
         return self
 
+    def _mask_non_canonical(
+        self,
+        logits: torch.Tensor,
+        codes: torch.Tensor,
+        codebook: torch.Tensor,
+        codebook_lengths: torch.Tensor,
+        installed: torch.Tensor,
+        open_positions: torch.Tensor | None = None,
+    ) -> None:
+        """``canonical_outputs``: ``-inf`` (in place) on the codes canonical encoding cannot emit
+        after each position's code, but where ``open_positions`` (``[B, L]``) is True: after a
+        row's last code, which a continued encoding could still extend."""
+        from zip2zip.modeling.canonical import mask_non_canonical_, non_canonical_mask
+
+        if codebook.shape[1] == 0:
+            return
+        excluded = non_canonical_mask(codes, codebook, codebook_lengths, installed, self.config.vocab_size)
+        if open_positions is not None:
+            excluded &= ~open_positions[..., None]
+        mask_non_canonical_(logits, excluded)
+
     def grow_lora_rank(self, r: int) -> Zip2ZipForCausalLM:
         """Widen the LoRA adapter to rank ``r`` (in place) and return ``self``. The new
         directions start at zero and the scale of the old ones is kept
@@ -436,6 +457,16 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         else:
             logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap())
             loss = None if labels is None else self.hyper.loss(logits, labels, installed)
+        if logits is not None and labels is None and config.canonical_outputs:
+            # Each row's last code (the last position, or one followed by padding) stays open.
+            last = torch.zeros_like(input_ids, dtype=torch.bool)
+            last[:, -1] = True
+            if attention_mask is not None:
+                last[:, :-1] |= attention_mask[:, 1:] == 0
+            kept = slice(-logits.shape[1], None)
+            self._mask_non_canonical(
+                logits, input_ids[:, kept], codebook, codebook_lengths, installed[:, kept], last[:, kept]
+            )
         values: dict[str, torch.Tensor] | None = None
         if loss_terms:
             if labels is None or loss is None:
@@ -457,7 +488,16 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
                 values[term.name] = value.detach()
                 loss = loss + term.weight * value
         if zip2zip_state is not None:
-            self._start_generation(zip2zip_state, input_ids, attention_mask, input_rows, output_rows, position_ids)
+            self._start_generation(
+                zip2zip_state,
+                input_ids,
+                attention_mask,
+                input_rows,
+                output_rows,
+                position_ids,
+                codebook,
+                codebook_lengths,
+            )
         return causal_lm_output(
             output_cache(outputs),
             output_class=Zip2ZipCausalLMOutput,
