@@ -130,6 +130,9 @@ class _Rows:
 
     input_rows: Any = None
     output_rows: Any = None
+    # ``canonical_outputs``: the entries' phrases, for the canonical mask of each pass.
+    codebook: Any = None
+    codebook_lengths: Any = None
 
 
 @dataclass
@@ -212,6 +215,9 @@ def _write_rows(model: Any, rows: Any, entries: list[tuple[int, int, list[int]]]
     index_slots = torch.tensor([s for _, s, _ in entries], device=device)
     rows.input_rows[index_rows, index_slots] = rows_in.to(rows.input_rows.dtype)
     rows.output_rows[index_rows, index_slots] = rows_out.to(rows.output_rows.dtype)
+    if rows.codebook is not None:
+        rows.codebook[index_rows, index_slots] = table
+        rows.codebook_lengths[index_rows, index_slots] = lengths
 
 
 def _stop_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]:
@@ -275,8 +281,7 @@ def speculative_generate(
     if max_draft_phrase is not None and max_draft_phrase < 1:
         raise ModelInputError(f"max_draft_phrase must be at least 1, got {max_draft_phrase}")
     config = model.config
-    if getattr(config, "canonical_outputs", False):
-        raise ModelInputError("speculative generation does not apply canonical_outputs yet: turn it off")
+    canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
     device = input_ids.device
     batch = input_ids.shape[0]
@@ -300,6 +305,8 @@ def speculative_generate(
     with torch.no_grad():
         rows.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
         rows.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
+        if canonical:  # the prompt's last code stays open: its logits below are not masked
+            rows.codebook, rows.codebook_lengths = codebook.clone(), lengths.clone()
         positions = hyper.position_ids(input_ids, lengths, mask, config.position_mode)
         embeds = hyper.input_embeddings(input_ids, embedding, rows.input_rows)
         outputs = model.base.get_decoder()(
@@ -394,6 +401,8 @@ def speculative_generate(
                 inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
             )
             logits = hyper.logits(outputs.last_hidden_state, head, rows.output_rows, installed, softcap)
+            if canonical:  # as each plain decoding step masks after the code it reads
+                model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
         cache = output_cache(outputs)
         greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
         stats.passes += 1

@@ -171,8 +171,6 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``generate()`` takes; anything it cannot honour is refused by name."""
         from zip2zip.generation.speculative import speculative_generate
 
-        if self.config.canonical_outputs:
-            raise ModelInputError("prompt_lookup_num_tokens does not apply canonical_outputs yet: turn it off")
         options = dict(kwargs)
         draft = int(options.pop("prompt_lookup_num_tokens"))
         input_ids = args[0] if args else options.pop("input_ids", None)
