@@ -11,7 +11,16 @@ import torch
 
 from tiny_models import TEXTS
 from zip2zip.errors import ModelInputError
-from zip2zip.generation.speculative import LookupIndex, PhraseIndex, _cut, _Draft, speculative_generate
+from zip2zip.generation.speculative import (
+    LookupIndex,
+    PhraseIndex,
+    _best_hypertokens,
+    _cut,
+    _Draft,
+    _hypertoken_guess,
+    _merge_guesses,
+    speculative_generate,
+)
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "smollm2-135m-zip2zip"
 
@@ -167,6 +176,103 @@ def test_bad_requests_get_clear_errors(saved):
         model.generate(**batch, max_new_tokens=4, do_sample=True, prompt_lookup_num_tokens=4)
     with pytest.raises(ModelInputError, match="stop_strings"):
         model.generate(**batch, max_new_tokens=4, prompt_lookup_num_tokens=4, stop_strings=["x"], tokenizer=tok)
+
+
+def test_the_best_hypertoken_is_the_top_one_starting_with_the_written_id():
+    vocab, inf = 5, float("-inf")
+    # Slots 0-3 start with base ids 2, 3, 2, 1; slot 3 is not installed at the second position.
+    firsts = torch.tensor([[2, 3, 2, 1]])
+    logits = torch.tensor(
+        [
+            [
+                [0.0, 0.0, 9.0, 0.0, 0.0, 1.0, 8.0, 3.0, 0.0],  # writes 2: slots 0 and 2 match, 2 ranks higher
+                [0.0, 7.0, 0.0, 0.0, 0.0, 5.0, 6.0, 4.0, inf],  # writes 1: slot 3 would match, not installed
+                [0.0, 0.0, 0.0, 0.0, 9.0, 5.0, 6.0, 4.0, 1.0],  # writes 4: no slot starts with it
+            ]
+        ]
+    )
+    assert _best_hypertokens(logits, firsts, vocab).tolist() == [[vocab + 2, -1, -1]]
+
+
+def test_a_hypertoken_guess_is_the_rest_of_its_phrase(tok):
+    state = tok.state_after(tok.encode(TEXTS[0] * 2, add_special_tokens=False))
+    vocab = tok.vocab_size
+    longest = max(range(vocab, vocab + state.installed), key=lambda code: len(state.phrase(code)))
+    phrase = state.phrase(longest).tolist()
+    assert len(phrase) > 2
+    assert _hypertoken_guess(state, phrase[0], longest) == phrase[1:]
+    assert _hypertoken_guess(state, phrase[0] + 1, longest) == []  # it does not start with the written id
+    assert _hypertoken_guess(state, phrase[0], -1) == []  # no hypertoken starts with it
+    assert _hypertoken_guess(state, phrase[0], vocab + state.installed) == []  # not installed
+
+
+def test_both_sources_keep_the_lookup_where_it_agrees_with_the_hypertoken():
+    assert _merge_guesses([4, 5, 6, 7], [4, 5]) == [4, 5, 6, 7]
+    assert _merge_guesses([4, 9, 6], [4, 5]) == [4, 5]
+    assert _merge_guesses([], [4, 5]) == [4, 5]
+    assert _merge_guesses([4, 5], []) == [4, 5]
+
+
+@pytest.mark.parametrize("source", ["hypertokens", "both"])
+def test_hypertoken_drafts_give_the_valves_codes(saved, source):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    with torch.no_grad():
+        valve = model.generate(**batch, max_new_tokens=60, do_sample=False, output_hypertokens=False)
+        drafted = model.generate(
+            **batch,
+            max_new_tokens=60,
+            do_sample=False,
+            output_hypertokens=False,
+            prompt_lookup_num_tokens=6,
+            draft_source=source,
+        )
+    assert torch.equal(drafted, valve)
+    out = speculative_generate(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=60,
+        output_hypertokens=False,
+        draft_source=source,
+    )
+    assert torch.equal(out.sequences, valve)
+    assert out.stats.accepted > 0  # the tiny model writes its own phrases again
+
+
+def test_hypertoken_drafts_are_for_the_valve_only(saved):
+    _, tok, model = saved
+    batch = left_padded(tok, repetitive_prompts())
+    with pytest.raises(ModelInputError, match="output_hypertokens=False"):
+        speculative_generate(model, batch["input_ids"], max_new_tokens=4, draft_source="hypertokens")
+    with pytest.raises(ModelInputError, match="draft_source must be one of"):
+        speculative_generate(model, batch["input_ids"], max_new_tokens=4, output_hypertokens=False, draft_source="x")
+    with pytest.raises(ModelInputError, match="prompt_lookup_num_tokens"):
+        model.generate(**batch, max_new_tokens=4, output_hypertokens=False, draft_source="hypertokens")
+
+
+def test_the_shipped_valve_accepts_its_own_hypertoken_drafts():
+    """The shipped model with hypertokens in the prompt only, drafting from its hypertokens: the
+    valve's codes, some drafts accepted, fewer passes than codes."""
+    import zip2zip as z
+    from zip2zip.modeling import Zip2ZipForCausalLM
+
+    tok = z.Zip2ZipTokenizer.from_pretrained(SHIPPED)
+    model = Zip2ZipForCausalLM.from_pretrained(SHIPPED).eval()
+    messages = [{"role": "user", "content": "Write a Python function that returns the n-th Fibonacci number."}]
+    batch = tok.apply_chat_template(messages, add_generation_prompt=True, return_tensors="pt", return_dict=True)
+    with torch.no_grad():
+        valve = model.generate(**batch, max_new_tokens=48, do_sample=False, output_hypertokens=False)
+    out = speculative_generate(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=48,
+        output_hypertokens=False,
+        draft_source="hypertokens",
+    )
+    assert torch.equal(out.sequences, valve)
+    assert out.stats.accepted >= 2 and out.stats.passes < len(out.new_codes[0]) - 2
 
 
 def test_the_shipped_model_accepts_drafts_when_it_copies():

@@ -26,6 +26,15 @@ do not move). The cache grows by the draft length per pass, the text by what was
 
 ``Zip2ZipForCausalLM.generate(..., prompt_lookup_num_tokens=N)`` runs this loop with ``N`` draft
 codes per pass; `speculative_generate` is the loop itself and also returns its counts.
+
+**Hypertoken drafts for the safety valve** (``draft_source="hypertokens"`` with
+``output_hypertokens=False``). The valve writes the greedy base id of every position; the same
+logits also rank the hypertokens. Of the installed hypertokens whose phrase starts with the base
+id the valve writes, the one the model ranks first gives the draft, the rest of its phrase: the
+model's own guess of the next few base tokens, checked in the next pass like any draft. The output is still the valve's greedy output, base id for base id, in fewer passes: the
+hypertoken head serves as a built-in multi-token draft. ``"both"`` takes the lookup's guess
+where it agrees with the hypertoken's (or where there is no hypertoken guess), the hypertoken's
+where they differ.
 """
 
 from __future__ import annotations
@@ -45,6 +54,10 @@ from zip2zip.nn import RowTable
 
 REST_PASSES = 8
 """Passes an adaptive row drafts nothing after its one-code draft failed."""
+
+DRAFT_SOURCES = ("lookup", "hypertokens", "both")
+"""Where drafts come from: the n-gram lookup, the model's hypertoken choice (safety valve only),
+or both (see the module docstring)."""
 
 
 @dataclass
@@ -189,6 +202,36 @@ def _cut(
             created[tuple(phrase)] = vocab + slot
 
 
+def _hypertoken_guess(state: CodecState, written: int, best: int) -> list[int]:
+    """The valve's draft: the rest of the phrase of ``best`` (`_best_hypertokens`: the
+    hypertoken the model ranks first among those starting with ``written``, the base id written
+    at the same position) when it is one; else nothing."""
+    if best < state.config.vocab_size or best >= state.config.vocab_size + state.installed:
+        return []
+    phrase = state.phrase(best).tolist()
+    return phrase[1:] if phrase[0] == written else []
+
+
+def _best_hypertokens(logits: torch.Tensor, firsts: torch.Tensor, vocab: int) -> torch.Tensor:
+    """``[B, W]``: at each position, the hypertoken with the highest logit among the installed ones
+    whose phrase starts with the greedy base id there (-1 where none does). ``logits`` ``[B, W,
+    V + K]`` (uninstalled slots ``-inf``), ``firsts`` ``[B, K]`` each slot's first base id."""
+    written = logits[..., :vocab].argmax(-1)
+    hyper = logits[..., vocab : vocab + firsts.shape[1]]
+    matching = firsts[:, None, :] == written[..., None]
+    scores = hyper.masked_fill(~matching, float("-inf"))
+    top, slot = scores.max(-1)
+    return torch.where(torch.isfinite(top), slot + vocab, -1)
+
+
+def _merge_guesses(lookup: list[int], hypertoken: list[int]) -> list[int]:
+    """``"both"``: the lookup's guess where it agrees with the hypertoken's, else the
+    hypertoken's (the model's own belief), else the lookup's."""
+    if not hypertoken or lookup[: len(hypertoken)] == hypertoken:
+        return lookup
+    return hypertoken
+
+
 def _sequences(input_ids: torch.Tensor, new_codes: list[list[int]], pad: int) -> torch.Tensor:
     longest = max((len(c) for c in new_codes), default=0)
     tail = input_ids.new_full((input_ids.shape[0], longest), pad)
@@ -242,6 +285,7 @@ def speculative_generate(
     output_hypertokens: bool = True,
     max_draft_phrase: int | None = None,
     adaptive: bool = True,
+    draft_source: str = "lookup",
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -266,9 +310,15 @@ def speculative_generate(
             ``num_draft_codes``) when all of it was; so a row whose guesses fail does not
             encode, verify and cache long drafts. The output is the same either way; False
             keeps ``num_draft_codes`` throughout.
+        draft_source: ``"lookup"`` (the n-gram lookup), ``"hypertokens"`` (the rest of the
+            phrase of the hypertoken the model ranks first among those starting with the base id
+            written: the safety valve's built-in draft, so ``output_hypertokens=False`` only) or
+            ``"both"`` (see the module docstring). Hypertoken guesses are not sized by
+            ``adaptive`` (they are at most S - 1 base ids); ``num_draft_codes`` caps them.
 
     Raises:
-        ModelInputError: bad shapes or counts, or a right-padded batch.
+        ModelInputError: bad shapes or counts, a right-padded batch, or an unknown or
+            unsupported ``draft_source``.
         InvalidCodeError: a prompt row is not a valid code stream.
     """
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
@@ -280,6 +330,14 @@ def speculative_generate(
         )
     if max_draft_phrase is not None and max_draft_phrase < 1:
         raise ModelInputError(f"max_draft_phrase must be at least 1, got {max_draft_phrase}")
+    if draft_source not in DRAFT_SOURCES:
+        raise ModelInputError(f"draft_source must be one of {', '.join(DRAFT_SOURCES)}; got {draft_source!r}")
+    if draft_source != "lookup" and output_hypertokens:
+        raise ModelInputError(
+            f"draft_source={draft_source!r} drafts for the safety valve and needs output_hypertokens=False "
+            "(with hypertoken output the model writes the hypertoken itself)"
+        )
+    use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
     config = model.config
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
@@ -317,6 +375,12 @@ def speculative_generate(
     cache = output_cache(outputs)
     last_position = positions[:, -1].clone()
     chosen = (logits[:, :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
+    # Each slot's first base id, and at each position the best hypertoken starting with the base
+    # id written there (the hypertoken drafts).
+    firsts = torch.full((batch, config.max_codebook_size), -1, dtype=torch.long, device=device)
+    if use_hypertokens and codebook.shape[1]:
+        firsts[:, : codebook.shape[1]] = torch.where(lengths > 0, codebook[:, :, 0].long(), -1)
+    best = _best_hypertokens(logits[:, None], firsts, vocab)[:, 0].tolist() if use_hypertokens else [0] * batch
 
     trackers, lookups, phrase_index = [], [], []
     for row in range(batch):
@@ -330,6 +394,7 @@ def speculative_generate(
     new_codes: list[list[int]] = [[] for _ in range(batch)]
     draft_sizes = [num_draft_codes] * batch
     resting = [0] * batch
+    looked_up = [False] * batch  # whether a row's draft of the pass came from the lookup
     base_counts = [0] * batch
     done = [False] * batch
     stats = SpeculationStats()
@@ -356,12 +421,20 @@ def speculative_generate(
             if ends(row, chosen[row], length):
                 done[row] = True
                 continue
+            left = max_new_tokens - len(new_codes[row])
+            own = _hypertoken_guess(trackers[row], chosen[row], best[row])[:num_draft_codes] if use_hypertokens else []
             if draft_sizes[row] == 0 and num_draft_codes:  # resting after failed drafts, then one code again
                 resting[row] -= 1
                 draft_sizes[row] = 1 if resting[row] <= 0 else 0
-            budget = min(draft_sizes[row], max_new_tokens - len(new_codes[row]))
-            if budget > 0:
-                guess = lookups[row].propose(budget * config.max_subtokens)
+            budget = min(draft_sizes[row], left)
+            guess = lookups[row].propose(budget * config.max_subtokens) if use_lookup and budget > 0 else []
+            looked_up[row] = bool(guess) and (not own or guess[: len(own)] == own)
+            guess = _merge_guesses(guess, own)
+            if not looked_up[row]:  # a hypertoken guess: sized by num_draft_codes, not by how drafts fared
+                budget = min(num_draft_codes, left)
+            elif own:  # the lookup agrees with the hypertoken: at least the hypertoken's length
+                budget = max(budget, min(len(own), left))
+            if budget > 0 and guess:
                 phrase_index[row].update(trackers[row])
                 phrases = phrase_index[row] if output_hypertokens else None
                 _cut(trackers[row].copy(), phrases, guess, budget, draft, max_draft_phrase)
@@ -393,6 +466,9 @@ def speculative_generate(
         with torch.no_grad():
             if entries:
                 _write_rows(model, rows, entries, device)
+                if use_hypertokens:
+                    for row, slot, phrase in entries:
+                        firsts[row, slot] = phrase[0]
             steps = spans.to(device) if config.position_mode == "base" else valid
             positions = last_position[:, None] + steps.cumsum(1)
             mask = torch.cat([mask, valid], 1)
@@ -405,6 +481,7 @@ def speculative_generate(
                 model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
         cache = output_cache(outputs)
         greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
+        best_all = _best_hypertokens(logits, firsts, vocab).tolist() if use_hypertokens else None
         stats.passes += 1
         stats.row_passes += len(live)
         kept = torch.zeros_like(valid)
@@ -422,13 +499,15 @@ def speculative_generate(
                     done[row] = True
                     break
             stats.accepted += accepted
-            if adaptive and len(verified.codes) > 1:  # a draft was verified: size the next one by it
+            if adaptive and looked_up[row] and len(verified.codes) > 1:  # size the next lookup draft by it
                 if accepted == len(verified.codes) - 1:
                     draft_sizes[row] = min(num_draft_codes, draft_sizes[row] * 2)
                 elif accepted == 0:
                     draft_sizes[row] //= 2
                     resting[row] = REST_PASSES if draft_sizes[row] == 0 else 0
             chosen[row] = greedy[row][accepted]
+            if best_all is not None:
+                best[row] = best_all[row][accepted]
             kept[row, : accepted + 1] = 1
             last_position[row] = positions[row, accepted]
         # Rejected draft positions stay in the cache, masked out for every later position.

@@ -112,7 +112,10 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``prompt_lookup_num_tokens=N`` (greedy only) runs hypertoken speculation instead of
         transformers' loop: N draft codes a pass, guessed by looking up the text's last base-token
         n-gram (``max_matching_ngram_size``, default 3) earlier in the text, and verified in one
-        pass; the same codes as plain greedy decoding (`zip2zip.generation.speculative`).
+        pass; the same codes as plain greedy decoding (`zip2zip.generation.speculative`). With
+        ``output_hypertokens=False``, ``draft_source="hypertokens"`` (or ``"both"``) drafts the
+        rest of the phrase of the hypertoken the model ranks first among those starting with the
+        base id written: the valve's output in fewer passes.
 
         Raises:
             ModelInputError: beam search (per-row codebook states are not reordered yet), or a
@@ -120,6 +123,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         """
         if kwargs.get("prompt_lookup_num_tokens") is not None:
             return self._generate_with_lookup(args, kwargs)
+        if kwargs.pop("draft_source", None) not in (None, "lookup"):
+            raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
         if not output_hypertokens:
             only_base = BaseIdsOnly(self.config.vocab_size)
@@ -197,6 +202,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         base_budget = options.pop("max_new_base_tokens", None)
         output_hypertokens = bool(options.pop("output_hypertokens", True))
         max_draft_phrase = options.pop("max_draft_phrase", None)
+        draft_source = str(options.pop("draft_source", None) or "lookup")
         if setting["do_sample"] or (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
             raise ModelInputError(
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
@@ -220,6 +226,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             max_new_base_tokens=base_budget,
             output_hypertokens=output_hypertokens,
             max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
+            draft_source=draft_source,
         )
         starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
         remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)
