@@ -200,6 +200,11 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         )
         if tokenizer.config != model.codebook_config():
             raise ModelInputError("the tokenizer's codebook config is not the model's")
+        if getattr(model.config, "marginal_first_token", False):
+            raise ModelInputError(
+                "StaticGenerator does not apply marginal_first_token yet: use generate(), or set "
+                "model.config.marginal_first_token = False"
+            )
         self.model = model
         self.tokenizer = tokenizer
         config = model.config

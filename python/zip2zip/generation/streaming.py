@@ -193,6 +193,26 @@ class CodeTextStopping(StoppingCriteria):
         return torch.tensor(done, dtype=torch.bool, device=input_ids.device)
 
 
+class MarginalFirstToken(LogitsProcessor):
+    """``generate(marginal_first_token=True)``: keeps only the codes that start with the most
+    likely next base token under the marginal (`zip2zip.modeling.marginal`), reading each row's
+    entries from the call's generation state (which keeps them on the device for it)."""
+
+    def __init__(self, vocab_size: int, state: Any) -> None:
+        self.vocab_size = int(vocab_size)
+        self.state = state
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        from zip2zip.modeling.marginal import first_ids, keep_marginal_first
+
+        codebook, lengths = self.state.codebook, self.state.codebook_lengths
+        if codebook is None or lengths is None:
+            raise RuntimeError("marginal_first_token: the generation state holds no codebook")
+        firsts = first_ids(codebook, lengths).to(scores.device)
+        kept = keep_marginal_first(scores, firsts, self.vocab_size)
+        return kept.to(scores.dtype)  # type: ignore[return-value]
+
+
 class BaseIdsOnly(LogitsProcessor):
     """Masks every hypertoken slot (scores at ids ``vocab_size`` and above), so that generation
     writes base ids only: ``model.generate(..., output_hypertokens=False)`` adds it."""

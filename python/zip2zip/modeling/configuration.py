@@ -35,6 +35,9 @@ class Zip2ZipConfig(PretrainedConfig):
             next (`zip2zip.modeling.canonical`): in ``forward``'s logits (but each row's last
             position, whose code a continued encoding could still extend) and in every step of
             ``generate()`` (not with ``output_hypertokens=False``). Default off.
+        marginal_first_token: the default of ``generate(marginal_first_token=...)``: each step
+            keeps only the codes that start with the most likely next base token under the
+            marginal (`zip2zip.modeling.marginal`). Default off.
 
     Raises:
         ConfigError: an invalid ``position_mode`` or encoder shape, or a codebook the codec
@@ -58,6 +61,7 @@ class Zip2ZipConfig(PretrainedConfig):
         position_mode: str = "base",
         base_source: str | None = None,
         canonical_outputs: bool = False,
+        marginal_first_token: bool = False,
         **kwargs: Any,
     ) -> None:
         if position_mode not in POSITION_MODES:
@@ -83,6 +87,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.position_mode = position_mode
         self.base_source = base_source
         self.canonical_outputs = bool(canonical_outputs)
+        self.marginal_first_token = bool(marginal_first_token)
         super().__init__(**kwargs)
 
     def base_model_config(self) -> PretrainedConfig:

@@ -29,6 +29,7 @@ from zip2zip.generation.fields import codebook_fields, first_real_positions
 from zip2zip.generation.streaming import (
     BaseIdsOnly,
     CodeTextStopping,
+    MarginalFirstToken,
     RecordingStreamer,
     SuffixDecoder,
 )
@@ -70,8 +71,10 @@ class GenerationState:
     output_rows: torch.Tensor | None = None
     installed: torch.Tensor | None = None
     last_position: torch.Tensor | None = None
-    # ``canonical_outputs``: the entries' phrases on the device, for the canonical mask.
+    # ``canonical_outputs`` and ``marginal_first_token``: the entries' phrases on the device, for
+    # the canonical mask and the marginal's first tokens.
     canonical: bool = False
+    marginal: bool = False
     codebook: torch.Tensor | None = None
     codebook_lengths: torch.Tensor | None = None
 
@@ -109,6 +112,11 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``output_hypertokens=False`` restricts the generated codes to base ids (the prompt still
         reads hypertokens, so its prefill and KV-cache savings stay): a safety valve that trades
         generation compression for the base model's output vocabulary.
+        ``marginal_first_token=True`` (default: ``config.marginal_first_token``) keeps, at each
+        step, only the codes that start with the most likely next base token under the marginal
+        (its base id's probability plus its hypertokens'): the text goes where the marginal says,
+        the code only decides how much of it to write (`zip2zip.modeling.marginal`); with
+        ``output_hypertokens=False`` the valve writes that token.
         ``prompt_lookup_num_tokens=N`` (greedy only) runs hypertoken speculation instead of
         transformers' loop: N draft codes a pass, guessed by looking up the text's last base-token
         n-gram (``max_matching_ngram_size``, default 3) earlier in the text, and verified in one
@@ -126,9 +134,17 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
+        marginal = kwargs.pop("marginal_first_token", None)
+        marginal = bool(getattr(self.config, "marginal_first_token", False) if marginal is None else marginal)
+        # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
+        state = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens, marginal=marginal)
+        processors = list(kwargs.get("logits_processor") or [])
+        if marginal:  # before the valve: the marginal counts the hypertokens' probability
+            processors.append(MarginalFirstToken(self.config.vocab_size, state))
         if not output_hypertokens:
-            only_base = BaseIdsOnly(self.config.vocab_size)
-            kwargs["logits_processor"] = LogitsProcessorList([*(kwargs.get("logits_processor") or []), only_base])
+            processors.append(BaseIdsOnly(self.config.vocab_size))
+        if processors:
+            kwargs["logits_processor"] = LogitsProcessorList(processors)
         generation_config = kwargs.get("generation_config") or self.generation_config
         if (kwargs.get("num_beams") or generation_config.num_beams or 1) > 1:
             raise ModelInputError("beam search is not supported: per-row codebook states would need reordering")
@@ -156,8 +172,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         if input_ids is not None and kwargs.get("codebook") is None:
             # Codes alone (as pipeline() passes them): the codebook fields are read from the codes.
             kwargs.update(codebook_fields(self.codebook_config(), input_ids, mask))
-        # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
-        kwargs["zip2zip_state"] = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens)
+        kwargs["zip2zip_state"] = state
         # The caller's cache under either name, handed on under the installed release's name.
         cache = pop_cache(kwargs)
         kwargs.update(cache_kwargs(DynamicCache(config=self.base.config) if cache is None else cache))
@@ -208,6 +223,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
                 "num_return_sequences > 1 are not supported with it"
             )
+        if options.get("marginal_first_token") is None and getattr(self.config, "marginal_first_token", False):
+            options["marginal_first_token"] = True  # the config's default, refused below like the keyword
         unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
         if unsupported:
             raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
@@ -295,7 +312,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         state.output_rows = output_rows.detach().clone()
         state.installed = torch.from_numpy(state.codecs.installed.astype("int64")).to(input_ids.device)
         state.last_position = position_ids[:, -1].clone()
-        if state.canonical and codebook is not None and codebook_lengths is not None:
+        if (state.canonical or state.marginal) and codebook is not None and codebook_lengths is not None:
             state.codebook, state.codebook_lengths = codebook.clone(), codebook_lengths.clone()
         state.started = True
 
@@ -378,7 +395,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         logits = self.hyper.logits(
             outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
         )
-        if state.codebook is not None and state.codebook_lengths is not None:
+        if state.canonical and state.codebook is not None and state.codebook_lengths is not None:
             self._mask_non_canonical(
                 logits, codes[:, None], state.codebook, state.codebook_lengths, state.installed[:, None]
             )

@@ -1,0 +1,41 @@
+"""The marginal first token: choose the next base token first, then the code that writes it.
+
+A zip2zip model's next-code distribution gives every base token ``t`` a marginal probability:
+that of the base id ``t`` plus that of every installed hypertoken whose phrase starts with ``t``
+(what `zip2zip.training.losses.DistillKL` trains to match the base model's next-token
+distribution). Greedy decoding over codes can pick a hypertoken whose first token is not the
+most likely next token: the hypertoken's own probability beats the base id's, though the mass
+of another first token, spread over its base id and its hypertokens, is larger.
+`keep_marginal_first` keeps only the codes that start with the marginal's most likely token
+(its base id and its hypertokens), so that decoding then chooses how much of the text to write
+at once, but not where the text goes.
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def first_ids(codebook: torch.Tensor, codebook_lengths: torch.Tensor) -> torch.Tensor:
+    """``[B, E]`` each entry's first base id, -1 for empty slots."""
+    return torch.where(codebook_lengths > 0, codebook[..., 0].long(), -1)
+
+
+def keep_marginal_first(scores: torch.Tensor, firsts: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``scores`` ``[B, V + K]`` with ``-inf`` on every code that does not start with the row's
+    most likely next base token under the marginal (base id plus the hypertokens starting with
+    it; ``firsts`` ``[B, E]``, ``E <= K``, from `first_ids`; uninstalled slots must be ``-inf``
+    already). Returns a new tensor; the kept codes' scores are unchanged."""
+    entries = firsts.shape[1]
+    probs = scores.float().softmax(-1)
+    marginal = probs[:, :vocab_size].clone()
+    if entries:
+        real = firsts >= 0
+        hyper = probs[:, vocab_size : vocab_size + entries] * real
+        marginal.scatter_add_(1, firsts.clamp(min=0), hyper)
+    token = marginal.argmax(-1)
+    keep = torch.zeros_like(scores, dtype=torch.bool)
+    keep.scatter_(1, token[:, None], True)
+    if entries:
+        keep[:, vocab_size : vocab_size + entries] = firsts == token[:, None]
+    return scores.masked_fill(~keep, float("-inf"))

@@ -1,0 +1,105 @@
+"""The marginal first token (`zip2zip.modeling.marginal`): the codes kept are those starting with
+the most likely next base token under the marginal, and ``generate(marginal_first_token=True)``
+writes only such codes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tiny_models import TEXTS
+from zip2zip._core import CodecState
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.fields import codebook_fields
+from zip2zip.modeling.marginal import first_ids, keep_marginal_first
+
+
+def test_the_marginal_can_beat_the_best_code():
+    vocab, inf = 4, float("-inf")
+    # Base id 1 is the best single code (2.6); base id 2 (2.5) and hypertoken slots 0 and 1, which
+    # start with it (2.5 each), have more probability together. Slot 2 starts with 1; slot 3 is
+    # not installed.
+    firsts = torch.tensor([[2, 2, 1, -1]])
+    scores = torch.tensor([[0.0, 2.6, 2.5, 0.0, 2.5, 2.5, 0.0, inf]])
+    kept = keep_marginal_first(scores, firsts, vocab)
+    assert kept[0, [2, 4, 5]].tolist() == [2.5, 2.5, 2.5]  # base id 2 and its hypertokens, unchanged
+    assert torch.isinf(kept[0, [0, 1, 3, 6, 7]]).all()
+    # Without the hypertokens behind base id 2, base id 1 and its hypertoken (slot 2) are kept.
+    alone = keep_marginal_first(scores, torch.tensor([[-1, -1, 1, -1]]), vocab)
+    assert torch.isfinite(alone[0, [1, 6]]).all() and torch.isinf(alone[0, [0, 2, 3, 4, 5, 7]]).all()
+
+
+def test_first_ids_mark_empty_slots():
+    codebook = torch.tensor([[[5, 6, 0], [7, 0, 0], [0, 0, 0]]])
+    assert first_ids(codebook, torch.tensor([[2, 1, 0]])).tolist() == [[5, 7, -1]]
+
+
+def _marginal_argmax(logits: torch.Tensor, fields: dict, vocab: int, row: int, position: int) -> int:
+    entries = fields["codebook"].shape[1]
+    firsts = first_ids(fields["codebook"], fields["codebook_lengths"])[row]
+    probs = logits[row, position].float().softmax(-1)
+    marginal = probs[:vocab].clone()
+    installed = int(fields["installed"][row, position])
+    for slot in range(min(entries, installed)):
+        if firsts[slot] >= 0:
+            marginal[firsts[slot]] += probs[vocab + slot]
+    return int(marginal.argmax())
+
+
+@pytest.mark.parametrize("valve", [False, True])
+def test_generate_writes_codes_that_start_with_the_marginals_token(saved, valve):
+    _, tok, model = saved
+    vocab = tok.vocab_size
+    tok.padding_side = "left"
+    batch = tok([TEXTS[0], TEXTS[1] * 2], return_tensors="pt", padding=True, add_special_tokens=False)
+    width = batch["input_ids"].shape[1]
+    with torch.no_grad():
+        out = model.generate(
+            **batch, max_new_tokens=24, do_sample=False, marginal_first_token=True, output_hypertokens=valve is False
+        )
+        plain = model.generate(**batch, max_new_tokens=24, do_sample=False, output_hypertokens=valve is False)
+        mask = torch.cat([batch["attention_mask"], torch.ones_like(out[:, width:])], 1)
+        fields = codebook_fields(model.codebook_config(), out, mask)
+        logits = model(input_ids=out, attention_mask=mask, **fields).logits
+    changed = 0
+    for row in range(out.shape[0]):
+        tracker = CodecState(model.codebook_config())
+        tracker.feed_codes(batch["input_ids"][row][batch["attention_mask"][row].bool()].numpy())
+        for step, code in enumerate(out[row, width:].tolist()):
+            ids, _ = tracker.feed_codes([code])
+            first = int(ids[0])
+            assert first == _marginal_argmax(logits, fields, vocab, row, width + step - 1)
+            if valve:
+                assert code < vocab
+        changed += int(not torch.equal(out[row], plain[row]))
+    assert changed > 0  # the tiny model's greedy codes do not all start with the marginal's token
+
+
+def test_the_config_sets_the_default_and_speculation_refuses_it(saved):
+    _, tok, model = saved
+    batch = tok([TEXTS[1]], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        by_keyword = model.generate(**batch, max_new_tokens=12, do_sample=False, marginal_first_token=True)
+        model.config.marginal_first_token = True
+        try:
+            by_config = model.generate(**batch, max_new_tokens=12, do_sample=False)
+            turned_off = model.generate(**batch, max_new_tokens=12, do_sample=False, marginal_first_token=False)
+            with pytest.raises(ModelInputError, match="marginal_first_token"):
+                model.generate(**batch, max_new_tokens=4, prompt_lookup_num_tokens=4)
+        finally:
+            model.config.marginal_first_token = False
+        plain = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    assert torch.equal(by_config, by_keyword)
+    assert torch.equal(turned_off, plain)
+
+
+def test_the_static_loop_refuses_it(saved):
+    from zip2zip.generation.static import StaticGenerator
+
+    _, tok, model = saved
+    model.config.marginal_first_token = True
+    try:
+        with pytest.raises(ModelInputError, match="marginal_first_token"):
+            StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=32)
+    finally:
+        model.config.marginal_first_token = False
