@@ -13,7 +13,11 @@ codes, no early stop but EOS) through four loops and prints, side by side:
   passes per code, draft codes proposed and accepted, and seconds over the reference's.
 
     python benchmarks/valve_drafts.py --model models/smollm2-135m-zip2zip [--problems 16]
-        [--new-tokens 256] [--draft-codes 8] [--device cuda] [--dtype bfloat16] [--json out.json]
+        [--new-tokens 256] [--draft-codes 8] [--device cuda] [--dtype bfloat16] [--marginal]
+        [--json out.json]
+
+``--marginal`` runs every loop with ``marginal_first_token=True`` (the valve writes the
+marginal's most likely token, the mode that solved the most HumanEval problems).
 """
 
 from __future__ import annotations
@@ -49,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--draft-codes", type=int, default=8)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", default="bfloat16" if torch.cuda.is_available() else "float32")
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="every loop with marginal_first_token=True (the valve writes the marginal's token)",
+    )
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
 
@@ -74,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
             start = time.perf_counter()
             with torch.no_grad():
                 reference = model.generate(
-                    **batch, max_new_tokens=args.new_tokens, do_sample=False, output_hypertokens=False
+                    **batch,
+                    max_new_tokens=args.new_tokens,
+                    do_sample=False,
+                    output_hypertokens=False,
+                    marginal_first_token=args.marginal,
                 )
             _sync(device)
             seconds = time.perf_counter() - start
@@ -93,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
                         num_draft_codes=0 if loop == "no drafts" else args.draft_codes,
                         output_hypertokens=False,
                         draft_source="hypertokens" if loop == "no drafts" else loop,
+                        marginal_first_token=args.marginal,
                     )
                 _sync(device)
                 seconds = time.perf_counter() - start
@@ -115,6 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nThe safety valve, {len(problems)} HumanEval prompts, batch 1, {args.new_tokens} new codes at most, "
         f"{args.draft_codes} draft codes, {args.device} {args.dtype}"
+        + (", the marginal's first token" if args.marginal else "")
     )
     print(f"valve generate(): {reference_seconds:.2f} s\n")
     print("| loop | same codes | codes per pass | proposed | accepted | acceptance | seconds | time / generate() |")

@@ -11,6 +11,7 @@ from tiny_models import TEXTS
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
+from zip2zip.generation.speculative import speculative_generate
 from zip2zip.modeling.marginal import first_ids, keep_marginal_first
 
 
@@ -75,7 +76,7 @@ def test_generate_writes_codes_that_start_with_the_marginals_token(saved, valve)
     assert changed > 0  # the tiny model's greedy codes do not all start with the marginal's token
 
 
-def test_the_config_sets_the_default_and_speculation_refuses_it(saved):
+def test_the_config_sets_the_default(saved):
     _, tok, model = saved
     batch = tok([TEXTS[1]], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
@@ -84,8 +85,6 @@ def test_the_config_sets_the_default_and_speculation_refuses_it(saved):
         try:
             by_config = model.generate(**batch, max_new_tokens=12, do_sample=False)
             turned_off = model.generate(**batch, max_new_tokens=12, do_sample=False, marginal_first_token=False)
-            with pytest.raises(ModelInputError, match="marginal_first_token"):
-                model.generate(**batch, max_new_tokens=4, prompt_lookup_num_tokens=4)
         finally:
             model.config.marginal_first_token = False
         plain = model.generate(**batch, max_new_tokens=12, do_sample=False)
@@ -103,3 +102,30 @@ def test_the_static_loop_refuses_it(saved):
             StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=32)
     finally:
         model.config.marginal_first_token = False
+
+
+@pytest.mark.parametrize(
+    ("valve", "source"), [(False, "lookup"), (True, "lookup"), (True, "hypertokens"), (True, "both")]
+)
+def test_speculation_verifies_against_the_marginals_choice(saved, valve, source):
+    _, tok, model = saved
+    tok.padding_side = "left"
+    batch = tok(
+        [TEXTS[0], TEXTS[1] * 2, "x = 1\n" * 6 + "y = 2\n"], return_tensors="pt", padding=True, add_special_tokens=False
+    )
+    options = dict(max_new_tokens=40, do_sample=False, marginal_first_token=True, output_hypertokens=not valve)
+    with torch.no_grad():
+        plain = model.generate(**batch, **options)
+        drafted = model.generate(**batch, **options, prompt_lookup_num_tokens=6, draft_source=source)
+    assert torch.equal(drafted, plain)
+    out = speculative_generate(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=40,
+        output_hypertokens=not valve,
+        draft_source=source,
+        marginal_first_token=True,
+    )
+    assert torch.equal(out.sequences, plain)
+    assert out.stats.accepted > 0

@@ -50,6 +50,7 @@ from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
+from zip2zip.modeling.marginal import first_ids, keep_marginal_first
 from zip2zip.nn import RowTable
 
 REST_PASSES = 8
@@ -224,6 +225,15 @@ def _best_hypertokens(logits: torch.Tensor, firsts: torch.Tensor, vocab: int) ->
     return torch.where(torch.isfinite(top), slot + vocab, -1)
 
 
+def _keep_marginal(logits: torch.Tensor, firsts: torch.Tensor, vocab: int) -> torch.Tensor:
+    """`keep_marginal_first` at every position of ``logits`` ``[B, W, V + K]`` (``firsts``
+    ``[B, K]``: the slots a position has not installed are ``-inf`` in its logits)."""
+    batch, width, size = logits.shape
+    flat = logits.reshape(batch * width, size)
+    kept = keep_marginal_first(flat, firsts.repeat_interleave(width, 0), vocab)
+    return kept.view(batch, width, size)
+
+
 def _merge_guesses(lookup: list[int], hypertoken: list[int]) -> list[int]:
     """``"both"``: the lookup's guess where it agrees with the hypertoken's, else the
     hypertoken's (the model's own belief), else the lookup's."""
@@ -286,6 +296,7 @@ def speculative_generate(
     max_draft_phrase: int | None = None,
     adaptive: bool = True,
     draft_source: str = "lookup",
+    marginal_first_token: bool = False,
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -315,6 +326,9 @@ def speculative_generate(
             written: the safety valve's built-in draft, so ``output_hypertokens=False`` only) or
             ``"both"`` (see the module docstring). Hypertoken guesses are not sized by
             ``adaptive`` (they are at most S - 1 base ids); ``num_draft_codes`` caps them.
+        marginal_first_token: each position's choice is made among the codes starting with the
+            marginal's most likely next base token (`zip2zip.modeling.marginal`), as
+            ``generate(marginal_first_token=True)`` chooses; drafts are verified against it.
 
     Raises:
         ModelInputError: bad shapes or counts, a right-padded batch, or an unknown or
@@ -374,12 +388,15 @@ def speculative_generate(
         logits = hyper.logits(last, head, rows.output_rows, fields["installed"][:, -1:], softcap)[:, -1]
     cache = output_cache(outputs)
     last_position = positions[:, -1].clone()
-    chosen = (logits[:, :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
-    # Each slot's first base id, and at each position the best hypertoken starting with the base
-    # id written there (the hypertoken drafts).
+    # Each slot's first base id (for the marginal's first token and the hypertoken drafts).
+    track_firsts = use_hypertokens or marginal_first_token
     firsts = torch.full((batch, config.max_codebook_size), -1, dtype=torch.long, device=device)
-    if use_hypertokens and codebook.shape[1]:
-        firsts[:, : codebook.shape[1]] = torch.where(lengths > 0, codebook[:, :, 0].long(), -1)
+    if track_firsts and codebook.shape[1]:
+        firsts[:, : codebook.shape[1]] = first_ids(codebook, lengths)
+    if marginal_first_token:
+        logits = _keep_marginal(logits[:, None], firsts, vocab)[:, 0]
+    chosen = (logits[:, :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
+    # At each position, the best hypertoken starting with the base id written there.
     best = _best_hypertokens(logits[:, None], firsts, vocab)[:, 0].tolist() if use_hypertokens else [0] * batch
 
     trackers, lookups, phrase_index = [], [], []
@@ -466,7 +483,7 @@ def speculative_generate(
         with torch.no_grad():
             if entries:
                 _write_rows(model, rows, entries, device)
-                if use_hypertokens:
+                if track_firsts:
                     for row, slot, phrase in entries:
                         firsts[row, slot] = phrase[0]
             steps = spans.to(device) if config.position_mode == "base" else valid
@@ -479,6 +496,8 @@ def speculative_generate(
             logits = hyper.logits(outputs.last_hidden_state, head, rows.output_rows, installed, softcap)
             if canonical:  # as each plain decoding step masks after the code it reads
                 model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
+            if marginal_first_token:  # as generate()'s logits processor does at each step
+                logits = _keep_marginal(logits, firsts, vocab)
         cache = output_cache(outputs)
         greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
         best_all = _best_hypertokens(logits, firsts, vocab).tolist() if use_hypertokens else None

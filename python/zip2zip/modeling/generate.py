@@ -223,8 +223,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
                 "num_return_sequences > 1 are not supported with it"
             )
-        if options.get("marginal_first_token") is None and getattr(self.config, "marginal_first_token", False):
-            options["marginal_first_token"] = True  # the config's default, refused below like the keyword
+        marginal = options.pop("marginal_first_token", None)
+        marginal = bool(getattr(self.config, "marginal_first_token", False) if marginal is None else marginal)
         unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
         if unsupported:
             raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
@@ -244,6 +244,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             output_hypertokens=output_hypertokens,
             max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
             draft_source=draft_source,
+            marginal_first_token=marginal,
         )
         starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
         remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)
