@@ -15,9 +15,10 @@ tokens of answer (the zip2zip model through ``max_new_base_tokens``, so it write
 than the base model). Running generated code is what code benchmarks do: it is the evaluated
 model's code, run with the evaluating user's rights.
 
-The zip2zip model answers twice: as it is, and with hypertokens in the prompt only
+The zip2zip model answers three times: as it is, with hypertokens in the prompt only
 (``output_hypertokens=False``, the safety valve: it writes base ids, keeping the prompt's
-prefill and KV-cache savings). Besides pass@1 the report gives, per answer set, the mean
+prefill and KV-cache savings), and with the valve writing the marginal's most likely token
+(``marginal_first_token=True``, `zip2zip.modeling.marginal`). Besides pass@1 the report gives, per answer set, the mean
 repetition (the share of distinct 4-grams of each answer's base tokens: lower means more
 repeated) and, for the zip2zip model, generation compression (base tokens per generated code).
 """
@@ -47,9 +48,10 @@ from zip2zip.modeling.lora import base_only
 HUMANEVAL_ENV = "ZIP2ZIP_HUMANEVAL"
 FETCH_COMMAND = "bash scripts/fetch_test_assets.sh"
 MEMORY_LIMIT_BYTES = 2 << 30
-# The answers compared: the base model (adapter off), the zip2zip model, and the zip2zip model
-# writing base ids only (``output_hypertokens=False``: hypertokens in the prompt only).
-SIDES = ("base", "zip2zip", "prompt_only")
+# The answers compared: the base model (adapter off), the zip2zip model, the zip2zip model
+# writing base ids only (``output_hypertokens=False``: hypertokens in the prompt only), and the
+# same writing the marginal's most likely token (``marginal_first_token=True``).
+SIDES = ("base", "zip2zip", "prompt_only", "prompt_only_marginal")
 
 _FIRST_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _IMPORT = re.compile(r"^(?:import|from)\s+\S")
@@ -225,12 +227,18 @@ def base_answers(model: Any, tokenizer: Any, texts: list[str], max_new_tokens: i
 
 
 def zip2zip_answers(
-    model: Any, tokenizer: Any, texts: list[str], max_new_tokens: int, output_hypertokens: bool = True
+    model: Any,
+    tokenizer: Any,
+    texts: list[str],
+    max_new_tokens: int,
+    output_hypertokens: bool = True,
+    marginal_first_token: bool | None = None,
 ) -> list[tuple[str, list[int], int]]:
     """The zip2zip model's greedy answers to chat texts, batched, left-padded, with at most
     ``max_new_tokens`` base tokens of text each: (text, generated base ids, generated codes) per
     text (the ids and codes as generated, which may pass the budget by a part of a code). With
-    ``output_hypertokens=False`` the answers are written in base ids only (the safety valve)."""
+    ``output_hypertokens=False`` the answers are written in base ids only (the safety valve);
+    ``marginal_first_token`` is passed to ``generate()`` (None: the model config's default)."""
     stop = _stop_ids(model)
     batch = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
@@ -243,6 +251,7 @@ def zip2zip_answers(
             tokenizer=tokenizer,
             do_sample=False,
             output_hypertokens=output_hypertokens,
+            marginal_first_token=marginal_first_token,
         )
     width = batch["input_ids"].shape[1]
     answers = []
@@ -287,21 +296,28 @@ def evaluate_humaneval(
         base = base_answers(model, tokenizer, texts, max_new_tokens)
         zipped = zip2zip_answers(model, tokenizer, texts, max_new_tokens)
         valved = zip2zip_answers(model, tokenizer, texts, max_new_tokens, output_hypertokens=False)
-        for problem, (base_text, base_ids), (zip_text, zip_ids, codes), (valve_text, valve_ids, _) in zip(
-            chunk, base, zipped, valved
-        ):
+        marginal = zip2zip_answers(
+            model, tokenizer, texts, max_new_tokens, output_hypertokens=False, marginal_first_token=True
+        )
+        for problem, (base_text, base_ids), (zip_text, zip_ids, codes), (valve_text, valve_ids, _), (
+            marginal_text,
+            marginal_ids,
+            _,
+        ) in zip(chunk, base, zipped, valved, marginal):
             rows.append(
                 {
                     "task_id": problem.task_id,
                     "base": base_text,
                     "zip2zip": zip_text,
                     "prompt_only": valve_text,
+                    "prompt_only_marginal": marginal_text,
                     "base_tokens": len(base_ids),
                     "zip2zip_base_tokens": len(zip_ids),
                     "zip2zip_codes": codes,
                     "base_distinct_4grams": distinct_ngram_share(base_ids),
                     "zip2zip_distinct_4grams": distinct_ngram_share(zip_ids),
                     "prompt_only_distinct_4grams": distinct_ngram_share(valve_ids),
+                    "prompt_only_marginal_distinct_4grams": distinct_ngram_share(marginal_ids),
                 }
             )
         if progress is not None:
@@ -328,8 +344,14 @@ def evaluate_humaneval(
 
 def format_humaneval(report: dict[str, Any]) -> str:
     """A Markdown table of the HumanEval report."""
-    names = {"base": "base", "zip2zip": "zip2zip", "prompt_only": "zip2zip, hypertokens in the prompt only"}
-    compression = {"base": "1.00", "zip2zip": f"{report['zip2zip_tokens_per_code']:.2f}", "prompt_only": "1.00"}
+    names = {
+        "base": "base",
+        "zip2zip": "zip2zip",
+        "prompt_only": "zip2zip, hypertokens in the prompt only",
+        "prompt_only_marginal": "zip2zip, hypertokens in the prompt only, the marginal's first token",
+    }
+    compression = {side: "1.00" for side in SIDES}
+    compression["zip2zip"] = f"{report['zip2zip_tokens_per_code']:.2f}"
     lines = [
         f"HumanEval, {report['problems']} problems, greedy, {report['max_new_tokens']} base tokens per answer",
         "",
