@@ -216,6 +216,7 @@ def test_checked_answers_of_both_models(workspace, tok):
         fact_check,
         format_answers,
         run_code_check,
+        zip2zip_answer,
     )
 
     model = Zip2ZipForCausalLM.from_base(str(workspace / "base"), tok).add_lora(r=4).eval()
@@ -229,4 +230,13 @@ def test_checked_answers_of_both_models(workspace, tok):
     for row, question in zip(report["facts"]["answers"], FACT_QUESTIONS):
         assert row["zip2zip_passes"] == fact_check(row["zip2zip"], question) and row["zip2zip"] != ""
     assert report["facts"]["zip2zip_passed"] == sum(r["zip2zip_passes"] for r in report["facts"]["answers"])
-    assert "| facts | 2 |" in format_answers(report)
+    # the valve's answer is the one generate() writes with base ids only and the marginal's token
+    valve = zip2zip_answer(model, tok, CODE_TASKS[0].prompt, 16, output_hypertokens=False, marginal_first_token=True)
+    assert answer["valve_marginal"] == valve and answer["valve_marginal_passes"] == run_code_check(valve, CODE_TASKS[0])
+    assert report["facts"]["valve_marginal_passed"] == sum(
+        r["valve_marginal_passes"] for r in report["facts"]["answers"]
+    )
+    table = format_answers(report)
+    assert "| facts | 2 |" in table and table.splitlines()[-1].endswith(
+        f"| {report['facts']['valve_marginal_passed']} |"
+    )

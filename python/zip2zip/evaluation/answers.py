@@ -195,12 +195,13 @@ def fact_check(answer: str, question: FactQuestion) -> bool:
     return any(word in folded for word in question.expected)
 
 
-def zip2zip_answer(model: Any, tokenizer: Any, prompt: str, max_new_codes: int) -> str:
-    """The zip2zip model's greedy answer, decoded."""
+def zip2zip_answer(model: Any, tokenizer: Any, prompt: str, max_new_codes: int, **options: Any) -> str:
+    """The zip2zip model's greedy answer, decoded; ``options`` go to ``generate()`` (for instance
+    ``output_hypertokens=False, marginal_first_token=True``)."""
     chat = user_turn(tokenizer, prompt, return_tensors="pt", return_dict=True)
     batch = {k: v.to(next(model.parameters()).device) for k, v in chat.items()}
     with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=max_new_codes, do_sample=False)
+        out = model.generate(**batch, max_new_tokens=max_new_codes, do_sample=False, **options)
     prompt_codes = batch["input_ids"][0].tolist()
     text: str = tokenizer.decode(
         out[0, len(prompt_codes) :].tolist(), state=tokenizer.state_after(prompt_codes), skip_special_tokens=True
@@ -235,11 +236,13 @@ def check_answers(
     max_new_codes: int = 200,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Both models' greedy answers to the code tasks and fact questions, and which pass.
+    """Both models' greedy answers to the code tasks and fact questions, and which pass; the
+    zip2zip model also answers as the safety valve writing the marginal's most likely token
+    (``output_hypertokens=False, marginal_first_token=True``: ``valve_marginal``).
 
     The base model gets ``max_new_codes`` base tokens, the zip2zip model as many codes (at least
-    as much text). Fact answers get a quarter of that. Returns per set the pass counts of both
-    models and each answer with its verdicts.
+    as much text). Fact answers get a quarter of that. Returns per set the pass counts and each
+    answer with its verdicts.
     """
     report: dict[str, Any] = {}
     sets: list[tuple[str, Sequence[Any], Callable[[str, Any], bool], int]] = [
@@ -253,19 +256,25 @@ def check_answers(
                 progress(f"{name}: {item.prompt}")
             base = base_answer(model, tokenizer, item.prompt, budget)
             zipped = zip2zip_answer(model, tokenizer, item.prompt, budget)
+            valved = zip2zip_answer(
+                model, tokenizer, item.prompt, budget, output_hypertokens=False, marginal_first_token=True
+            )
             rows.append(
                 {
                     "prompt": item.prompt,
                     "base": base,
                     "zip2zip": zipped,
+                    "valve_marginal": valved,
                     "base_passes": check(base, item),
                     "zip2zip_passes": check(zipped, item),
+                    "valve_marginal_passes": check(valved, item),
                 }
             )
         report[name] = {
             "questions": len(rows),
             "base_passed": sum(r["base_passes"] for r in rows),
             "zip2zip_passed": sum(r["zip2zip_passes"] for r in rows),
+            "valve_marginal_passed": sum(r["valve_marginal_passes"] for r in rows),
             "answers": rows,
         }
     return report
@@ -273,15 +282,19 @@ def check_answers(
 
 def format_answers(report: dict[str, Any]) -> str:
     """A Markdown table: per set, how many answers of each model pass, and on how many prompts
-    only one of them is right."""
+    only one of the base and the zip2zip model is right. (Reports written before the valve's
+    column have no ``valve_marginal_passed``: "-".)"""
     lines = [
-        "| checked answers | questions | base right | zip2zip right | only base right | only zip2zip right |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| checked answers | questions | base right | zip2zip right | only base right | only zip2zip right "
+        "| valve with the marginal's token right |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in report.items():
         only_base = sum(a["base_passes"] and not a["zip2zip_passes"] for a in r["answers"])
         only_zip = sum(a["zip2zip_passes"] and not a["base_passes"] for a in r["answers"])
+        valve = r.get("valve_marginal_passed", "-")
         lines.append(
-            f"| {name} | {r['questions']} | {r['base_passed']} | {r['zip2zip_passed']} | {only_base} | {only_zip} |"
+            f"| {name} | {r['questions']} | {r['base_passed']} | {r['zip2zip_passed']} | {only_base} | {only_zip} "
+            f"| {valve} |"
         )
     return "\n".join(lines)
