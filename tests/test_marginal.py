@@ -9,7 +9,6 @@ import torch
 
 from tiny_models import TEXTS
 from zip2zip._core import CodecState
-from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
 from zip2zip.generation.speculative import speculative_generate
 from zip2zip.modeling.marginal import first_ids, keep_marginal_first
@@ -92,16 +91,39 @@ def test_the_config_sets_the_default(saved):
     assert torch.equal(turned_off, plain)
 
 
-def test_the_static_loop_refuses_it(saved):
+@pytest.mark.parametrize(("marginal", "valve"), [(True, False), (True, True), (False, True)])
+def test_the_static_loop_writes_what_generate_writes(saved, marginal, valve):
     from zip2zip.generation.static import StaticGenerator
 
     _, tok, model = saved
-    model.config.marginal_first_token = True
+    tok.padding_side = "left"
+    prompts = [TEXTS[0], TEXTS[1] * 2]
+    batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    width = batch["input_ids"].shape[1]
+    model.config.marginal_first_token = marginal
     try:
-        with pytest.raises(ModelInputError, match="marginal_first_token"):
-            StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=32)
+        with torch.no_grad():
+            expected = model.generate(
+                **batch,
+                max_new_tokens=24,
+                do_sample=False,
+                output_hypertokens=not valve,
+                eos_token_id=None,
+                pad_token_id=0,
+            )
+        generator = StaticGenerator.for_zip2zip(
+            model, tok, batch_size=2, max_cache_len=160, output_hypertokens=not valve
+        )
+        generator.stop_ids = frozenset()
+        rows = [row[m.bool()].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+        out = generator.generate(rows, max_new_base_tokens=24)
     finally:
         model.config.marginal_first_token = False
+    for row in range(2):
+        new = expected[row, width:].tolist()
+        assert len(out.tokens[row]) >= 8 and out.tokens[row] == new[: len(out.tokens[row])]
+        if valve:
+            assert max(out.tokens[row]) < tok.vocab_size
 
 
 @pytest.mark.parametrize(

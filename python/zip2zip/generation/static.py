@@ -45,6 +45,7 @@ from zip2zip.errors import ModelInputError
 from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
 from zip2zip.modeling.canonical import non_canonical_mask
+from zip2zip.modeling.marginal import keep_marginal_first
 from zip2zip.nn import RowTable
 from zip2zip.ops.reference import softcapped
 
@@ -89,9 +90,12 @@ class StaticGenerator(StaticLoop):
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
         sampling: SamplingConfig | None = None,
+        output_hypertokens: bool = True,
     ) -> Zip2ZipStaticGenerator:
         """A generator for a `Zip2ZipForCausalLM` and its `Zip2ZipTokenizer`. For speed, merge a
-        LoRA adapter first (`Zip2ZipForCausalLM.merge_lora`)."""
+        LoRA adapter first (`Zip2ZipForCausalLM.merge_lora`). ``output_hypertokens=False`` writes
+        base ids only (the safety valve, as ``generate(output_hypertokens=False)``); the model's
+        ``config.marginal_first_token`` applies as in ``generate()``."""
         return Zip2ZipStaticGenerator(
             model,
             tokenizer,
@@ -100,6 +104,7 @@ class StaticGenerator(StaticLoop):
             cuda_graphs=cuda_graphs,
             prefill_graphs=prefill_graphs,
             sampling=sampling,
+            output_hypertokens=output_hypertokens,
         )
 
 
@@ -185,6 +190,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         cuda_graphs: bool | None = None,
         prefill_graphs: bool = False,
         sampling: SamplingConfig | None = None,
+        output_hypertokens: bool = True,
     ) -> None:
         base = model.base
         if model.has_adapter:  # run through the peft wrapper's model (LoRA layers included)
@@ -200,11 +206,6 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         )
         if tokenizer.config != model.codebook_config():
             raise ModelInputError("the tokenizer's codebook config is not the model's")
-        if getattr(model.config, "marginal_first_token", False):
-            raise ModelInputError(
-                "StaticGenerator does not apply marginal_first_token yet: use generate(), or set "
-                "model.config.marginal_first_token = False"
-            )
         self.model = model
         self.tokenizer = tokenizer
         config = model.config
@@ -216,9 +217,13 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.input_rows = torch.zeros(batch_size, self.slots + 1, hidden, dtype=self.dtype, device=self.device)
         self.output_rows = torch.zeros_like(self.input_rows)
         self.entry_lengths = torch.ones(batch_size, self.slots + 1, dtype=torch.long, device=self.device)
-        # ``canonical_outputs``: the entries' phrases too, for the canonical mask of each step.
-        self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0
-        if self.canonical:
+        # ``canonical_outputs`` (not for the valve, as in generate()) and ``marginal_first_token``:
+        # the entries' phrases too, for the canonical mask and the marginal's first tokens.
+        self.valve = not output_hypertokens
+        self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0 and not self.valve
+        self.marginal = bool(getattr(config, "marginal_first_token", False)) and self.slots > 0
+        self.keep_phrases = self.canonical or self.marginal
+        if self.keep_phrases:
             self.entry_phrases = torch.zeros(
                 batch_size, self.slots + 1, self.width, dtype=torch.long, device=self.device
             )
@@ -271,7 +276,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.input_rows.view(-1, hidden_size).index_copy_(0, index, rows_in.to(self.dtype))
         self.output_rows.view(-1, hidden_size).index_copy_(0, index, rows_out.to(self.dtype))
         self.entry_lengths.view(-1).index_copy_(0, index, lengths)
-        if self.canonical:
+        if self.keep_phrases:
             self.entry_phrases.view(-1, self.width).index_copy_(0, index, phrases)
 
     def _run_decoder(self) -> None:
@@ -302,11 +307,11 @@ class Zip2ZipStaticGenerator(StaticGenerator):
                 installed[:, None],
                 self.vocab,
             )[:, 0]
-        if self.softcap is not None or self.sampling.do_sample:
+        if self.softcap is not None or self.sampling.do_sample or self.marginal or self.valve:
             logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)[:, -1]
             if excluded is not None:
                 logits = logits.masked_fill(excluded, float("-inf"))
-            self.next_codes.copy_(self._pick(logits))
+            self.next_codes.copy_(self._pick(self._restrict(logits)))
         else:
             base = F.linear(self.hidden, self.head)[:, -1]
             scores = (self.hidden @ rows.transpose(1, 2).to(self.hidden.dtype))[:, -1]
@@ -320,6 +325,16 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             better = scores.gather(1, hyper_best[:, None])[:, 0] > base.gather(1, base_best[:, None])[:, 0]
             self.next_codes.copy_(torch.where(better, hyper_best + self.vocab, base_best))
         self.codes_in.copy_(self.next_codes)
+
+    def _restrict(self, logits: torch.Tensor) -> torch.Tensor:
+        """``marginal_first_token`` (the codes starting with the marginal's most likely token),
+        then the valve (base ids only), as ``generate()``'s logits processors apply them. The
+        slots no row has installed are ``-inf`` already, so their stale phrases count for none."""
+        if self.marginal:
+            logits = keep_marginal_first(logits, self.entry_phrases[:, : self.slots, 0], self.vocab)
+        if self.valve:
+            logits = torch.cat([logits[:, : self.vocab], torch.full_like(logits[:, self.vocab :], float("-inf"))], 1)
+        return logits
 
     def _body(self, key: Any) -> None:
         part = key[0]
@@ -438,7 +453,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             # in slots no code reads and no logit offers.
             phrases, phrase_lengths = codebook.view(-1, width), lengths.view(-1)
             self.entry_lengths[:, :entries] = lengths
-            if self.canonical:
+            if self.keep_phrases:
                 self.entry_phrases[:, :entries] = codebook
             if side is not None and main is not None:
                 # Output rows are needed only by the logits: encode them beside the decoder.
@@ -459,7 +474,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         logits = hyper.logits(
             hidden[:, -1:], self.head, self.output_rows[:, : self.slots], inputs["installed"][:, None], self.softcap
         )
-        self.next_codes.copy_(self._pick(logits[:, -1]))
+        self.next_codes.copy_(self._pick(self._restrict(logits[:, -1])))
         self.codes_in.copy_(self.next_codes)
         self.positions.copy_(positions[:, -1])
         self.cursor.fill_(ids.shape[1])
