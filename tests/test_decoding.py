@@ -304,3 +304,14 @@ def test_bench_generate_runs_base_against_zip2zip(smollm2_tokenizer, tmp_path, c
     assert long["base_tokens"] == 300 and long["codes"] < 300
     assert long["kv_ratio"] == pytest.approx(300 / long["codes"])
     assert main(["bench", "generate"]) == 2  # neither --model nor --shapes
+    # The valve with the marginal's token: the zip2zip loop writes base ids only, and says so.
+    valve_out = tmp_path / "valve.json"
+    args = ["bench", "generate", "--model", str(model_dir), "--batch-sizes", "2", "--max-new-tokens", "6"]
+    args += ["--prompts-per-set", "2", "--long-prompt-tokens", "0", "--repeats", "1", "--json", str(valve_out)]
+    assert main([*args, "--valve", "--marginal"]) == 0
+    valve = json.loads(valve_out.read_text())
+    assert valve["valve"] and valve["marginal_first_token"]
+    for row in valve["sets"].values():
+        assert row["zip2zip"]["base_tokens_per_code"] == 1.0
+    assert "base ids only (the valve), the marginal's first token" in capsys.readouterr().out
+    assert main(["bench", "generate", "--model", str(model_dir), "--peers", "--valve"]) == 2

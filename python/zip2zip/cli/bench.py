@@ -55,6 +55,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "their tokens, zip2zip their codes), so that decoding cost is timed apart from answer differences "
         "(zip2zip.generation.same_text)",
     )
+    parser.add_argument(
+        "--valve",
+        action="store_true",
+        help="throughput mode: the zip2zip model writes base ids only (hypertokens in the prompt only)",
+    )
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="throughput mode: the zip2zip model writes the codes starting with the marginal's most likely token "
+        "(config.marginal_first_token); with --valve, that token",
+    )
     parser.add_argument("--draft-codes", type=int, default=8, help="--peers: draft codes per speculation pass")
     parser.add_argument(
         "--draft-phrase",
@@ -87,6 +98,10 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"no such model folder: {args.model}")
     if args.peers and args.same_text:
         raise UsageError("give --peers or --same-text, not both")
+    if (args.valve or args.marginal) and (args.model is None or args.peers or args.same_text):
+        raise UsageError(
+            "--valve and --marginal are for the throughput mode (--model DIR without --peers or --same-text)"
+        )
     if args.same_text:
         if args.model is None:
             raise UsageError("--same-text needs --model DIR")

@@ -105,12 +105,17 @@ def bench_model(args: argparse.Namespace) -> dict[str, Any]:
     device, dtype, tokenizer, model, base = load_pair(args.model)
     base_tokenizer = tokenizer.base
     budget = args.max_new_tokens
+    valve, marginal = bool(getattr(args, "valve", False)), bool(getattr(args, "marginal", False))
+    if marginal:
+        model.config.marginal_first_token = True
     results: dict[str, Any] = {
         "environment": _environment(),
         "model": args.model,
         "max_new_tokens": budget,
         "dtype": str(dtype),
         "prefill_graphs": args.prefill_graphs,
+        "valve": valve,
+        "marginal_first_token": marginal,
         "sets": {},
         "long_prompt": None,
     }
@@ -126,6 +131,7 @@ def bench_model(args: argparse.Namespace) -> dict[str, Any]:
                 ("base", base, base_tokenizer, base_prompts),
                 ("zip2zip", model, tokenizer, zip_prompts),
             ):
+                options = {} if kind == "base" else {"output_hypertokens": not valve}
                 make = StaticGenerator.for_base if kind == "base" else StaticGenerator.for_zip2zip
                 generator = make(
                     gen_model,
@@ -133,6 +139,7 @@ def bench_model(args: argparse.Namespace) -> dict[str, Any]:
                     batch_size=batch_size,
                     max_cache_len=longest + budget + 1,
                     prefill_graphs=args.prefill_graphs,
+                    **options,
                 )
                 row[kind] = _median_run(generator, prompt_ids[chosen], batch_size, budget, args.repeats)
                 del generator
@@ -275,6 +282,16 @@ def format_results(results: dict[str, Any]) -> str:
         "",
     ]
     if "sets" in results:
+        modes = [
+            m
+            for m, on in (
+                ("base ids only (the valve)", results.get("valve")),
+                ("the marginal's first token", results.get("marginal_first_token")),
+            )
+            if on
+        ]
+        if modes:
+            lines += [f"zip2zip writing {', '.join(modes)}", ""]
         lines += [
             "| prompts | batch | base bytes/s | zip2zip bytes/s | speed-up | base steps | zip2zip steps | "
             "base tokens per code | base prefill ms | zip2zip prefill ms |",
