@@ -131,16 +131,14 @@ def bench_model(args: argparse.Namespace) -> dict[str, Any]:
                 ("base", base, base_tokenizer, base_prompts),
                 ("zip2zip", model, tokenizer, zip_prompts),
             ):
-                options = {} if kind == "base" else {"output_hypertokens": not valve}
-                make = StaticGenerator.for_base if kind == "base" else StaticGenerator.for_zip2zip
-                generator = make(
-                    gen_model,
-                    tok,
-                    batch_size=batch_size,
-                    max_cache_len=longest + budget + 1,
-                    prefill_graphs=args.prefill_graphs,
-                    **options,
-                )
+                size = {"batch_size": batch_size, "max_cache_len": longest + budget + 1}
+                generator: StaticGenerator
+                if kind == "base":
+                    generator = StaticGenerator.for_base(gen_model, tok, **size, prefill_graphs=args.prefill_graphs)
+                else:
+                    generator = StaticGenerator.for_zip2zip(
+                        gen_model, tok, **size, prefill_graphs=args.prefill_graphs, output_hypertokens=not valve
+                    )
                 row[kind] = _median_run(generator, prompt_ids[chosen], batch_size, budget, args.repeats)
                 del generator
                 torch.cuda.empty_cache() if device.type == "cuda" else None
