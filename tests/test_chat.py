@@ -75,6 +75,16 @@ def test_generate_command_prints_the_answers_as_json(saved, capsys):
     assert main(["generate", "--model", str(folder), "--raw", "--max-new-tokens", "4", "def f(x):"]) == 0
     raw = ChatSession(model, tok, max_new_tokens=4).complete("def f(x):").text
     assert capsys.readouterr().out == raw + "\n"
+    # --valve --marginal: the answers generate() writes with base ids only and the marginal's token
+    assert (
+        main(["generate", "--model", str(folder), "--max-new-tokens", "8", "--json", "--valve", "--marginal", *prompts])
+        == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    options = {"output_hypertokens": False, "marginal_first_token": True}
+    valve = [ChatSession(model, tok, max_new_tokens=8, generate_kwargs=options).ask(p) for p in prompts]
+    assert [r["text"] for r in rows] == [t.text for t in valve]
+    assert all(r["base_tokens"] == r["codes"] for r in rows)  # base ids only
 
 
 def test_chat_and_generate_refuse_bad_settings(saved, capsys):

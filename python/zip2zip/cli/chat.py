@@ -34,6 +34,16 @@ def add_arguments(parser: argparse.ArgumentParser, *, one_shot: bool) -> None:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0, help="for sampling")
     parser.add_argument("--bf16", action="store_true", help="run in bf16")
+    parser.add_argument(
+        "--valve",
+        action="store_true",
+        help="write base ids only (hypertokens in the prompt only: output_hypertokens=False)",
+    )
+    parser.add_argument(
+        "--marginal",
+        action="store_true",
+        help="write the codes starting with the marginal's most likely next token (marginal_first_token=True)",
+    )
 
 
 def _session(args: argparse.Namespace) -> Any:
@@ -52,11 +62,15 @@ def _session(args: argparse.Namespace) -> Any:
     model.eval()
     if torch.cuda.is_available():
         model = model.cuda()
-    sampling: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     if args.temperature > 0:
         torch.manual_seed(args.seed)
-        sampling = {"do_sample": True, "temperature": args.temperature, "top_p": args.top_p}
-    return ChatSession(model, tokenizer, max_new_tokens=args.max_new_tokens, generate_kwargs=sampling)
+        options = {"do_sample": True, "temperature": args.temperature, "top_p": args.top_p}
+    if args.valve:
+        options["output_hypertokens"] = False
+    if args.marginal:
+        options["marginal_first_token"] = True
+    return ChatSession(model, tokenizer, max_new_tokens=args.max_new_tokens, generate_kwargs=options)
 
 
 class _Printer:
