@@ -21,19 +21,29 @@ def first_ids(codebook: torch.Tensor, codebook_lengths: torch.Tensor) -> torch.T
     return torch.where(codebook_lengths > 0, codebook[..., 0].long(), -1)
 
 
+def first_token_marginal(probs: torch.Tensor, firsts: torch.Tensor, vocab_size: int) -> torch.Tensor:
+    """``[..., V]``: each base token's probability under ``probs`` ``[B, V + K]`` or ``[B, L, V +
+    K]``: its base id's plus that of every entry of ``firsts`` ``[B, E]`` (``E <= K``; -1 for none)
+    starting with it. Not in place, so gradients flow (the distillation term uses it)."""
+    entries = firsts.shape[1]
+    marginal = probs[..., :vocab_size]
+    if not entries:
+        return marginal
+    hyper = probs[..., vocab_size : vocab_size + entries]
+    index, real = firsts.clamp(min=0), (firsts >= 0).to(probs.dtype)
+    if probs.dim() == 3:
+        index = index[:, None, :].expand(-1, probs.shape[1], -1)
+        real = real[:, None, :]
+    return marginal.scatter_add(-1, index, hyper * real)
+
+
 def keep_marginal_first(scores: torch.Tensor, firsts: torch.Tensor, vocab_size: int) -> torch.Tensor:
     """``scores`` ``[B, V + K]`` with ``-inf`` on every code that does not start with the row's
     most likely next base token under the marginal (base id plus the hypertokens starting with
     it; ``firsts`` ``[B, E]``, ``E <= K``, from `first_ids`; uninstalled slots must be ``-inf``
     already). Returns a new tensor; the kept codes' scores are unchanged."""
     entries = firsts.shape[1]
-    probs = scores.float().softmax(-1)
-    marginal = probs[:, :vocab_size].clone()
-    if entries:
-        real = firsts >= 0
-        hyper = probs[:, vocab_size : vocab_size + entries] * real
-        marginal.scatter_add_(1, firsts.clamp(min=0), hyper)
-    token = marginal.argmax(-1)
+    token = first_token_marginal(scores.float().softmax(-1), firsts, vocab_size).argmax(-1)
     keep = torch.zeros_like(scores, dtype=torch.bool)
     keep.scatter_(1, token[:, None], True)
     if entries:

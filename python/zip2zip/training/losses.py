@@ -22,6 +22,7 @@ import torch.utils.checkpoint
 from zip2zip.errors import TrainingError
 from zip2zip.modeling.lora import base_only
 from zip2zip.modeling.loss_terms import LossInputs
+from zip2zip.modeling.marginal import first_token_marginal
 from zip2zip.ops.reference import softcapped
 
 
@@ -73,11 +74,7 @@ class DistillKL:
         ) -> torch.Tensor:
             logits = model.hyper.logits(part, head, inputs.output_rows, part_installed, softcap).float()
             probs = (logits - logits.logsumexp(-1, keepdim=True)).exp()
-            entries = firsts.shape[1]
-            marginal = probs[..., :vocab]
-            if entries:
-                index = firsts[:, None, :].expand(-1, part.shape[1], -1)
-                marginal = marginal.scatter_add(-1, index, probs[..., vocab : vocab + entries])
+            marginal = first_token_marginal(probs, firsts, vocab)
             student = marginal.gather(-1, where).clamp(min=1e-30).log()
             kl_rows: torch.Tensor = (p * (p.clamp(min=1e-30).log() - student)).sum(-1)
             return kl_rows
