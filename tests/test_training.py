@@ -188,6 +188,30 @@ def test_grow_lora_rank_continues_with_a_wider_adapter(workspace, tmp_path, caps
     assert "without --init" in capsys.readouterr().err
 
 
+def test_conditional_head_is_added_trained_and_kept(workspace, tmp_path):
+    """--conditional-head: a head added to a saved model starts as the identity (the continued
+    model's log-probabilities are the saved model's), trains, and a later --init keeps it."""
+    first, added, trained, again = (tmp_path / n for n in ("first", "added", "trained", "again"))
+    assert main(train_args(workspace, first, "--steps", "4")) == 0
+    still = ("--lr", "1e-12", "--encoder-lr", "1e-12")
+    assert (
+        main(train_args(workspace, added, "--steps", "1", *still, "--init", str(first), "--conditional-head", "16"))
+        == 0
+    )
+    assert main(train_args(workspace, trained, "--steps", "4", "--init", str(first), "--conditional-head", "16")) == 0
+    assert main(train_args(workspace, again, "--steps", "1", "--init", str(trained))) == 0
+    assert json.loads((added / "train_config.json").read_text())["conditional_head"] == 16
+    assert json.loads((again / "train_config.json").read_text())["conditional_head"] == 16
+    saved, with_head, moved = (Zip2ZipForCausalLM.from_pretrained(f).eval() for f in (first, added, trained))
+    assert saved.hyper.conditional is None and moved.config.conditional_head_size == 16
+    assert moved.hyper.conditional is not None and moved.hyper.conditional.project_out.weight.abs().max() > 0
+    tok = z.Zip2ZipTokenizer.from_pretrained(first)
+    batch = tok([TEXTS[0]], return_tensors="pt")
+    with torch.no_grad():
+        before, kept = (m(**batch).logits.log_softmax(-1) for m in (saved, with_head))
+    torch.testing.assert_close(kept, before, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("rslora", [False, True])
 def test_a_grown_lora_adapter_computes_what_it_did(rslora):
     """`grow_lora_rank` on a peft model: the same logits with a trained (non-zero) adapter, the

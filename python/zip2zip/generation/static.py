@@ -206,6 +206,10 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         )
         if tokenizer.config != model.codebook_config():
             raise ModelInputError("the tokenizer's codebook config is not the model's")
+        if model.hyper.conditional is not None:
+            raise ModelInputError(
+                "StaticGenerator does not run models with a conditional head yet: use model.generate()"
+            )
         self.model = model
         self.tokenizer = tokenizer
         config = model.config

@@ -38,6 +38,9 @@ class Zip2ZipConfig(PretrainedConfig):
         marginal_first_token: the default of ``generate(marginal_first_token=...)``: each step
             keeps only the codes that start with the most likely next base token under the
             marginal (`zip2zip.modeling.marginal`). Default off.
+        conditional_head_size: the inner width of the conditional head
+            (`zip2zip.nn.conditional`: the split of each first base token's group among its
+            codes, computed knowing that token); 0 (the default) for none.
 
     Raises:
         ConfigError: an invalid ``position_mode`` or encoder shape, or a codebook the codec
@@ -62,6 +65,7 @@ class Zip2ZipConfig(PretrainedConfig):
         base_source: str | None = None,
         canonical_outputs: bool = False,
         marginal_first_token: bool = False,
+        conditional_head_size: int = 0,
         **kwargs: Any,
     ) -> None:
         if position_mode not in POSITION_MODES:
@@ -70,6 +74,8 @@ class Zip2ZipConfig(PretrainedConfig):
             raise ConfigError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         if encoder_layers < 0 or encoder_heads < 1:
             raise ConfigError(f"invalid encoder shape: layers={encoder_layers}, heads={encoder_heads}")
+        if conditional_head_size < 0:
+            raise ConfigError(f"conditional_head_size must be >= 0, got {conditional_head_size}")
         if vocab_size:  # 0: the placeholder config transformers builds for defaults
             # The codec's own checks (V + K must fit int32, 1 <= S <= 256, disabled ids below V):
             # a config.json asking for 2**31 slots fails here, not in an allocation later.
@@ -88,6 +94,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.base_source = base_source
         self.canonical_outputs = bool(canonical_outputs)
         self.marginal_first_token = bool(marginal_first_token)
+        self.conditional_head_size = int(conditional_head_size)
         super().__init__(**kwargs)
 
     def base_model_config(self) -> PretrainedConfig:

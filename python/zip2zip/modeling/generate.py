@@ -87,6 +87,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
     base: Any
     hyper: Any
     _mask_non_canonical: Any
+    _first_ids: Any
 
     def _input_lookup(self) -> Any:
         """Where entries' input rows come from: the embedding module (so its scaling applies),
@@ -313,7 +314,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         state.output_rows = output_rows.detach().clone()
         state.installed = torch.from_numpy(state.codecs.installed.astype("int64")).to(input_ids.device)
         state.last_position = position_ids[:, -1].clone()
-        if (state.canonical or state.marginal) and codebook is not None and codebook_lengths is not None:
+        needs_phrases = state.canonical or state.marginal or self.hyper.conditional is not None
+        if needs_phrases and codebook is not None and codebook_lengths is not None:
             state.codebook, state.codebook_lengths = codebook.clone(), codebook_lengths.clone()
         state.started = True
 
@@ -393,8 +395,9 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             use_cache=True,
             **cache_kwargs(cache),
         )
+        first_ids = None if state.codebook is None else self._first_ids(state.codebook)
         logits = self.hyper.logits(
-            outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap()
+            outputs.last_hidden_state, head, state.output_rows, state.installed[:, None], self._softcap(), first_ids
         )
         if state.canonical and state.codebook is not None and state.codebook_lengths is not None:
             self._mask_non_canonical(

@@ -67,7 +67,38 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             latent_size=config.encoder_latent_size,
             encoder_type=config.encoder_type,  # type: ignore[arg-type]  # validated by Zip2ZipConfig
         ).to(dtype=embedding.weight.dtype, device=embedding.weight.device)
+        if config.conditional_head_size:
+            self._check_conditional_head()
+            self.hyper.add_conditional_head(config.conditional_head_size)
         self.post_init()
+
+    def _check_conditional_head(self) -> None:
+        if self._softcap() is not None:
+            raise ConfigError("the conditional head does not support a base model with final logit soft-capping")
+
+    def add_conditional_head(self, inner_size: int = 1024) -> Zip2ZipForCausalLM:
+        """Add a conditional head (`zip2zip.nn.conditional`) of ``inner_size`` (in place) and
+        return ``self``. Its output projection starts at zero, so the model's distribution is
+        unchanged until it trains; the config records it, so the model saves and reloads with it.
+
+        Raises:
+            ConfigError: the model has one already, ``inner_size`` is not positive, or the base
+                model soft-caps its logits.
+        """
+        if self.hyper.conditional is not None:
+            raise ConfigError("the model already has a conditional head")
+        if inner_size < 1:
+            raise ConfigError(f"the conditional head's inner_size must be positive, got {inner_size}")
+        self._check_conditional_head()
+        self.hyper.add_conditional_head(inner_size)
+        self.config.conditional_head_size = inner_size
+        return self
+
+    def _first_ids(self, codebook: torch.Tensor | None) -> torch.Tensor | None:
+        """Each entry's first base id (``[B, E]``) when the model has a conditional head."""
+        if self.hyper.conditional is None or codebook is None:
+            return None
+        return codebook[:, :, 0]
 
     def _init_weights(self, module: torch.nn.Module) -> None:
         # The base model arrives initialised (or loaded); the hyper-encoders initialise
@@ -447,15 +478,20 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         hidden = outputs.last_hidden_state
         logits: torch.Tensor | None
         loss: torch.Tensor | None
+        first_ids = self._first_ids(codebook)
         if labels is not None and not return_logits:
             logits = None
             loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
+            if first_ids is not None and entries:
+                loss = loss - self.hyper.conditional_correction(hidden, head, output_rows, first_ids, labels, installed)
         elif labels is None and logits_to_keep:
             kept = slice(-logits_to_keep, None)
-            logits = self.hyper.logits(hidden[:, kept], head, output_rows, installed[:, kept], self._softcap())
+            logits = self.hyper.logits(
+                hidden[:, kept], head, output_rows, installed[:, kept], self._softcap(), first_ids
+            )
             loss = None
         else:
-            logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap())
+            logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap(), first_ids)
             loss = None if labels is None else self.hyper.loss(logits, labels, installed)
         if logits is not None and labels is None and config.canonical_outputs:
             # Each row's last code (the last position, or one followed by padding) stays open.

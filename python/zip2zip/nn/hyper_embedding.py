@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zip2zip.nn.conditional import ConditionalHead, grouped_log_probs, target_correction
 from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
 from zip2zip.ops import hyper_cross_entropy, hyper_gather
 from zip2zip.ops.reference import IGNORE_INDEX, softcapped
@@ -102,6 +103,16 @@ class HyperEmbedding(nn.Module):
 
         self.input_encoder: Encoder = make()
         self.output_encoder: Encoder = self.input_encoder if tied else make()
+        self.hidden_size = hidden_size
+        # The conditional head (`zip2zip.nn.conditional`), once `add_conditional_head` adds one.
+        self.conditional: ConditionalHead | None = None
+
+    def add_conditional_head(self, inner_size: int) -> ConditionalHead:
+        """Add a conditional head of ``inner_size`` (zero output projection: the logits stay
+        what they were until it trains), on the device and in the dtype of the encoders."""
+        weight = next(self.output_encoder.parameters())
+        self.conditional = ConditionalHead(self.hidden_size, inner_size).to(device=weight.device, dtype=weight.dtype)
+        return self.conditional
 
     def encode_phrases(
         self, lookup: RowLookup, phrases: torch.Tensor, lengths: torch.Tensor, encoder: Encoder
@@ -181,10 +192,17 @@ class HyperEmbedding(nn.Module):
         hyper_rows: torch.Tensor,
         installed: torch.Tensor,
         softcap: float | None = None,
+        first_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, L, V + K]`` logits: base logits, then ``hidden @ hyper_rows.T`` for the
         entries installed at each position and ``-inf`` for every other slot. ``softcap``
-        applies the base model's final logit soft-capping (Gemma) to both parts."""
+        applies the base model's final logit soft-capping (Gemma) to both parts.
+
+        With a conditional head and ``first_ids`` (``[B, E]``, each entry's first base id) they
+        are the head's log-probabilities instead (`zip2zip.nn.conditional.grouped_log_probs`):
+        the same marginal over first base tokens, each group's split computed knowing its
+        token. Without ``first_ids`` they are the flat logits, whose marginal is the same (what
+        the distillation term reads)."""
         base = F.linear(hidden, lm_head)  # exactly what the base model's LM head computes
         batch, length, _ = hidden.shape
         hyper = hidden.new_full((batch, length, self.max_codebook_size), float("-inf"))
@@ -197,7 +215,72 @@ class HyperEmbedding(nn.Module):
             hyper[..., :entries] = scores.masked_fill(~available, float("-inf"))
         if softcap is not None:
             base = softcapped(base, softcap)
+        if self.conditional is not None and first_ids is not None and entries:
+            return self._conditional_logits(hidden, base, hyper, lm_head, hyper_rows, first_ids)
         return torch.cat([base, hyper], dim=-1)
+
+    def _conditional_logits(
+        self,
+        hidden: torch.Tensor,
+        base: torch.Tensor,
+        hyper: torch.Tensor,
+        lm_head: torch.Tensor,
+        hyper_rows: torch.Tensor,
+        first_ids: torch.Tensor,
+    ) -> torch.Tensor:
+        """`grouped_log_probs` of every position: one pass for a decoding step (``L == 1``),
+        else row by row in chunks of positions that keep ``[n, E, inner]`` near 2^25 values."""
+        assert self.conditional is not None
+        batch, length, _ = hidden.shape
+        entries = hyper_rows.shape[1]
+        out = torch.full((batch, length, self.vocab_size + self.max_codebook_size), float("-inf"), device=hidden.device)
+        head = self.conditional
+        rows = hyper_rows.to(hidden.dtype)
+        if length == 1:
+            out[:, 0, : self.vocab_size + entries] = grouped_log_probs(
+                head, hidden[:, 0], base[:, 0], hyper[:, 0, :entries], rows, lm_head, first_ids
+            )
+            return out
+        chunk = max(1, 2**25 // (entries * head.inner_size))
+        for row in range(batch):
+            for start in range(0, length, chunk):
+                part = slice(start, min(start + chunk, length))
+                out[row, part, : self.vocab_size + entries] = grouped_log_probs(
+                    head,
+                    hidden[row, part],
+                    base[row, part],
+                    hyper[row, part, :entries],
+                    rows[row : row + 1],
+                    lm_head,
+                    first_ids[row : row + 1],
+                )
+        return out
+
+    def conditional_correction(
+        self,
+        hidden: torch.Tensor,
+        lm_head: torch.Tensor,
+        hyper_rows: torch.Tensor,
+        first_ids: torch.Tensor,
+        labels: torch.Tensor,
+        installed: torch.Tensor,
+    ) -> torch.Tensor:
+        """The mean over scored targets of ``log p_conditional(c | f) - log p_flat(c | f)``:
+        the flat cross-entropy (:meth:`fused_loss`) minus this is the conditional head's."""
+        assert self.conditional is not None
+        targets = labels[:, 1:]
+        scored = (targets != IGNORE_INDEX) & (targets < self.vocab_size + installed[:, :-1])
+        correction = target_correction(
+            self.conditional,
+            hidden[:, :-1],
+            lm_head.to(hidden.dtype),
+            hyper_rows.to(hidden.dtype),
+            first_ids,
+            torch.where(scored, targets, 0),
+            installed[:, :-1],
+            self.vocab_size,
+        )
+        return (correction * scored).sum() / scored.sum().clamp(min=1)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor, installed: torch.Tensor) -> torch.Tensor:
         """Next-code cross-entropy. Position t predicts label t+1; a target that is a hypertoken

@@ -48,6 +48,7 @@ class TrainConfig:
     init: str | None = None
     grow_encoder_layers: int = 0
     grow_lora_rank: int = 0
+    conditional_head: int = 0
     document_windows: bool = False
     group_by_length: bool = False
     adapter_kl: float = 0.0
@@ -71,6 +72,8 @@ class TrainConfig:
             bad.append(f"adapter_kl={self.adapter_kl}, adapter_kl_tokens={self.adapter_kl_tokens}")
         if self.distill < 0 or (self.distill > 0 and self.distill_top < 1):
             bad.append(f"distill={self.distill}, distill_top={self.distill_top}")
+        if self.conditional_head < 0:
+            bad.append(f"conditional_head={self.conditional_head}")
         for name, value in (("grow_encoder_layers", self.grow_encoder_layers), ("grow_lora_rank", self.grow_lora_rank)):
             if value and not self.init:
                 bad.append(f"{name}={value} without --init")
@@ -188,4 +191,12 @@ def add_arguments(parser: Any) -> None:
         metavar="R",
         help="with --init: widen the saved LoRA adapter to rank R (alpha grows with it, keeping its scale); "
         "the new directions start at zero, so training starts from the saved model's outputs",
+    )
+    parser.add_argument(
+        "--conditional-head",
+        type=int,
+        default=0,
+        metavar="N",
+        help="add a conditional head of inner width N (each first token's group split knowing that token; "
+        "zero output projection, so training starts from the model's outputs); kept from --init if it has one",
     )

@@ -122,6 +122,13 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
             config.lora_r, config.lora_alpha = lora.r, lora.lora_alpha
     else:
         tokenizer, model = _fresh_pair(config)
+    if model.hyper.conditional is not None:
+        config.conditional_head = model.config.conditional_head_size
+    elif config.conditional_head:
+        try:
+            model.add_conditional_head(config.conditional_head)
+        except ConfigError as error:
+            raise TrainingError(f"--conditional-head: {error}") from error
     if config.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return tokenizer, model
