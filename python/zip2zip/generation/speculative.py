@@ -337,8 +337,6 @@ def speculative_generate(
     """
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise ModelInputError(f"input_ids must be [B, P] with P >= 1, got {tuple(input_ids.shape)}")
-    if model.hyper.conditional is not None:
-        raise ModelInputError("speculative generation does not run models with a conditional head yet")
     if max_new_tokens < 1 or num_draft_codes < 0 or max_ngram < 1:
         raise ModelInputError(
             "max_new_tokens must be >= 1, num_draft_codes >= 0 and max_ngram >= 1; got "
@@ -354,6 +352,8 @@ def speculative_generate(
             "(with hypertoken output the model writes the hypertoken itself)"
         )
     use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
+    if model.hyper.conditional is not None:
+        raise ModelInputError("speculative generation does not run models with a conditional head yet")
     config = model.config
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
