@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tiny_models import TEXTS, tiny
-from zip2zip.errors import ConfigError, ModelInputError
+from zip2zip.errors import ConfigError
 from zip2zip.generation.fields import codebook_fields
 from zip2zip.nn.conditional import ConditionalHead, grouped_log_probs, target_correction
 
@@ -176,19 +176,56 @@ def test_the_head_saves_and_loads(conditional_model, tmp_path):
         assert torch.allclose(loaded(**batch).logits, model(**batch).logits, atol=1e-6)
 
 
+@pytest.mark.parametrize("valve", [False, True])
+def test_the_static_loop_writes_what_generate_writes(conditional_model, valve):
+    from zip2zip.generation.static import StaticGenerator
+
+    tok, model, _ = conditional_model
+    batch = _batch(tok)
+    width = batch["input_ids"].shape[1]
+    options = dict(do_sample=False, output_hypertokens=not valve, eos_token_id=None, pad_token_id=0)
+    with torch.no_grad():
+        expected = model.generate(**batch, max_new_tokens=24, **options)
+    generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=160, output_hypertokens=not valve)
+    generator.stop_ids = frozenset()
+    rows = [row[m.bool()].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+    out = generator.generate(rows, max_new_base_tokens=24)
+    for row in range(2):
+        new = expected[row, width:].tolist()
+        assert len(out.tokens[row]) >= 8 and out.tokens[row] == new[: len(out.tokens[row])]
+    if not valve:
+        assert max(max(t) for t in out.tokens) >= tok.vocab_size  # hypertokens, scored by the head
+
+
+@pytest.mark.parametrize(("valve", "source"), [(False, "lookup"), (True, "both")])
+def test_speculation_writes_what_generate_writes(conditional_model, valve, source):
+    from zip2zip.generation.speculative import speculative_generate
+
+    tok, model, _ = conditional_model
+    tok.padding_side = "left"
+    batch = tok(
+        [TEXTS[0], TEXTS[1] * 2, "x = 1\n" * 6 + "y = 2\n"], return_tensors="pt", padding=True, add_special_tokens=False
+    )
+    with torch.no_grad():
+        plain = model.generate(**batch, max_new_tokens=40, do_sample=False, output_hypertokens=not valve)
+    out = speculative_generate(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=40,
+        output_hypertokens=not valve,
+        draft_source=source,
+    )
+    assert torch.equal(out.sequences, plain)
+    assert out.stats.accepted > 0
+
+
 def test_what_does_not_run_it_says_so(conditional_model, saved):
     tok, model, _ = conditional_model
-    from zip2zip.generation.speculative import speculative_generate
-    from zip2zip.generation.static import StaticGenerator
     from zip2zip.modeling import Zip2ZipForCausalLM
 
     with pytest.raises(ConfigError, match="already has a conditional head"):
         model.add_conditional_head(8)
-    with pytest.raises(ModelInputError, match="conditional head"):
-        StaticGenerator.for_zip2zip(model, tok, batch_size=1, max_cache_len=64, cuda_graphs=False)
-    batch = tok([TEXTS[1]], return_tensors="pt", add_special_tokens=False)
-    with pytest.raises(ModelInputError, match="conditional head"):
-        speculative_generate(model, batch["input_ids"], max_new_tokens=4)
     gemma = Zip2ZipForCausalLM.from_base(tiny("gemma3_text", vocab=tok.vocab_size), tok)
     with pytest.raises(ConfigError, match="soft-capping"):
         gemma.add_conditional_head(8)

