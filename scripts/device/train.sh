@@ -22,3 +22,7 @@ keys = [k for k in log[-1] if "loss" in k or "kl" in k]
 print("steps", len(log), {k: (round(mean(k, 0, 50), 4), round(mean(k, -50, None), 4)) for k in keys})
 PY
 mkdir -p $OUT && cp $C/$N/train_log.jsonl $OUT/${N}_train_log.jsonl && cp $C/$N/train_config.json $OUT/${N}_train_config.json
+# The model folder comes back in this call (15 MB pieces), so that a machine taken back before the
+# evaluation loses only the evaluation (session 15 lost a trained model that way).
+tar -cf - -C $C --exclude=checkpoints $N | split -b 15M - $OUT/${N}_model.tar.
+ls -la $OUT
