@@ -37,7 +37,11 @@ def test_training_lowers_the_loss_and_the_run_loads_and_generates(workspace, tmp
     assert main(train_args(workspace, out, "--steps", "2")) == 2
 
 
-@pytest.mark.parametrize("order", [[], ["--document-windows", "--group-by-length"]], ids=["shuffled", "grouped"])
+@pytest.mark.parametrize(
+    "order",
+    [[], ["--document-windows", "--group-by-length"], ["--conditional-head", "16"]],
+    ids=["shuffled", "grouped", "conditional-head"],
+)
 def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     assert main(train_args(workspace, whole, "--steps", "6", "--save-every", "3", *order)) == 0
@@ -53,10 +57,13 @@ def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
     for a, b in zip(expected[3:], got[3:]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["lr"] == b["lr"]
         assert (a["codes"], a["base_tokens"]) == (b["codes"], b["base_tokens"])  # counted from the start
-    assert torch.equal(
-        Zip2ZipForCausalLM.from_pretrained(whole).hyper.output_encoder.project_out.weight,
-        Zip2ZipForCausalLM.from_pretrained(resumed).hyper.output_encoder.project_out.weight,
-    )
+    ended = [Zip2ZipForCausalLM.from_pretrained(folder).hyper for folder in (whole, resumed)]
+    assert torch.equal(ended[0].output_encoder.project_out.weight, ended[1].output_encoder.project_out.weight)
+    if "--conditional-head" in order:
+        heads = [hyper.conditional for hyper in ended]
+        assert heads[0] is not None and heads[1] is not None
+        assert heads[0].project_out.weight.abs().max() > 0  # zero at the start: it trained
+        assert torch.equal(heads[0].project_out.weight, heads[1].project_out.weight)
     # The checkpoint holds the trained tensors only (LoRA and encoders), not the frozen base.
     from safetensors import safe_open
 
