@@ -11,7 +11,7 @@ import torch
 from tiny_models import TEXTS, tiny
 from zip2zip.errors import ConfigError
 from zip2zip.generation.fields import codebook_fields
-from zip2zip.nn.conditional import ConditionalHead, grouped_log_probs, target_correction
+from zip2zip.nn.conditional import ConditionalHead, group_tables, grouped_log_probs, target_correction
 
 H, V, E = 8, 12, 6
 
@@ -59,7 +59,7 @@ def _grouped(head, lm_head, rows, first, hidden, installed) -> torch.Tensor:
     base = hidden @ lm_head.T
     flat = (hidden @ rows[0].T).masked_fill(torch.arange(E)[None, :] >= installed[:, None], -math.inf)
     with torch.no_grad():
-        return grouped_log_probs(head, hidden, base, flat, rows, lm_head, first)
+        return grouped_log_probs(head, hidden, base, flat, group_tables(head, rows, lm_head, first))
 
 
 def test_grouped_log_probs_follow_the_definition():

@@ -22,13 +22,15 @@ Two ways to compute it, which agree (tested):
 
 * :func:`grouped_log_probs`: the full ``[N, V + K]`` log-probabilities, for ``generate()`` and
   for scoring text; it needs every group's query (``[N, E, inner]``), so callers chunk long
-  inputs;
+  inputs, and what depends on the codebook alone (:func:`group_tables`) is computed once a row;
 * :func:`target_correction`: for training, only the target's group at each position:
   ``log p_conditional(c | f) - log p_flat(c | f)``, added to the flat cross-entropy of the fused
   kernel.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -88,28 +90,61 @@ def scatter_logsumexp(values: torch.Tensor, index: torch.Tensor, size: int) -> t
     return torch.where(total > 0, total.log() + shift, peak.new_full((), NEG_INF))
 
 
+class GroupTables(NamedTuple):
+    """What `grouped_log_probs` needs of a codebook, computed once for all the positions that
+    share it (each ``[1 or N, E, ...]``: one codebook for every position, or one per position)."""
+
+    first: torch.Tensor  # [., E] each slot's first base id
+    first_part: torch.Tensor  # [., E, inner] W_1's product with the normalised first-token rows
+    hyper_out: torch.Tensor  # [., E, inner] W_2^T row: q . row = h . row + gelu(...) . hyper_out + hyper_bias
+    hyper_bias: torch.Tensor  # [., E]
+    stop_out: torch.Tensor  # [., E, inner] W_2^T w_f, for the group's own base id
+    stop_bias: torch.Tensor  # [., E]
+
+
+def group_tables(
+    head: ConditionalHead, output_rows: torch.Tensor, lm_head: torch.Tensor, first_ids: torch.Tensor
+) -> GroupTables:
+    """The `GroupTables` of slots with ``output_rows`` (``[., E, H]``) and ``first_ids``
+    (``[., E]``, any valid id where a slot is not installed), for an LM head ``[V, H]``."""
+    weight = head.project_out.weight  # [H, inner]
+    bias = head.project_out.bias.float()
+    first = first_ids.long()
+    first_rows = F.embedding(first, lm_head).to(weight.dtype)
+    rows = output_rows.to(weight.dtype)
+    return GroupTables(
+        first,
+        head.first_part(first_rows),
+        (rows @ weight).float(),
+        rows.float() @ bias,
+        (first_rows @ weight).float(),
+        first_rows.float() @ bias,
+    )
+
+
+def _through(inner: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``[N, E]``: each slot's ``inner . table`` (``table`` ``[1, E, inner]`` or ``[N, E, inner]``)."""
+    if table.shape[0] == 1 and inner.shape[0] != 1:
+        return torch.einsum("nei,ei->ne", inner, table[0])
+    return torch.einsum("nei,nei->ne", inner, table)
+
+
 def grouped_log_probs(
     head: ConditionalHead,
     hidden: torch.Tensor,
     base_logits: torch.Tensor,
     flat_hyper: torch.Tensor,
-    output_rows: torch.Tensor,
-    lm_head: torch.Tensor,
-    first_ids: torch.Tensor,
+    tables: GroupTables,
 ) -> torch.Tensor:
     """The conditional head's ``[N, V + E]`` log-probabilities over codes.
 
     Args:
         head: the conditional head.
-        hidden: ``[N, H]`` final hidden states (N positions, each with its own codebook row).
+        hidden: ``[N, H]`` final hidden states.
         base_logits: ``[N, V]`` the flat logits of the base ids.
         flat_hyper: ``[N, E]`` the flat logits of the hypertoken slots, ``-inf`` where a slot is
             not installed at the position.
-        output_rows: ``[N, E, H]``, or ``[1, E, H]`` when every position has the same codebook:
-            the slots' output rows.
-        lm_head: ``[V, H]`` the LM-head weight.
-        first_ids: ``[N, E]`` or ``[1, E]``: each slot's first base id (any valid id where not
-            installed).
+        tables: the codebook's `GroupTables` (`group_tables`), for every position or per position.
 
     Returns:
         ``[N, V + E]`` normalised log-probabilities (``-inf`` where ``flat_hyper`` is).
@@ -117,16 +152,11 @@ def grouped_log_probs(
     vocab = base_logits.shape[1]
     base_logits, flat_hyper = base_logits.float(), flat_hyper.float()
     installed = torch.isfinite(flat_hyper)
-    first_rows = F.embedding(first_ids.long(), lm_head)  # [1 or N, E, H]
-    first = first_ids.long().expand_as(flat_hyper)
+    first = tables.first.expand_as(flat_hyper)
     # Per slot, its group's query; the scores expanded through W_2 without forming [N, E, H] queries.
-    inner = F.gelu(head.hidden_part(hidden)[:, None, :] + head.first_part(first_rows))  # [N, E, inner]
-    weight = head.project_out.weight  # [H, inner]
-    bias = head.project_out.bias.float()
-    rows = output_rows.to(weight.dtype)
-    extra_hyper = (inner * (rows @ weight)).float().sum(-1) + rows.float() @ bias
-    first_weight = first_rows.to(weight.dtype)
-    extra_stop = (inner * (first_weight @ weight)).float().sum(-1) + first_weight.float() @ bias
+    inner = F.gelu(head.hidden_part(hidden)[:, None, :] + tables.first_part).float()  # [N, E, inner]
+    extra_hyper = _through(inner, tables.hyper_out) + tables.hyper_bias
+    extra_stop = _through(inner, tables.stop_out) + tables.stop_bias
     stop = base_logits.gather(1, first) + extra_stop  # [N, E]: q_f . w_f, the group's own base id
     conditional = (flat_hyper + extra_hyper).masked_fill(~installed, NEG_INF)
     stop = stop.masked_fill(~installed, NEG_INF)

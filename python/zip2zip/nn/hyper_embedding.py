@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zip2zip.nn.conditional import ConditionalHead, grouped_log_probs, target_correction
+from zip2zip.nn.conditional import ConditionalHead, group_tables, grouped_log_probs, target_correction
 from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
 from zip2zip.ops import hyper_cross_entropy, hyper_gather
 from zip2zip.ops.reference import IGNORE_INDEX, softcapped
@@ -237,22 +237,18 @@ class HyperEmbedding(nn.Module):
         head = self.conditional
         rows = hyper_rows.to(hidden.dtype)
         if length == 1:
+            tables = group_tables(head, rows, lm_head, first_ids)
             out[:, 0, : self.vocab_size + entries] = grouped_log_probs(
-                head, hidden[:, 0], base[:, 0], hyper[:, 0, :entries], rows, lm_head, first_ids
+                head, hidden[:, 0], base[:, 0], hyper[:, 0, :entries], tables
             )
             return out
         chunk = max(1, 2**25 // (entries * head.inner_size))
         for row in range(batch):
+            tables = group_tables(head, rows[row : row + 1], lm_head, first_ids[row : row + 1])
             for start in range(0, length, chunk):
                 part = slice(start, min(start + chunk, length))
                 out[row, part, : self.vocab_size + entries] = grouped_log_probs(
-                    head,
-                    hidden[row, part],
-                    base[row, part],
-                    hyper[row, part, :entries],
-                    rows[row : row + 1],
-                    lm_head,
-                    first_ids[row : row + 1],
+                    head, hidden[row, part], base[row, part], hyper[row, part, :entries], tables
                 )
         return out
 
