@@ -503,11 +503,17 @@ def build(out: Path, cache: Path) -> list[dict[str, object]]:
     return entries
 
 
-def write_manifest(out: Path, entries: list[dict[str, object]]) -> None:
+def write_manifest(
+    out: Path,
+    entries: list[dict[str, object]],
+    builder: str = "scripts/build_eval_corpus.py",
+    head: str = SOURCES_MD_HEAD,
+) -> None:
+    """``SOURCES.md`` (``head``, then a row a file) and, last, ``SOURCES.json`` naming ``builder``."""
     entries = sorted(entries, key=lambda e: str(e["file"]))
     rows = "".join(f"| {e['domain']} | {Path(str(e['file'])).name} | {e['bytes']} | {e['source']} |\n" for e in entries)
-    write_atomic(out / "SOURCES.md", (SOURCES_MD_HEAD + rows + SOURCES_MD_TAIL).encode("utf-8"))
-    manifest = {"builder": "scripts/build_eval_corpus.py", "files": entries}
+    write_atomic(out / "SOURCES.md", (head + rows + SOURCES_MD_TAIL).encode("utf-8"))
+    manifest = {"builder": builder, "files": entries}
     # Written last: its presence means every file it lists was written.
     write_atomic(out / "SOURCES.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import gzip
-import json
 import sys
 import tempfile
 import time
@@ -44,6 +43,7 @@ import build_eval_corpus as ev
 from build_training_corpus import troff_to_text
 
 LIMIT = 250_000
+BUILDER = "scripts/build_heldout_corpus.py"
 PERL = "perl-modules-5.36"
 RUBY = "libruby3.1"
 MAN_LANGUAGES = ["nl", "vi", "sv", "cs", "uk", "el"]
@@ -132,14 +132,10 @@ def build(out: Path, cache: Path) -> list[dict[str, object]]:
 
 
 def write_manifest(out: Path, entries: list[dict[str, object]]) -> None:
-    entries = sorted(entries, key=lambda e: str(e["file"]))
-    rows = "".join(f"| {e['domain']} | {Path(str(e['file'])).name} | {e['bytes']} | {e['source']} |\n" for e in entries)
     head = ev.SOURCES_MD_HEAD.replace("(development set)", "(far held-out set)").replace(
-        "scripts/build_eval_corpus.py", "scripts/build_heldout_corpus.py"
+        "scripts/build_eval_corpus.py", BUILDER
     )
-    ev.write_atomic(out / "SOURCES.md", (head + rows + ev.SOURCES_MD_TAIL).encode("utf-8"))
-    manifest = {"builder": "scripts/build_heldout_corpus.py", "files": entries}
-    ev.write_atomic(out / "SOURCES.json", (json.dumps(manifest, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    ev.write_manifest(out, entries, BUILDER, head)
 
 
 def main(argv: list[str] | None = None) -> int:

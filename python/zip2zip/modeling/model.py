@@ -483,7 +483,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             logits = None
             loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
             if first_ids is not None and entries:
-                loss = loss - self.hyper.conditional_correction(hidden, head, output_rows, first_ids, labels, installed)
+                scored = scored_targets(labels, installed, config.vocab_size)
+                loss = loss - self.hyper.conditional_correction(
+                    hidden, head, output_rows, first_ids, labels, installed, scored
+                )
         elif labels is None and logits_to_keep:
             kept = slice(-logits_to_keep, None)
             logits = self.hyper.logits(

@@ -260,19 +260,19 @@ class HyperEmbedding(nn.Module):
         first_ids: torch.Tensor,
         labels: torch.Tensor,
         installed: torch.Tensor,
+        scored: torch.Tensor,
     ) -> torch.Tensor:
-        """The mean over scored targets of ``log p_conditional(c | f) - log p_flat(c | f)``:
-        the flat cross-entropy (:meth:`fused_loss`) minus this is the conditional head's."""
+        """The mean over ``scored`` targets (``[B, L - 1]``, `zip2zip.modeling.loss_terms.scored_targets`)
+        of ``log p_conditional(c | f) - log p_flat(c | f)``: the flat cross-entropy
+        (:meth:`fused_loss`) minus this is the conditional head's."""
         assert self.conditional is not None
-        targets = labels[:, 1:]
-        scored = (targets != IGNORE_INDEX) & (targets < self.vocab_size + installed[:, :-1])
         correction = target_correction(
             self.conditional,
             hidden[:, :-1],
             lm_head.to(hidden.dtype),
             hyper_rows.to(hidden.dtype),
             first_ids,
-            torch.where(scored, targets, 0),
+            torch.where(scored, labels[:, 1:], 0),
             installed[:, :-1],
             self.vocab_size,
         )
