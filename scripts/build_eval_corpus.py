@@ -344,11 +344,12 @@ def parse_conversations(text: str) -> list[list[str]]:
     return [c for c in conversations if c]
 
 
-def chatterbot(wheel: Path) -> list[Output]:
-    """One file per language: every conversation of the language's YAML files (sorted by name)."""
+def chatterbot(wheel: Path, languages: list[str] = CHAT_LANGUAGES) -> list[Output]:
+    """One file per language of ``languages``: every conversation of the language's YAML files
+    (sorted by name)."""
     outputs = []
     with zipfile.ZipFile(wheel) as archive:
-        for lang in CHAT_LANGUAGES:
+        for lang in languages:
             names = sorted(
                 n for n in archive.namelist() if re.fullmatch(rf"chatterbot_corpus/data/{lang}/[^/]+\.ya?ml", n)
             )

@@ -93,8 +93,7 @@ def gather(root: Path, patterns: list[str], kind: str) -> str:
 
 
 def chats(wheel: Path) -> list[ev.Output]:
-    ev.CHAT_LANGUAGES = CHAT_LANGUAGES  # the evaluation corpus's reader, for the other languages
-    return [output._replace(text=ev.cut_lines(output.text, LIMIT)) for output in ev.chatterbot(wheel)]
+    return [output._replace(text=ev.cut_lines(output.text, LIMIT)) for output in ev.chatterbot(wheel, CHAT_LANGUAGES)]
 
 
 def long_lines(text: str) -> set[str]:
