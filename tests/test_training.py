@@ -39,8 +39,8 @@ def test_training_lowers_the_loss_and_the_run_loads_and_generates(workspace, tmp
 
 @pytest.mark.parametrize(
     "order",
-    [[], ["--document-windows", "--group-by-length"], ["--conditional-head", "16"]],
-    ids=["shuffled", "grouped", "conditional-head"],
+    [[], ["--document-windows", "--group-by-length"], ["--conditional-head", "16"], ["--canonical"]],
+    ids=["shuffled", "grouped", "conditional-head", "canonical"],
 )
 def test_resume_continues_the_same_loss_curve(workspace, tmp_path, order):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"

@@ -13,6 +13,11 @@ those codes no probability (renormalising the rest) is still a model of canonica
 and never worse on them: whatever probability the model put there was lost on every canonical
 target. It is exact only where the stream so far is canonical: after a prompt's last code, whose
 phrase a continued encoding would still extend, the first generated code must not be masked.
+
+Training a model that will generate with the mask (``zip2zip train --canonical``) scores every
+target under the masked distribution as well (`allowed_log_mass`): the training windows are
+canonical encodings, so no target is ever excluded, and the model learns to put nothing on the
+codes it will never be allowed to write instead of having it taken away afterwards.
 """
 
 from __future__ import annotations
@@ -91,3 +96,19 @@ def mask_non_canonical_(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     place; the logits may have more hypertoken slots (``V + K``) than the mask's ``V + E``."""
     logits[..., : mask.shape[-1]].masked_fill_(mask, float("-inf"))
     return logits
+
+
+def allowed_log_mass(logits: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """``[..., L]``: the log of the probability ``logits`` (``[..., L, V + K]``, flat logits or
+    log-probabilities) give the codes ``excluded`` (``[..., L, V + E]``, `non_canonical_mask`)
+    does not name, ``LSE(allowed) - LSE(all)`` (at most 0; 0 where nothing is excluded).
+
+    Adding it to a code's cross-entropy under ``logits`` gives the cross-entropy of the canonical
+    distribution, which renormalises over the allowed codes. The excluded codes are whole groups
+    (a base id and the hypertokens that start with it), so a conditional head, which keeps the
+    flat model's group marginals, excludes the same mass as its flat logits."""
+    logits = logits.float()
+    allowed = logits.clone()
+    mask_non_canonical_(allowed, excluded)
+    out: torch.Tensor = allowed.logsumexp(-1) - logits.logsumexp(-1)
+    return out

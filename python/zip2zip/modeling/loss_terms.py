@@ -38,6 +38,7 @@ class LossInputs:
         installed: ``[B, L]`` entries a decoder has after each code.
         scored: ``[B, L - 1]`` the positions whose next code the code loss scores (the target is
             not ``-100`` and installed when predicted).
+        codebook_lengths: ``[B, E]`` the entries' phrase lengths (``forward`` always passes them).
     """
 
     model: Any
@@ -49,6 +50,7 @@ class LossInputs:
     codebook: torch.Tensor
     installed: torch.Tensor
     scored: torch.Tensor
+    codebook_lengths: torch.Tensor | None = None
 
 
 class LossTerm(Protocol):

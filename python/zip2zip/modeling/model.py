@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.utils.checkpoint
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache
@@ -296,6 +297,45 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             excluded &= ~open_positions[..., None]
         mask_non_canonical_(logits, excluded)
 
+    def _canonical_correction(
+        self,
+        hidden: torch.Tensor,
+        head: torch.Tensor,
+        output_rows: torch.Tensor,
+        codes: torch.Tensor,
+        codebook: torch.Tensor,
+        codebook_lengths: torch.Tensor,
+        installed: torch.Tensor,
+        scored: torch.Tensor,
+        chunk: int = 64,
+    ) -> torch.Tensor:
+        """``canonical_outputs`` in the fused loss: the mean over ``scored`` targets (``[B, L - 1]``)
+        of the log of the probability left on the codes canonical encoding may emit next
+        (`zip2zip.modeling.canonical.allowed_log_mass`, at most 0). The fused cross-entropy plus
+        this is the masked distribution's. The flat logits are computed ``chunk`` positions at a
+        time and again in backward (checkpointed), so memory stays at one chunk of logits."""
+        from zip2zip.modeling.canonical import allowed_log_mass, non_canonical_mask
+
+        softcap, vocab = self._softcap(), self.config.vocab_size
+
+        def piece(part: torch.Tensor, part_codes: torch.Tensor, part_installed: torch.Tensor) -> torch.Tensor:
+            logits = self.hyper.logits(part, head, output_rows, part_installed, softcap)
+            excluded = non_canonical_mask(part_codes, codebook, codebook_lengths, part_installed, vocab)
+            return allowed_log_mass(logits, excluded)
+
+        pieces = []
+        for begin in range(0, hidden.shape[1] - 1, chunk):
+            stop = min(begin + chunk, hidden.shape[1] - 1)
+            args = (hidden[:, begin:stop], codes[:, begin:stop], installed[:, begin:stop])
+            if torch.is_grad_enabled():
+                pieces.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
+            else:
+                pieces.append(piece(*args))
+        if not pieces:
+            return hidden.new_zeros((), dtype=torch.float32)
+        weights = scored.to(torch.float32)
+        return (torch.cat(pieces, 1) * weights).sum() / weights.sum().clamp(min=1)
+
     def grow_lora_rank(self, r: int) -> Zip2ZipForCausalLM:
         """Widen the LoRA adapter to rank ``r`` (in place) and return ``self``. The new
         directions start at zero and the scale of the old ones is kept
@@ -482,10 +522,14 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         if labels is not None and not return_logits:
             logits = None
             loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
+            scored = scored_targets(labels, installed, config.vocab_size)
             if first_ids is not None and entries:
-                scored = scored_targets(labels, installed, config.vocab_size)
                 loss = loss - self.hyper.conditional_correction(
                     hidden, head, output_rows, first_ids, labels, installed, scored
+                )
+            if config.canonical_outputs and entries:
+                loss = loss + self._canonical_correction(
+                    hidden, head, output_rows, input_ids, codebook, codebook_lengths, installed, scored
                 )
         elif labels is None and logits_to_keep:
             kept = slice(-logits_to_keep, None)
@@ -495,9 +539,10 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             loss = None
         else:
             logits = self.hyper.logits(hidden, head, output_rows, installed, self._softcap(), first_ids)
-            loss = None if labels is None else self.hyper.loss(logits, labels, installed)
-        if logits is not None and labels is None and config.canonical_outputs:
-            # Each row's last code (the last position, or one followed by padding) stays open.
+            loss = None
+        if logits is not None and config.canonical_outputs:
+            # Each row's last code (the last position, or one followed by padding) stays open; with
+            # labels it predicts no target, so the loss below is the masked distribution's.
             last = torch.zeros_like(input_ids, dtype=torch.bool)
             last[:, -1] = True
             if attention_mask is not None:
@@ -506,6 +551,8 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             self._mask_non_canonical(
                 logits, input_ids[:, kept], codebook, codebook_lengths, installed[:, kept], last[:, kept]
             )
+        if logits is not None and labels is not None:
+            loss = self.hyper.loss(logits, labels, installed)
         values: dict[str, torch.Tensor] | None = None
         if loss_terms:
             if labels is None or loss is None:
@@ -520,6 +567,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
                 codebook,
                 installed,
                 scored_targets(labels, installed, config.vocab_size),
+                codebook_lengths,
             )
             values = {}
             for term in loss_terms:

@@ -49,6 +49,7 @@ class TrainConfig:
     grow_encoder_layers: int = 0
     grow_lora_rank: int = 0
     conditional_head: int = 0
+    canonical: bool = False
     document_windows: bool = False
     group_by_length: bool = False
     adapter_kl: float = 0.0
@@ -199,4 +200,11 @@ def add_arguments(parser: Any) -> None:
         metavar="N",
         help="add a conditional head of inner width N (each first token's group split knowing that token; "
         "zero output projection, so training starts from the model's outputs); kept from --init if it has one",
+    )
+    parser.add_argument(
+        "--canonical",
+        action="store_true",
+        help="train and save the model with canonical_outputs on: every target is scored under the distribution "
+        "that gives no probability to the codes canonical encoding cannot write next (the mask generation then "
+        "applies), and --distill's teacher is conditioned the same way; kept from --init if it has it on",
     )

@@ -129,6 +129,10 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
             model.add_conditional_head(config.conditional_head)
         except ConfigError as error:
             raise TrainingError(f"--conditional-head: {error}") from error
+    if model.config.canonical_outputs:
+        config.canonical = True
+    elif config.canonical:
+        model.config.canonical_outputs = True
     if config.gradient_checkpointing:
         model.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     return tokenizer, model

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint
 
 from zip2zip.errors import TrainingError
+from zip2zip.modeling.canonical import mask_non_canonical_, non_canonical_mask
 from zip2zip.modeling.lora import base_only
 from zip2zip.modeling.loss_terms import LossInputs
 from zip2zip.modeling.marginal import first_token_marginal
@@ -34,7 +35,14 @@ class DistillKL:
     The teacher is the base model (its adapter disabled) reading ``ids``, the base ids the
     window's codes stand for, taken at each code's last base token (``ends``); it keeps its
     ``top`` most likely next tokens, renormalised. The student's probability of a base token is
-    that of its base id plus that of every installed hypertoken starting with it. The mean over
+    that of its base id plus that of every installed hypertoken starting with it. With
+    ``canonical_outputs`` on, both sides are conditioned on what canonical encoding may write
+    next: the student's distribution is the masked one (`zip2zip.modeling.canonical`), and the
+    teacher's kept tokens that end a child of the code just read get no probability (after code
+    ``P``, the text cannot go on with a token ``t`` that makes ``P + t`` an entry: the encoder
+    would have read ``t`` into the code), renormalised; a position where no kept token is left
+    adds nothing. Without that, the teacher would pull the student's mass back onto the codes
+    the mask takes away. The mean over
     the code loss's targets makes a process's mean times its target count its sum, so DDP's
     normalisation by all processes' targets gives the whole batch's mean.
 
@@ -68,11 +76,25 @@ class DistillKL:
         softcap = model._softcap()
         teacher_p, teacher_ids = self._teacher(model, ids, mask, ends, head, softcap, length, vocab)
         firsts = inputs.codebook[:, :, 0].long()  # [B, E] each entry's first base token
+        canonical = bool(model.config.canonical_outputs) and inputs.codebook.shape[1] > 0
+        lengths = inputs.codebook_lengths
+        if canonical and lengths is None:
+            raise TrainingError("the canonical distillation term needs the codebook's lengths")
 
         def piece(
-            part: torch.Tensor, part_installed: torch.Tensor, p: torch.Tensor, where: torch.Tensor
+            part: torch.Tensor,
+            part_installed: torch.Tensor,
+            p: torch.Tensor,
+            where: torch.Tensor,
+            part_codes: torch.Tensor,
         ) -> torch.Tensor:
             logits = model.hyper.logits(part, head, inputs.output_rows, part_installed, softcap).float()
+            if canonical:
+                assert lengths is not None
+                excluded = non_canonical_mask(part_codes, inputs.codebook, lengths, part_installed, vocab)
+                mask_non_canonical_(logits, excluded)
+                p = p * ~excluded[..., :vocab].gather(-1, where)
+                p = p / p.sum(-1, keepdim=True).clamp(min=1e-30)
             probs = (logits - logits.logsumexp(-1, keepdim=True)).exp()
             marginal = first_token_marginal(probs, firsts, vocab)
             student = marginal.gather(-1, where).clamp(min=1e-30).log()
@@ -87,6 +109,7 @@ class DistillKL:
                 inputs.installed[:, begin:stop],
                 teacher_p[:, begin:stop],
                 teacher_ids[:, begin:stop],
+                inputs.input_ids[:, begin:stop],
             )
             if torch.is_grad_enabled():
                 per_position.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
