@@ -104,3 +104,38 @@ def test_many_threads_encoding_and_tracking_equal_one_thread():
         assert np.array_equal(codes, single[index % len(streams)])
         assert np.array_equal(tracked, streams[index % len(streams)])
         assert np.array_equal(fed, codes)
+
+
+def test_a_state_in_use_by_another_thread_is_a_typed_error_and_stays_whole():
+    """While one thread feeds a large input into a `CodecState` (the GIL released), another
+    thread's calls on the same state get a `StateError` that says so, instead of PyO3's bare
+    ``RuntimeError: Already borrowed``; what the first thread wrote is exactly what one thread
+    alone writes. Reads of an idle state may come from several threads."""
+    ids = stream(7, 2_000_000)
+    alone = z.CodecState(CONFIG)
+    want = alone.feed_ids(ids)
+    refused, other = [], []
+    for _ in range(5):  # the other thread must land inside the first one's call
+        state = z.CodecState(CONFIG)
+        with ThreadPoolExecutor(1) as pool:
+            future = pool.submit(state.feed_ids, ids)
+            while not future.done():
+                # A read, a copy, and a write that changes nothing even when it gets the state
+                # (before the first call starts or after it ends).
+                for attempt in (lambda: state.installed, state.copy, lambda: state.feed_ids(np.array([], np.int32))):
+                    try:
+                        attempt()
+                    except z.StateError as error:
+                        refused.append(str(error))
+                    except Exception as error:  # noqa: BLE001 - any other kind fails the test below
+                        other.append(repr(error))
+            got = future.result()
+        if refused:
+            break
+    assert not other, other[:3]
+    assert refused and all("in use by another thread" in message for message in refused)
+    assert len({message for message in refused}) == 1
+    assert np.array_equal(got, want) and state == alone  # the refused calls changed nothing
+    with ThreadPoolExecutor(4) as pool:  # concurrent reads of one idle state
+        copies = list(pool.map(lambda _: state.copy(), range(8)))
+    assert all(copy == alone for copy in copies)

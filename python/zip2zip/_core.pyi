@@ -42,7 +42,7 @@ class ConfigError(Zip2ZipError):
     """A codebook configuration that the codec cannot honour."""
 
 class StateError(Zip2ZipError):
-    """Serialized codec state that is truncated or inconsistent."""
+    """Serialized codec state that is truncated or inconsistent, or a CodecState in use by another thread."""
 
 class TokenizerError(Zip2ZipError):
     """The base tokenizer failed, or its JSON did not load."""

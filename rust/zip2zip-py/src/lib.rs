@@ -5,7 +5,7 @@
 //! normalise arguments (`python/zip2zip/codec.py`).
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 
 use numpy::{
     IntoPyArray, PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods,
@@ -44,7 +44,7 @@ create_exception!(
     zip2zip._core,
     StateError,
     Zip2ZipError,
-    "Serialized codec state that is truncated or inconsistent."
+    "Serialized codec state that is truncated or inconsistent, or a CodecState in use by another thread."
 );
 
 create_exception!(
@@ -311,61 +311,109 @@ impl PyCodebookConfig {
 }
 
 /// Streaming codebook state: encodes base ids and tracks code streams with one LZW machine.
-#[pyclass(name = "CodecState", module = "zip2zip._core", eq)]
-#[derive(PartialEq)]
+///
+/// The state sits behind a read-write lock instead of PyO3's borrow flag: a call on a large
+/// input releases the GIL while it holds the state, and another thread's call on the same state
+/// then gets a `StateError` that says so (PyO3's own flag would raise a bare `RuntimeError:
+/// Already borrowed`). Reads (`phrase`, `decode` with a state, the getters) may overlap.
+#[pyclass(name = "CodecState", module = "zip2zip._core", frozen, eq)]
 pub(crate) struct PyCodecState {
-    pub(crate) inner: CodecState,
+    inner: RwLock<CodecState>,
+}
+
+const IN_USE: &str =
+    "this CodecState is in use by another thread (a call on a large input releases \
+the GIL while it holds the state); give each thread its own copy (state.copy())";
+
+fn in_use<T>(error: TryLockError<T>) -> PyErr {
+    match error {
+        TryLockError::WouldBlock => StateError::new_err(IN_USE),
+        // Calls that write the state return errors instead of panicking; a poisoned lock would
+        // mean a bug, and the state may be half-written.
+        TryLockError::Poisoned(_) => {
+            StateError::new_err("a call on this CodecState panicked while writing it, so it may be half-written: make a new one")
+        }
+    }
+}
+
+impl PartialEq for PyCodecState {
+    fn eq(&self, other: &Self) -> bool {
+        if std::ptr::eq(self, other) {
+            return true;
+        }
+        match (self.read(), other.read()) {
+            (Ok(a), Ok(b)) => *a == *b,
+            _ => false,
+        }
+    }
+}
+
+impl PyCodecState {
+    pub(crate) fn from_state(state: CodecState) -> Self {
+        Self {
+            inner: RwLock::new(state),
+        }
+    }
+
+    /// The state for reading; `StateError` while another thread writes it.
+    pub(crate) fn read(&self) -> PyResult<RwLockReadGuard<'_, CodecState>> {
+        self.inner.try_read().map_err(in_use)
+    }
+
+    /// The state for writing; `StateError` while another thread reads or writes it.
+    fn write(&self) -> PyResult<RwLockWriteGuard<'_, CodecState>> {
+        self.inner.try_write().map_err(in_use)
+    }
 }
 
 #[pymethods]
 impl PyCodecState {
     #[new]
     fn new(config: PyRef<'_, PyCodebookConfig>) -> Self {
-        Self {
-            inner: CodecState::new(Arc::clone(&config.inner)),
-        }
+        Self::from_state(CodecState::new(Arc::clone(&config.inner)))
     }
 
     #[getter]
-    fn config(&self) -> PyCodebookConfig {
-        PyCodebookConfig {
-            inner: Arc::clone(self.inner.config()),
-        }
+    fn config(&self) -> PyResult<PyCodebookConfig> {
+        Ok(PyCodebookConfig {
+            inner: Arc::clone(self.read()?.config()),
+        })
     }
 
     #[getter]
-    fn installed(&self) -> u32 {
-        self.inner.installed()
+    fn installed(&self) -> PyResult<u32> {
+        Ok(self.read()?.installed())
     }
 
     #[getter]
-    fn next_id(&self) -> u32 {
-        self.inner.next_id()
+    fn next_id(&self) -> PyResult<u32> {
+        Ok(self.read()?.next_id())
     }
 
     #[getter]
-    fn is_full(&self) -> bool {
-        self.inner.is_full()
+    fn is_full(&self) -> PyResult<bool> {
+        Ok(self.read()?.is_full())
     }
 
     #[getter]
-    fn pending_code(&self) -> Option<u32> {
-        self.inner.pending_code()
+    fn pending_code(&self) -> PyResult<Option<u32>> {
+        Ok(self.read()?.pending_code())
     }
 
     #[getter]
-    fn pending<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
-        int32_array(py, self.inner.pending_phrase())
+    fn pending<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i32>>> {
+        Ok(int32_array(py, self.read()?.pending_phrase()))
     }
 
     fn feed_ids<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         ids: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray1<i32>>> {
         let ids = IdArray::extract(ids, "ids")?;
         let slice = ids.slice()?;
-        let inner = &mut self.inner;
+        let mut guard = self.write()?;
+        let inner = &mut *guard;
         let work = move || {
             let mut codes = Vec::new();
             let sink = CodeSink {
@@ -382,24 +430,25 @@ impl PyCodecState {
         Ok(int32_array(py, codes.map_err(to_py_err)?))
     }
 
-    fn finish<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<i32>> {
+    fn finish<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<i32>>> {
         let mut codes = Vec::new();
-        self.inner.finish(CodeSink {
+        self.write()?.finish(CodeSink {
             codes: &mut codes,
             installed: None,
         });
-        int32_array(py, codes)
+        Ok(int32_array(py, codes))
     }
 
     fn feed_codes<'py>(
-        &mut self,
+        &self,
         py: Python<'py>,
         codes: &Bound<'py, PyAny>,
     ) -> PyResult<(Int32Array<'py>, Int32Array<'py>)> {
         let codes = IdArray::extract(codes, "codes")?;
         let slice = codes.slice()?;
-        let first_new = self.inner.next_id();
-        let inner = &mut self.inner;
+        let mut guard = self.write()?;
+        let first_new = guard.next_id();
+        let inner = &mut *guard;
         let work = move || {
             let mut ids = Vec::new();
             match slice {
@@ -415,7 +464,10 @@ impl PyCodecState {
     }
 
     fn phrase<'py>(&self, py: Python<'py>, code: i64) -> PyResult<Bound<'py, PyArray1<i32>>> {
-        Ok(int32_array(py, self.inner.phrase(code).map_err(to_py_err)?))
+        Ok(int32_array(
+            py,
+            self.read()?.phrase(code).map_err(to_py_err)?,
+        ))
     }
 
     #[pyo3(signature = (start = 0, end = None, pad = 0))]
@@ -427,40 +479,40 @@ impl PyCodecState {
         pad: i32,
     ) -> PyResult<(Int32Table<'py>, Int32Array<'py>)> {
         let end = end.unwrap_or(u32::MAX);
-        let (phrases, lengths) = self.inner.phrases(start, end, pad as u32);
+        let state = self.read()?;
+        let (phrases, lengths) = state.phrases(start, end, pad as u32);
         Ok((
-            phrase_table(py, phrases, self.inner.config().max_subtokens())?,
+            phrase_table(py, phrases, state.config().max_subtokens())?,
             int32_array(py, lengths),
         ))
     }
 
-    fn reset(&mut self) {
-        self.inner.reset();
+    fn reset(&self) -> PyResult<()> {
+        self.write()?.reset();
+        Ok(())
     }
 
-    fn copy(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-        }
+    fn copy(&self) -> PyResult<Self> {
+        Ok(Self::from_state(self.read()?.clone()))
     }
 
-    fn __copy__(&self) -> Self {
+    fn __copy__(&self) -> PyResult<Self> {
         self.copy()
     }
 
-    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> Self {
+    fn __deepcopy__(&self, _memo: &Bound<'_, PyAny>) -> PyResult<Self> {
         self.copy()
     }
 
-    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        PyBytes::new(py, &self.inner.to_bytes())
+    fn to_bytes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        Ok(PyBytes::new(py, &self.read()?.to_bytes()))
     }
 
     #[staticmethod]
     fn from_bytes(data: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            inner: CodecState::from_bytes(data).map_err(to_py_err)?,
-        })
+        Ok(Self::from_state(
+            CodecState::from_bytes(data).map_err(to_py_err)?,
+        ))
     }
 
     fn __reduce__<'py>(
@@ -468,20 +520,21 @@ impl PyCodecState {
     ) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyTuple>)> {
         let py = slf.py();
         let from_bytes = slf.get_type().getattr("from_bytes")?;
-        let data = slf.borrow().to_bytes(py);
+        let data = slf.get().to_bytes(py)?;
         Ok((from_bytes, PyTuple::new(py, [data])?))
     }
 
-    fn __repr__(&self) -> String {
-        let config = self.inner.config();
-        format!(
+    fn __repr__(&self) -> PyResult<String> {
+        let state = self.read()?;
+        let config = state.config();
+        Ok(format!(
             "CodecState(vocab_size={}, max_codebook_size={}, max_subtokens={}, installed={}, pending={:?})",
             config.vocab_size(),
             config.max_codebook_size(),
             config.max_subtokens(),
-            self.inner.installed(),
-            self.inner.pending_phrase()
-        )
+            state.installed(),
+            state.pending_phrase()
+        ))
     }
 }
 
@@ -514,7 +567,10 @@ type StepArrays<'py> = (
 impl PyCodecBatch {
     #[new]
     fn new(states: Vec<PyRef<'_, PyCodecState>>) -> PyResult<Self> {
-        let states: Vec<CodecState> = states.iter().map(|s| s.inner.clone()).collect();
+        let states = states
+            .iter()
+            .map(|s| Ok(s.read()?.clone()))
+            .collect::<PyResult<Vec<CodecState>>>()?;
         if let Some(first) = states.first() {
             if states.iter().any(|s| s.config() != first.config()) {
                 return Err(ConfigError::new_err(
@@ -532,9 +588,7 @@ impl PyCodecBatch {
     /// A copy of row `index`'s state.
     fn state(&self, index: usize) -> PyResult<PyCodecState> {
         match self.states.get(index) {
-            Some(state) => Ok(PyCodecState {
-                inner: state.clone(),
-            }),
+            Some(state) => Ok(PyCodecState::from_state(state.clone())),
             None => Err(pyo3::exceptions::PyIndexError::new_err(format!(
                 "row {index} is out of range for a batch of {}",
                 self.states.len()

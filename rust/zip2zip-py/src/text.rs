@@ -122,7 +122,8 @@ impl PyHyperTokenizer {
     ) -> PyResult<String> {
         let codes = IdArray::extract(codes, "codes")?;
         let slice = codes.slice()?;
-        let state = state.as_ref().map(|state| &state.inner);
+        let guard = state.as_ref().map(|state| state.read()).transpose()?;
+        let state = guard.as_deref();
         let work = || match slice {
             IdSlice::I32(values) => self.inner.decode(values, state, skip_special_tokens),
             IdSlice::I64(values) => self.inner.decode(values, state, skip_special_tokens),
@@ -175,15 +176,16 @@ impl PyTextStream {
     ) -> PyResult<Self> {
         let state = match state {
             Some(state) => {
-                if state.inner.config() != tokenizer.inner.config()
-                    && **state.inner.config() != **tokenizer.inner.config()
+                let state = state.read()?;
+                if state.config() != tokenizer.inner.config()
+                    && **state.config() != **tokenizer.inner.config()
                 {
                     return Err(to_py_err(zip2zip_core::CodecError::InvalidConfig(
                         "the state was made with another codebook config than the tokenizer's"
                             .into(),
                     )));
                 }
-                state.inner.clone()
+                state.clone()
             }
             None => zip2zip_core::CodecState::new(Arc::clone(tokenizer.inner.config())),
         };
@@ -212,8 +214,6 @@ impl PyTextStream {
     /// A copy of the codebook state after the codes read so far.
     #[getter]
     fn state(&self) -> PyCodecState {
-        PyCodecState {
-            inner: self.inner.state().clone(),
-        }
+        PyCodecState::from_state(self.inner.state().clone())
     }
 }
