@@ -194,9 +194,28 @@ def test_the_canonical_distill_term_equals_its_definition(workspace, tok):
     canonical = float(output.loss_terms["distill_kl"])
     assert canonical == pytest.approx(naive_canonical_distill_kl(model, batch, top=top), rel=1e-4)
     assert abs(canonical - plain) > 5e-4 * plain  # five times the tolerance: the two are told apart
-    model.zero_grad()
-    output.loss.backward()
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for n, p in model.named_parameters() if "lora_" in n)
+    # The term gives forward the code loss's canonical correction from its own logits: the same
+    # loss and gradients as forward computing the correction itself.
+    assert term.canonical_mass is not None and float(term.canonical_mass.detach()) < 0
+
+    class Unshared(DistillKL):
+        shares_canonical_mass = False
+
+    apart = Unshared(batch["window_ids"], batch["window_mask"], batch["code_ends"], weight=1.0, top=top)
+    grads = []
+    for chosen in (term, apart):
+        model.zero_grad()
+        out = model(**core, loss_terms=[chosen], return_logits=False)
+        out.loss.backward()
+        grads.append(
+            (float(out.loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
+        )
+    assert grads[0][0] == pytest.approx(grads[1][0], rel=1e-6)
+    without = float(model(**core, return_logits=False).loss.detach())
+    assert grads[0][0] == pytest.approx(without + canonical, rel=1e-5)
+    assert any("lora_" in n and g.abs().sum() > 0 for n, g in grads[0][1].items())
+    for name, grad in grads[0][1].items():
+        torch.testing.assert_close(grad, grads[1][1][name], rtol=1e-4, atol=1e-6, msg=name)
 
 
 def test_train_canonical_saves_the_flag_and_keeps_it(workspace, tmp_path):

@@ -519,6 +519,7 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
         logits: torch.Tensor | None
         loss: torch.Tensor | None
         first_ids = self._first_ids(codebook)
+        shared_mass = False  # the canonical correction still to come from a loss term
         if labels is not None and not return_logits:
             logits = None
             loss = self.hyper.fused_loss(hidden, head, output_rows, labels, installed, self._softcap())
@@ -527,10 +528,14 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
                 loss = loss - self.hyper.conditional_correction(
                     hidden, head, output_rows, first_ids, labels, installed, scored
                 )
-            if config.canonical_outputs and entries:
+            # A loss term that computes the flat logits anyway (the distillation term) may give
+            # the canonical correction instead (its ``canonical_mass``; added below).
+            sharing = any(getattr(term, "shares_canonical_mass", False) for term in loss_terms)
+            if config.canonical_outputs and entries and not sharing:
                 loss = loss + self._canonical_correction(
                     hidden, head, output_rows, input_ids, codebook, codebook_lengths, installed, scored
                 )
+            shared_mass = bool(config.canonical_outputs and entries and sharing)
         elif labels is None and logits_to_keep:
             kept = slice(-logits_to_keep, None)
             logits = self.hyper.logits(
@@ -574,6 +579,11 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
                 value = term(inputs)
                 values[term.name] = value.detach()
                 loss = loss + term.weight * value
+                mass = getattr(term, "canonical_mass", None)
+                if shared_mass and mass is not None:
+                    loss, shared_mass = loss + mass, False
+            if shared_mass:
+                raise ModelInputError("a loss term that shares the canonical correction did not compute it")
         if zip2zip_state is not None:
             self._start_generation(
                 zip2zip_state,

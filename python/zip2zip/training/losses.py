@@ -12,8 +12,8 @@ own value, which ``forward`` weighs into the loss and reports in ``output.loss_t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -42,7 +42,11 @@ class DistillKL:
     ``P``, the text cannot go on with a token ``t`` that makes ``P + t`` an entry: the encoder
     would have read ``t`` into the code), renormalised; a position where no kept token is left
     adds nothing. Without that, the teacher would pull the student's mass back onto the codes
-    the mask takes away. The mean over
+    the mask takes away. Its pieces hold the flat logits anyway, so with the mask on the term
+    also computes the code loss's canonical correction from them (``canonical_mass``: the mean
+    log of the probability left on the allowed codes, as `zip2zip.modeling.canonical`
+    `allowed_log_mass`), and ``forward`` adds that instead of computing its own (one pass of
+    logits fewer a step). The mean over
     the code loss's targets makes a process's mean times its target count its sum, so DDP's
     normalisation by all processes' targets gives the whole batch's mean.
 
@@ -61,6 +65,9 @@ class DistillKL:
     top: int = 32
     chunk: int = 64
     name: str = "distill_kl"
+    # Set by each call with canonical_outputs on (see the class's docstring); forward reads it.
+    canonical_mass: torch.Tensor | None = field(default=None, init=False, repr=False)
+    shares_canonical_mass: ClassVar[bool] = True
 
     def __call__(self, inputs: LossInputs) -> torch.Tensor:
         model, hidden, head = inputs.model, inputs.hidden, inputs.head
@@ -89,17 +96,23 @@ class DistillKL:
             part_codes: torch.Tensor,
         ) -> torch.Tensor:
             logits = model.hyper.logits(part, head, inputs.output_rows, part_installed, softcap).float()
+            total = logits.logsumexp(-1, keepdim=True)
             if canonical:
                 assert lengths is not None
                 excluded = non_canonical_mask(part_codes, inputs.codebook, lengths, part_installed, vocab)
-                mask_non_canonical_(logits, excluded)
+                # Out of place: ``total`` keeps the unmasked logits for its backward.
+                logits = mask_non_canonical_(logits.clone(), excluded)
                 p = p * ~excluded[..., :vocab].gather(-1, where)
                 p = p / p.sum(-1, keepdim=True).clamp(min=1e-30)
-            probs = (logits - logits.logsumexp(-1, keepdim=True)).exp()
+                allowed = logits.logsumexp(-1, keepdim=True)
+            else:
+                allowed = total
+            probs = (logits - allowed).exp()
             marginal = first_token_marginal(probs, firsts, vocab)
             student = marginal.gather(-1, where).clamp(min=1e-30).log()
-            kl_rows: torch.Tensor = (p * (p.clamp(min=1e-30).log() - student)).sum(-1)
-            return kl_rows
+            kl_rows = (p * (p.clamp(min=1e-30).log() - student)).sum(-1)
+            # Row 0: the KL; row 1: the log of the probability the mask leaves (0 without it).
+            return torch.stack([kl_rows, (allowed - total)[..., 0]])
 
         per_position = []
         for begin in range(0, length - 1, self.chunk):
@@ -116,10 +129,13 @@ class DistillKL:
             else:
                 per_position.append(piece(*args))
         if not per_position:
+            self.canonical_mass = hidden.new_zeros((), dtype=torch.float32) if canonical else None
             return hidden.new_zeros(())
-        kl = torch.cat(per_position, 1)
-        weights = inputs.scored.to(kl.dtype)
-        mean: torch.Tensor = (kl * weights).sum() / weights.sum().clamp(min=1)
+        rows = torch.cat(per_position, 2)
+        weights = inputs.scored.to(rows.dtype)
+        means = (rows * weights).sum((1, 2)) / weights.sum().clamp(min=1)
+        self.canonical_mass = means[1] if canonical else None
+        mean: torch.Tensor = means[0]
         return mean
 
     def _teacher(
