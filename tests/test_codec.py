@@ -308,7 +308,7 @@ def test_accepts_integer_sequences(ids):
         ([True, False], TypeError),
         (["a"], TypeError),
         (5, TypeError),
-        ([[1, 2], [3, 4]], ValueError),
+        ([[1, 2], [3, 4]], z.InvalidIdError),
         ([1, "2"], TypeError),
     ],
 )

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import zip2zip
 
 PACKAGE = Path(zip2zip.__file__).resolve().parent
@@ -113,3 +115,29 @@ def test_importing_zip2zip_does_not_import_torch():
     code = "import sys, zip2zip; zip2zip.Zip2ZipTokenizer; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"
+
+
+def test_bad_arguments_outside_the_codec_are_typed_errors_of_the_hierarchy(tok, tmp_path):
+    """Bad input to the ops, the modules, the tokenizer's options and the file helpers is one of
+    zip2zip's own errors (each a ValueError), naming what was wrong."""
+    import torch
+
+    from zip2zip.errors import ConfigError, ModelInputError, UsageError
+    from zip2zip.files import collect_files
+    from zip2zip.nn.conditional import ConditionalHead
+    from zip2zip.ops import hyper_cross_entropy
+
+    with pytest.raises(ModelInputError, match="widths disagree"):
+        hyper_cross_entropy(
+            torch.zeros(1, 2, 4),
+            torch.zeros(8, 3),
+            torch.zeros(1, 0, 4),
+            torch.zeros(1, 2, dtype=torch.long),
+            torch.zeros(1, 2, dtype=torch.long),
+        )
+    with pytest.raises(ConfigError, match="inner_size=0"):
+        ConditionalHead(8, 0)
+    with pytest.raises(UsageError, match="padding_side"):
+        tok(["x"], padding=True, padding_side="middle")
+    with pytest.raises(UsageError, match="no files matching"):
+        collect_files([tmp_path], ["*.nothing"])

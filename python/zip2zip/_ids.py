@@ -25,7 +25,7 @@ def as_id_array(values: Any, what: str = "ids") -> np.ndarray:
 
     Raises:
         TypeError: ``values`` is a scalar or does not hold integers.
-        ValueError: ``values`` is not one-dimensional.
+        InvalidIdError or InvalidCodeError: ``values`` is not one-dimensional.
         InvalidIdError, InvalidCodeError: a value does not even fit in int64.
     """
     error = InvalidCodeError if "code" in what else InvalidIdError
@@ -36,7 +36,7 @@ def as_id_array(values: Any, what: str = "ids") -> np.ndarray:
     if array.ndim == 0:
         raise TypeError(f"{what} must be a sequence of integers, got {type(values).__name__}")
     if array.ndim != 1:
-        raise ValueError(f"{what} must be one-dimensional, got shape {array.shape}")
+        raise error(f"{what} must be one-dimensional, got shape {array.shape}")
     if array.size == 0:
         return np.empty(0, dtype=np.int64)
     if array.dtype.kind == "O":

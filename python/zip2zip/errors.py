@@ -14,7 +14,7 @@ Rust core (`zip2zip._core`); the Python side adds the ones below. Missing files 
     ├── CheckpointError      saved weights that do not match the model, or are cut short
     ├── TrainingError        training options, data or checkpoints that cannot be used
     ├── EvaluationError      evaluation options that cannot be used
-    └── UsageError           a command line that cannot be run
+    └── UsageError           options that cannot be used (a tokenizer call's, a command line)
 """
 
 from __future__ import annotations
@@ -41,7 +41,9 @@ class EvaluationError(Zip2ZipError):
 
 
 class UsageError(Zip2ZipError):
-    """A command line that cannot be run (the command line prints it and exits with status 2)."""
+    """Options that cannot be used: a tokenizer call's (padding, truncation, return type), a
+    report's, or a command line that cannot be run (the command line prints it and exits with
+    status 2)."""
 
 
 __all__ = [

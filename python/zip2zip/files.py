@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator, Sequence
 from fnmatch import fnmatch
 from pathlib import Path
 
+from zip2zip.errors import UsageError
+
 
 def collect_files(
     paths: Sequence[str | os.PathLike[str]],
@@ -27,7 +29,7 @@ def collect_files(
 
     Raises:
         FileNotFoundError: a path does not exist.
-        ValueError: a folder holds no matching file, or a path names something that is neither
+        UsageError: a folder holds no matching file, or a path names something that is neither
             a regular file nor a folder.
     """
     found: list[tuple[Path, str]] = []
@@ -37,7 +39,7 @@ def collect_files(
         if path.is_file():
             candidates = [(path, path.as_posix())]
         elif path.exists() and not path.is_dir():
-            raise ValueError(f"{path}: not a regular file")
+            raise UsageError(f"{path}: not a regular file")
         elif path.is_dir():
             root = path.resolve()
             candidates = []
@@ -53,7 +55,7 @@ def collect_files(
                             continue
                         candidates.append((file, label))
             if not candidates:
-                raise ValueError(f"no files matching {' '.join(globs)} under {path}")
+                raise UsageError(f"no files matching {' '.join(globs)} under {path}")
         else:
             raise FileNotFoundError(f"{path}: no such file or folder")
         for file, label in candidates:

@@ -19,6 +19,7 @@ import numpy as np
 
 from zip2zip._core import CodecState
 from zip2zip.codec import encode_ids_batch
+from zip2zip.errors import UsageError
 
 if TYPE_CHECKING:
     from zip2zip.tokenizer import Codes, Zip2ZipTokenizer
@@ -215,10 +216,10 @@ def compression_stats(
         add_special_tokens: count the base tokenizer's special tokens (e.g. BOS) too.
 
     Raises:
-        ValueError: ``window`` is not positive.
+        UsageError: ``window`` is not positive.
     """
     if window is not None and window < 1:
-        raise ValueError(f"window must be at least 1, got {window}")
+        raise UsageError(f"window must be at least 1, got {window}")
     results = tokenizer._hyper.encode_batch(list(texts), add_special_tokens)
     stats = []
     for text, (ids, (codes, _installed, _codebook, _lengths)) in zip(texts, results):

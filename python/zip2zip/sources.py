@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from zip2zip.errors import ConfigError, TokenizerError
 from zip2zip.folders import CONFIG_NAME, base_tokenizer_folder
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
     Raises:
         FileNotFoundError: a path-like source that does not exist (or the SmolLM2 package is
             not installed: ``ModuleNotFoundError``, with the command that installs it).
-        ValueError: a file that is not a GGUF file.
+        ConfigError: a file that is not a GGUF file.
         OSError: transformers could not load the source.
     """
     from transformers import AutoModelForCausalLM
@@ -166,7 +167,7 @@ def load_base_model(source: str | os.PathLike[str], **kwargs: Any) -> PreTrained
     if (path.is_absolute() or text.startswith(".") or text.count("/") > 1) and not path.exists():
         raise FileNotFoundError(f"base model source {text!r}: no such file or folder")
     if path.is_file():
-        raise ValueError(
+        raise ConfigError(
             f"base model source {text!r} is a file but not a .gguf file: give a model folder, a GGUF "
             f"file, {SMOLLM2_SOURCE} or a hub id"
         )
@@ -207,7 +208,7 @@ def as_fast_tokenizer(source: Any) -> Any:
             return load_gguf_tokenizer(path)
         if path.suffix == ".json":
             return fast(tokenizer_object=tokenizers.Tokenizer.from_file(str(path)))
-        raise ValueError(f"{path} is neither a .gguf nor a tokenizer .json file")
+        raise TokenizerError(f"{path} is neither a .gguf nor a tokenizer .json file")
     if _looks_like_a_path(str(source)) and not path.exists():
         raise FileNotFoundError(f"tokenizer source {str(source)!r}: no such file or folder")
     if path.is_dir() and (path / CONFIG_NAME).is_file():

@@ -20,6 +20,7 @@ from zip2zip import _core
 from zip2zip._core import CodebookConfig, CodecState, ConfigError, TextStream
 from zip2zip._generated import state_before
 from zip2zip.codec import Encoding, encode_ids, pad_rows
+from zip2zip.errors import UsageError
 from zip2zip.folders import (
     BASE_TOKENIZER_FOLDER,
     CONFIG_FORMAT_VERSION,
@@ -299,7 +300,7 @@ class Zip2ZipTokenizer:
             codebooks NumPy arrays (per text when not padded).
 
         Raises:
-            ValueError: bad padding/truncation arguments; TypeError: ``text`` is not str/list.
+            UsageError: bad padding/truncation arguments; TypeError: ``text`` is not str/list.
         """
         from transformers import BatchEncoding
 
@@ -312,19 +313,19 @@ class Zip2ZipTokenizer:
             texts = [text]
         padding_strategy = _padding_strategy(padding)
         if truncation not in (False, True, "longest_first", "only_first", "do_not_truncate"):
-            raise ValueError(f"unsupported truncation {truncation!r}: zip2zip truncates codes on the right")
+            raise UsageError(f"unsupported truncation {truncation!r}: zip2zip truncates codes on the right")
         truncate = truncation not in (False, "do_not_truncate")
         if (truncate or padding_strategy == "max_length") and max_length is None:
-            raise ValueError("truncation and padding='max_length' need max_length (counted in codes)")
+            raise UsageError("truncation and padding='max_length' need max_length (counted in codes)")
         if max_length is not None and (isinstance(max_length, bool) or not isinstance(max_length, numbers.Integral)):
             raise TypeError(f"max_length must be an integer (a number of codes), got {max_length!r}")
         if max_length is not None and max_length < 1:
-            raise ValueError(f"max_length must be at least 1, got {max_length}")
+            raise UsageError(f"max_length must be at least 1, got {max_length}")
         side = padding_side or self.padding_side
         if side not in ("left", "right"):
-            raise ValueError(f"padding_side must be 'left' or 'right', got {side!r}")
+            raise UsageError(f"padding_side must be 'left' or 'right', got {side!r}")
         if return_tensors not in (None, "pt", "np"):
-            raise ValueError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
+            raise UsageError(f"return_tensors must be 'pt', 'np' or None, got {return_tensors!r}")
 
         rows = [arrays for _ids, arrays in self._hyper.encode_batch(texts, add_special_tokens)]
         codes_list, installed_list, codebooks, lengths_list = [], [], [], []
@@ -339,7 +340,7 @@ class Zip2ZipTokenizer:
             lengths_list.append(lengths)
 
         if padding_strategy == "do_not_pad" and return_tensors is not None and len({len(c) for c in codes_list}) > 1:
-            raise ValueError("sequences have different lengths: pass padding=True to return tensors")
+            raise UsageError("sequences have different lengths: pass padding=True to return tensors")
         if padding_strategy == "do_not_pad" and return_tensors is None:
             # The codebooks stay NumPy arrays: as nested lists they would cost more than the
             # tokenization itself (a list per entry), and no consumer wants them as lists.
@@ -528,7 +529,7 @@ def _strip_tensor(codes: Any) -> Any:
     if hasattr(codes, "detach") and hasattr(codes, "cpu"):
         codes = codes.detach().cpu().numpy()
     if isinstance(codes, np.ndarray) and codes.ndim != 1:
-        raise ValueError(f"codes must be one-dimensional, got shape {codes.shape}")
+        raise _core.InvalidCodeError(f"codes must be one-dimensional, got shape {codes.shape}")
     return codes
 
 
@@ -539,4 +540,4 @@ def _padding_strategy(padding: bool | str) -> str:
         return "do_not_pad"
     if padding == "max_length":
         return "max_length"
-    raise ValueError(f"padding must be True/False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")
+    raise UsageError(f"padding must be True/False, 'longest', 'max_length' or 'do_not_pad', got {padding!r}")

@@ -148,7 +148,7 @@ def format_rows(rows: Sequence[StatsRow], fmt: str = "table") -> str:
     """``rows`` as a Markdown table, a JSON list of objects, or CSV (with a header).
 
     Raises:
-        ValueError: an unknown format.
+        UsageError: an unknown format.
     """
     if fmt == "json":
         return json.dumps([row.as_dict() for row in rows], indent=2) + "\n"
@@ -161,7 +161,7 @@ def format_rows(rows: Sequence[StatsRow], fmt: str = "table") -> str:
         writer.writerows(row.as_dict() for row in rows)
         return buffer.getvalue()
     if fmt != "table":
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+        raise UsageError(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     header = ["path", "bytes", "base tokens", "codes", "reduction", "bytes/token", "bytes/code"]
     table = [
         [

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from zip2zip.corpus import corpus_files
+from zip2zip.errors import UsageError
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, user_text
 from zip2zip.generation.static import StaticGenerator
 from zip2zip.modeling import Zip2ZipForCausalLM
@@ -196,7 +197,7 @@ def bench_shapes(args: argparse.Namespace) -> dict[str, Any]:
     from transformers import AutoModelForCausalLM, LlamaConfig
 
     if not torch.cuda.is_available():
-        raise ValueError("the shapes mode needs a CUDA device")
+        raise UsageError("the shapes mode needs a CUDA device")
     device = torch.device("cuda")
     base_tokenizer = load_smollm2_tokenizer()
     text = next(f for f in corpus_files() if f.domain == "code").read()

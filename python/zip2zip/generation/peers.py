@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from zip2zip.errors import UsageError
 from zip2zip.evaluation.prompts import BENCH_PROMPTS, grounded_prompts, user_text
 from zip2zip.files import write_atomic
 from zip2zip.generation.bench import _chunks, _environment, load_pair, median_run
@@ -189,7 +190,7 @@ def compare_peers(
     ``progress`` gets a line per kind timed; ``checkpoint`` the results so far after each row."""
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
-        raise ValueError(f"unknown kinds {unknown}: choose from {list(KINDS)}")
+        raise UsageError(f"unknown kinds {unknown}: choose from {list(KINDS)}")
     kinds = tuple(kind for kind in KINDS if kind in kinds or kind == "base")
     results: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,

@@ -14,6 +14,8 @@ from typing import Any
 
 import torch
 
+from zip2zip.errors import ConfigError
+
 # LoRA targets per architecture: every attention and MLP projection (not embeddings or heads).
 _LLAMA_LIKE = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 LORA_TARGETS: dict[str, list[str]] = {
@@ -119,7 +121,7 @@ def grow_lora_rank(model: Any, r: int, adapter: str = "default") -> int:
     adapter's config records the new rank and alpha: the model saves and reloads with them.
 
     Raises:
-        ValueError: ``r`` is below the adapter's rank, or the adapter is one this cannot widen
+        ConfigError: ``r`` is below the adapter's rank, or the adapter is one this cannot widen
             (per-module ranks or alphas, a LoRA variant such as DoRA, embedding or
             convolution layers).
     """
@@ -128,15 +130,15 @@ def grow_lora_rank(model: Any, r: int, adapter: str = "default") -> int:
     config = model.peft_config[adapter]
     old = int(config.r)
     if r < old:
-        raise ValueError(f"cannot grow a rank-{old} LoRA adapter to rank {r}")
+        raise ConfigError(f"cannot grow a rank-{old} LoRA adapter to rank {r}")
     if config.rank_pattern or config.alpha_pattern or getattr(config, "use_dora", False):
-        raise ValueError("cannot grow a LoRA adapter with per-module ranks or alphas, or a DoRA adapter")
+        raise ConfigError("cannot grow a LoRA adapter with per-module ranks or alphas, or a DoRA adapter")
     layers = [m for m in model.modules() if isinstance(m, LoraLayer) and adapter in m.r]
     for layer in layers:
         if adapter in layer.lora_embedding_A or layer.lora_variant.get(adapter) is not None:
-            raise ValueError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
+            raise ConfigError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
         if not all(isinstance(m[adapter], torch.nn.Linear) for m in (layer.lora_A, layer.lora_B)):
-            raise ValueError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
+            raise ConfigError(f"cannot grow the LoRA adapter of a {type(layer).__name__} layer")
     if r == old:
         return 0
     alpha: float = config.lora_alpha * (math.sqrt(r / old) if config.use_rslora else r / old)

@@ -36,6 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zip2zip.errors import ConfigError
+
 NEG_INF = float("-inf")
 
 
@@ -47,13 +49,13 @@ class ConditionalHead(nn.Module):
         inner_size: width of the hidden layer.
 
     Raises:
-        ValueError: a size is not positive.
+        ConfigError: a size is not positive.
     """
 
     def __init__(self, hidden_size: int, inner_size: int) -> None:
         super().__init__()
         if hidden_size < 1 or inner_size < 1:
-            raise ValueError(f"invalid ConditionalHead sizes: hidden_size={hidden_size}, inner_size={inner_size}")
+            raise ConfigError(f"invalid ConditionalHead sizes: hidden_size={hidden_size}, inner_size={inner_size}")
         self.inner_size = inner_size
         self.norm_hidden = nn.LayerNorm(hidden_size)
         self.norm_first = nn.LayerNorm(hidden_size)

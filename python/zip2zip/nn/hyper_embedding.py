@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from zip2zip.errors import ConfigError
 from zip2zip.nn.conditional import ConditionalHead, group_tables, grouped_log_probs, target_correction
 from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
 from zip2zip.ops import hyper_cross_entropy, hyper_gather
@@ -89,7 +90,7 @@ class HyperEmbedding(nn.Module):
     ) -> None:
         super().__init__()
         if encoder_type not in ENCODER_TYPES:
-            raise ValueError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
+            raise ConfigError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         self.vocab_size = vocab_size
         self.max_codebook_size = max_codebook_size
         self.max_subtokens = max_subtokens
@@ -182,7 +183,7 @@ class HyperEmbedding(nn.Module):
                 hyper_len = torch.gather(codebook_lengths.long(), 1, slots.clamp(max=codebook_lengths.shape[1] - 1))
             steps = torch.where(is_hyper, hyper_len, torch.ones_like(input_ids)) * mask
         else:
-            raise ValueError(f"position_mode must be 'base' or 'compressed', got {mode!r}")
+            raise ConfigError(f"position_mode must be 'base' or 'compressed', got {mode!r}")
         return ((steps.cumsum(dim=1) - 1) * mask).clamp(min=0)
 
     def logits(

@@ -13,6 +13,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from zip2zip.errors import ConfigError
+
 
 class HyperEncoder(nn.Module):
     """Encode ragged phrases of base rows into single rows.
@@ -25,7 +27,7 @@ class HyperEncoder(nn.Module):
         latent_size: width inside the encoder (default: ``hidden_size``).
 
     Raises:
-        ValueError: a size is not positive, or ``num_heads`` does not divide the latent width.
+        ConfigError: a size is not positive, or ``num_heads`` does not divide the latent width.
     """
 
     def __init__(
@@ -40,12 +42,12 @@ class HyperEncoder(nn.Module):
         super().__init__()
         latent = latent_size or hidden_size
         if hidden_size < 1 or max_subtokens < 1 or latent < 1 or num_layers < 0 or num_heads < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"invalid HyperEncoder sizes: hidden_size={hidden_size}, max_subtokens={max_subtokens}, "
                 f"latent_size={latent}, num_layers={num_layers}, num_heads={num_heads}"
             )
         if latent % num_heads:
-            raise ValueError(f"num_heads={num_heads} must divide the latent width {latent}")
+            raise ConfigError(f"num_heads={num_heads} must divide the latent width {latent}")
         self.max_subtokens = max_subtokens
         self.num_heads = num_heads
         self.project_in: nn.Module = nn.Linear(hidden_size, latent) if latent != hidden_size else nn.Identity()
@@ -72,11 +74,11 @@ class HyperEncoder(nn.Module):
         from the smaller encoder's function with more capacity. Returns the layers added.
 
         Raises:
-            ValueError: ``num_layers`` is fewer than the encoder has.
+            ConfigError: ``num_layers`` is fewer than the encoder has.
         """
         added = num_layers - self.num_layers
         if added < 0:
-            raise ValueError(f"cannot grow a {self.num_layers}-layer hyper-encoder to {num_layers} layers")
+            raise ConfigError(f"cannot grow a {self.num_layers}-layer hyper-encoder to {num_layers} layers")
         if not added:
             return 0
         latent = self.norm.normalized_shape[0]
@@ -132,7 +134,7 @@ class MeanHyperEncoder(nn.Module):
     def __init__(self, hidden_size: int) -> None:
         super().__init__()
         if hidden_size < 1:
-            raise ValueError(f"invalid MeanHyperEncoder hidden_size={hidden_size}")
+            raise ConfigError(f"invalid MeanHyperEncoder hidden_size={hidden_size}")
         self.project_out = nn.Linear(hidden_size, hidden_size)
         nn.init.zeros_(self.project_out.weight)
         nn.init.zeros_(self.project_out.bias)

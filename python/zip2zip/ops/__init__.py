@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from zip2zip.errors import ModelInputError
 from zip2zip.ops import reference
 
 __all__ = ["hyper_gather", "hyper_cross_entropy"]
@@ -108,17 +109,17 @@ def hyper_gather(weight: Tensor, phrases: Tensor, lengths: Tensor, *, check: boo
         Differentiable with respect to ``weight``.
 
     Raises:
-        ValueError: shapes, dtypes or devices that disagree; a length or an id out of range.
+        ModelInputError: shapes, dtypes or devices that disagree; a length or an id out of range.
     """
     if weight.dim() != 2 or phrases.dim() != 2 or lengths.dim() != 1 or lengths.shape[0] != phrases.shape[0]:
-        raise ValueError(
+        raise ModelInputError(
             f"hyper_gather needs weight [V, H], phrases [N, S] and lengths [N]; got {tuple(weight.shape)}, "
             f"{tuple(phrases.shape)} and {tuple(lengths.shape)}"
         )
     if phrases.is_floating_point() or lengths.is_floating_point():
-        raise ValueError("hyper_gather needs integer phrases and lengths")
+        raise ModelInputError("hyper_gather needs integer phrases and lengths")
     if not (weight.device == phrases.device == lengths.device):
-        raise ValueError(
+        raise ModelInputError(
             f"hyper_gather: tensors on different devices ({weight.device}, {phrases.device}, {lengths.device})"
         )
     if check and phrases.numel():
@@ -129,9 +130,9 @@ def hyper_gather(weight: Tensor, phrases: Tensor, lengths: Tensor, *, check: boo
         if bool(bad_length.any() | bad_id.any()):
             if bool(bad_length.any()):
                 n = int(bad_length.nonzero()[0, 0])
-                raise ValueError(f"hyper_gather: entry {n} has length {int(lengths[n])}, outside 0..{slots}")
+                raise ModelInputError(f"hyper_gather: entry {n} has length {int(lengths[n])}, outside 0..{slots}")
             n, j = (int(i) for i in bad_id.nonzero()[0])
-            raise ValueError(
+            raise ModelInputError(
                 f"hyper_gather: id {int(phrases[n, j])} of entry {n} is outside the table's {weight.shape[0]} rows"
             )
     first, mean = _gather(weight, phrases, lengths)
@@ -295,33 +296,33 @@ def hyper_cross_entropy(
         The 0-d fp32 mean loss over the targets that count (0 when none does).
 
     Raises:
-        ValueError: shapes, dtypes or devices that disagree.
+        ModelInputError: shapes, dtypes or devices that disagree.
     """
     if hidden.dim() != 3 or weight.dim() != 2 or rows.dim() != 3:
-        raise ValueError(
+        raise ModelInputError(
             f"hyper_cross_entropy needs hidden [B, T, H], weight [V, H] and rows [B, E, H]; got "
             f"{tuple(hidden.shape)}, {tuple(weight.shape)} and {tuple(rows.shape)}"
         )
     batch, length, size = hidden.shape
     if weight.shape[1] != size or rows.shape[0] != batch or rows.shape[2] != size:
-        raise ValueError(
+        raise ModelInputError(
             f"hyper_cross_entropy: widths disagree: hidden {tuple(hidden.shape)}, weight {tuple(weight.shape)}, rows {tuple(rows.shape)}"
         )
     if targets.shape != (batch, length) or available.shape != (batch, length):
-        raise ValueError(
+        raise ModelInputError(
             f"hyper_cross_entropy: targets and available must be [B, T] = {(batch, length)}; got "
             f"{tuple(targets.shape)} and {tuple(available.shape)}"
         )
     if targets.is_floating_point() or available.is_floating_point():
-        raise ValueError("hyper_cross_entropy needs integer targets and available counts")
+        raise ModelInputError("hyper_cross_entropy needs integer targets and available counts")
     if len({hidden.device, weight.device, rows.device, targets.device, available.device}) != 1:
-        raise ValueError("hyper_cross_entropy: tensors on different devices")
+        raise ModelInputError("hyper_cross_entropy: tensors on different devices")
     if weight.dtype != hidden.dtype:
-        raise ValueError(f"hyper_cross_entropy: weight is {weight.dtype} but hidden is {hidden.dtype}")
+        raise ModelInputError(f"hyper_cross_entropy: weight is {weight.dtype} but hidden is {hidden.dtype}")
     rows = rows.to(hidden.dtype)
     chunk = chunk_size if chunk_size is not None else default_chunk_size(weight.shape[0], rows.shape[1])
     if chunk < 1:
-        raise ValueError(f"chunk_size must be positive, got {chunk}")
+        raise ModelInputError(f"chunk_size must be positive, got {chunk}")
     grad = torch.is_grad_enabled()
     loss: Tensor
     loss, *_ = _cross_entropy(
