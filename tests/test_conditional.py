@@ -195,6 +195,23 @@ def test_the_static_loop_writes_what_generate_writes(conditional_model, valve):
         assert len(out.tokens[row]) >= 8 and out.tokens[row] == new[: len(out.tokens[row])]
     if not valve:
         assert max(max(t) for t in out.tokens) >= tok.vocab_size  # hypertokens, scored by the head
+    # The head's tables, kept slot by slot as entries were made (prompt and generated), are
+    # those of every installed slot computed afresh (but the entry the last code made, which the
+    # loop would have encoded in the step it did not take).
+    assert generator.batch is not None
+    installed = torch.as_tensor(generator.batch.installed)
+    assert int(installed.min()) > max(len(r) for r in rows) // 4  # entries made while generating too
+    kept = generator._tables()
+    fresh = group_tables(
+        model.hyper.conditional,
+        generator.output_rows[:, : generator.slots],
+        generator.head,
+        generator.entry_phrases[:, : generator.slots, 0],
+    )
+    for row in range(2):
+        used = slice(0, int(installed[row]) - 1)
+        for name, a, b in zip(kept._fields, kept, fresh):
+            torch.testing.assert_close(a[row, used], b[row, used], msg=name)
 
 
 @pytest.mark.parametrize(("valve", "source"), [(False, "lookup"), (True, "both")])

@@ -47,6 +47,7 @@ from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
 from zip2zip.modeling.canonical import non_canonical_mask
 from zip2zip.modeling.marginal import keep_marginal_first
 from zip2zip.nn import RowTable
+from zip2zip.nn.conditional import GroupTables, group_tables
 from zip2zip.ops.reference import softcapped
 
 
@@ -229,6 +230,21 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             self.entry_phrases = torch.zeros(
                 batch_size, self.slots + 1, self.width, dtype=torch.long, device=self.device
             )
+        if self.conditional:
+            # The head's tables of each slot (`zip2zip.nn.conditional.group_tables`: what depends
+            # on the slot's row and first id alone), written with the slot's rows instead of
+            # recomputed for every slot at every step.
+            head = model.hyper.conditional
+            assert head is not None
+            inner = (batch_size, self.slots + 1, head.inner_size)
+            zeros = dict(dtype=torch.float32, device=self.device)
+            self.table_parts = (
+                torch.zeros(inner, **zeros),  # first_part
+                torch.zeros(inner, **zeros),  # hyper_out
+                torch.zeros(batch_size, self.slots + 1, **zeros),  # hyper_bias
+                torch.zeros(inner, **zeros),  # stop_out
+                torch.zeros(batch_size, self.slots + 1, **zeros),  # stop_bias
+            )
         self.hidden = torch.zeros(batch_size, 1, hidden, dtype=self.dtype, device=self.device)
         self.max_new = batch_size * self.width
         self.sizes = buckets(self.max_new)
@@ -280,6 +296,10 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.entry_lengths.view(-1).index_copy_(0, index, lengths)
         if self.keep_phrases:
             self.entry_phrases.view(-1, self.width).index_copy_(0, index, phrases)
+        if self.conditional:
+            made = self._slot_tables(rows_out, phrases[:, 0])
+            for buffer, part in zip(self.table_parts, made[1:]):
+                buffer.view(-1, *buffer.shape[2:]).index_copy_(0, index, part[0].to(buffer.dtype))
 
     def _run_decoder(self) -> None:
         """Embed ``codes_in``, advance positions by their phrase lengths, run the decoder."""
@@ -311,7 +331,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             )[:, 0]
         if self.softcap is not None or self.sampling.do_sample or self.marginal or self.valve or self.conditional:
             logits = self.model.hyper.logits(
-                self.hidden, self.head, rows, installed[:, None], self.softcap, self._first_ids()
+                self.hidden, self.head, rows, installed[:, None], self.softcap, self._first_ids(), self._tables()
             )[:, -1]
             if excluded is not None:
                 logits = logits.masked_fill(excluded, float("-inf"))
@@ -329,6 +349,28 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             better = scores.gather(1, hyper_best[:, None])[:, 0] > base.gather(1, base_best[:, None])[:, 0]
             self.next_codes.copy_(torch.where(better, hyper_best + self.vocab, base_best))
         self.codes_in.copy_(self.next_codes)
+
+    def _slot_tables(self, rows_out: torch.Tensor, first: torch.Tensor) -> GroupTables:
+        """`group_tables` of ``[n, H]`` output rows (rounded to the buffers' dtype first, as the
+        rows the logits read are) and their first ids: each field ``[1, n, ...]``."""
+        head = self.model.hyper.conditional
+        assert head is not None
+        rows = rows_out.to(self.dtype).to(self.hidden.dtype)
+        return group_tables(head, rows[None], self.head, first[None])
+
+    def _prefill_tables(self, rows_out: torch.Tensor, first: torch.Tensor, batch: int, entries: int) -> None:
+        """The tables of the prompt's ``entries`` slots of every row (a conditional head only)."""
+        if self.conditional:
+            made = self._slot_tables(rows_out, first)
+            for buffer, part in zip(self.table_parts, made[1:]):
+                buffer[:, :entries] = part.view(batch, entries, *part.shape[2:]).to(buffer.dtype)
+
+    def _tables(self) -> GroupTables | None:
+        """The kept `GroupTables` of the ``K`` slots (None without a conditional head)."""
+        if not self.conditional:
+            return None
+        parts = (part[:, : self.slots] for part in self.table_parts)
+        return GroupTables(self.entry_phrases[:, : self.slots, 0], *parts)
 
     def _first_ids(self) -> torch.Tensor | None:
         """Each slot's first base id, for a conditional head (stale in slots no row has installed,
@@ -470,11 +512,14 @@ class Zip2ZipStaticGenerator(StaticGenerator):
                 with torch.cuda.stream(side):
                     rows_out = hyper.encode_phrases(RowTable(self.head), phrases, phrase_lengths, hyper.output_encoder)
                     self.output_rows[:, :entries] = rows_out.view(batch, entries, -1).to(self.dtype)
+                    self._prefill_tables(rows_out, phrases[:, 0], batch, entries)
             else:
                 rows_out = hyper.encode_phrases(RowTable(self.head), phrases, phrase_lengths, hyper.output_encoder)
                 self.output_rows[:, :entries] = rows_out.view(batch, entries, -1).to(self.dtype)
+                self._prefill_tables(rows_out, phrases[:, 0], batch, entries)
             rows_in = hyper.encode_phrases(model._input_lookup(), phrases, phrase_lengths, hyper.input_encoder)
             self.input_rows[:, :entries] = rows_in.view(batch, entries, -1).to(self.dtype)
+
         ids, positions = inputs["ids"], inputs["positions"]
         embeds = hyper.input_embeddings(ids, self.embedding, self.input_rows)
         hidden = self._decode(embeds, positions, self._prefill_bias(inputs["mask"]))
@@ -487,6 +532,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
             inputs["installed"][:, None],
             self.softcap,
             self._first_ids(),
+            self._tables(),
         )
         self.next_codes.copy_(self._pick(self._restrict(logits[:, -1])))
         self.codes_in.copy_(self.next_codes)

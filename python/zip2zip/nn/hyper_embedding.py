@@ -17,7 +17,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from zip2zip.errors import ConfigError
-from zip2zip.nn.conditional import ConditionalHead, group_tables, grouped_log_probs, target_correction
+from zip2zip.nn.conditional import (
+    ConditionalHead,
+    GroupTables,
+    group_tables,
+    grouped_log_probs,
+    target_correction,
+)
 from zip2zip.nn.hyper_encoder import HyperEncoder, MeanHyperEncoder
 from zip2zip.ops import hyper_cross_entropy, hyper_gather
 from zip2zip.ops.reference import IGNORE_INDEX, softcapped
@@ -194,6 +200,7 @@ class HyperEmbedding(nn.Module):
         installed: torch.Tensor,
         softcap: float | None = None,
         first_ids: torch.Tensor | None = None,
+        tables: GroupTables | None = None,
     ) -> torch.Tensor:
         """``[B, L, V + K]`` logits: base logits, then ``hidden @ hyper_rows.T`` for the
         entries installed at each position and ``-inf`` for every other slot. ``softcap``
@@ -203,7 +210,9 @@ class HyperEmbedding(nn.Module):
         are the head's log-probabilities instead (`zip2zip.nn.conditional.grouped_log_probs`):
         the same marginal over first base tokens, each group's split computed knowing its
         token. Without ``first_ids`` they are the flat logits, whose marginal is the same (what
-        the distillation term reads)."""
+        the distillation term reads). ``tables``: the codebook's `GroupTables` (``[B, E, ...]``)
+        when the caller keeps them from step to step (`StaticGenerator`), for a decoding step
+        (``L == 1``); otherwise they are computed here."""
         base = F.linear(hidden, lm_head)  # exactly what the base model's LM head computes
         batch, length, _ = hidden.shape
         hyper = hidden.new_full((batch, length, self.max_codebook_size), float("-inf"))
@@ -217,7 +226,7 @@ class HyperEmbedding(nn.Module):
         if softcap is not None:
             base = softcapped(base, softcap)
         if self.conditional is not None and first_ids is not None and entries:
-            return self._conditional_logits(hidden, base, hyper, lm_head, hyper_rows, first_ids)
+            return self._conditional_logits(hidden, base, hyper, lm_head, hyper_rows, first_ids, tables)
         return torch.cat([base, hyper], dim=-1)
 
     def _conditional_logits(
@@ -228,6 +237,7 @@ class HyperEmbedding(nn.Module):
         lm_head: torch.Tensor,
         hyper_rows: torch.Tensor,
         first_ids: torch.Tensor,
+        tables: GroupTables | None = None,
     ) -> torch.Tensor:
         """`grouped_log_probs` of every position: one pass for a decoding step (``L == 1``),
         else row by row in chunks of positions that keep ``[n, E, inner]`` near 2^25 values."""
@@ -238,7 +248,8 @@ class HyperEmbedding(nn.Module):
         head = self.conditional
         rows = hyper_rows.to(hidden.dtype)
         if length == 1:
-            tables = group_tables(head, rows, lm_head, first_ids)
+            if tables is None:
+                tables = group_tables(head, rows, lm_head, first_ids)
             out[:, 0, : self.vocab_size + entries] = grouped_log_probs(
                 head, hidden[:, 0], base[:, 0], hyper[:, 0, :entries], tables
             )
