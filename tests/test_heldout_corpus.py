@@ -23,6 +23,12 @@ def test_its_sources_are_not_those_of_training_or_evaluation():
     # No natural language of the training corpus's manual pages (its files are named LANG.txt).
     trained_languages = {output.name.split(".")[0].split("-")[0] for output in build_training_corpus.MULTILINGUAL}
     assert trained_languages and not set(heldout.MAN_LANGUAGES) & trained_languages
+    # No programming language either: the held-out code files and the other-language code
+    # section of the training corpus are named NAME.SUFFIX.txt.
+    held_code = {name.split(".")[-2] for folder, name, *_ in heldout.FILES if folder == "code"}
+    trained_code = {output.name.split(".")[-2] for output in build_training_corpus.OTHER_CODE}
+    assert held_code == {"pm", "rb", "tcl", "js", "h"} and len(trained_code) == 7
+    assert not held_code & (trained_code | {"py"})
 
 
 def test_gather_joins_sorted_files_within_the_limit(tmp_path, monkeypatch):
