@@ -519,7 +519,6 @@ class Zip2ZipStaticGenerator(StaticGenerator):
                 self._prefill_tables(rows_out, phrases[:, 0], batch, entries)
             rows_in = hyper.encode_phrases(model._input_lookup(), phrases, phrase_lengths, hyper.input_encoder)
             self.input_rows[:, :entries] = rows_in.view(batch, entries, -1).to(self.dtype)
-
         ids, positions = inputs["ids"], inputs["positions"]
         embeds = hyper.input_embeddings(ids, self.embedding, self.input_rows)
         hidden = self._decode(embeds, positions, self._prefill_bias(inputs["mask"]))

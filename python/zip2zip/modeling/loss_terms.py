@@ -15,10 +15,12 @@ sharded weights or escape the reduction.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import torch
+import torch.utils.checkpoint
 
 from zip2zip.ops.reference import IGNORE_INDEX
 
@@ -67,3 +69,22 @@ def scored_targets(labels: torch.Tensor, installed: torch.Tensor, vocab_size: in
     a base id or a hypertoken installed when it is predicted; the KwKwK case is not)."""
     targets = labels[:, 1:]
     return (targets != IGNORE_INDEX) & (targets < vocab_size + installed[:, :-1])
+
+
+def over_chunks(
+    piece: Callable[..., torch.Tensor], length: int, chunk: int, *tensors: torch.Tensor
+) -> torch.Tensor | None:
+    """``piece`` over positions ``0 .. length - 1`` of ``tensors`` (each ``[B, L, ...]`` with
+    ``L >= length``, sliced along dimension 1), ``chunk`` positions at a time, the results concatenated along their last
+    dimension (None when there is no position). With gradients on, each chunk is checkpointed
+    (recomputed in backward), so memory stays at one chunk of whatever ``piece`` builds (the
+    ``[B, chunk, V + K]`` logits of the loss terms that read them)."""
+    parts = []
+    for begin in range(0, length, chunk):
+        stop = min(begin + chunk, length)
+        args = tuple(tensor[:, begin:stop] for tensor in tensors)
+        if torch.is_grad_enabled():
+            parts.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
+        else:
+            parts.append(piece(*args))
+    return torch.cat(parts, -1) if parts else None

@@ -18,7 +18,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-import torch.utils.checkpoint
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from zip2zip._compat import cache_kwargs, causal_lm_output, output_cache, pick_cache
@@ -28,7 +27,7 @@ from zip2zip.folders import check_folder_configs_agree
 from zip2zip.modeling.configuration import Zip2ZipConfig
 from zip2zip.modeling.generate import GenerationState, Zip2ZipGenerationMixin
 from zip2zip.modeling.lora import is_peft_model, lora_wrap
-from zip2zip.modeling.loss_terms import LossInputs, LossTerm, scored_targets
+from zip2zip.modeling.loss_terms import LossInputs, LossTerm, over_chunks, scored_targets
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.modeling.serialization import ENCODERS_FILE, check_loading_info, load_adapter_folder, save_adapter_folder
 from zip2zip.nn import HyperEmbedding, RowTable
@@ -323,18 +322,11 @@ class Zip2ZipForCausalLM(PreTrainedModel, Zip2ZipGenerationMixin):
             excluded = non_canonical_mask(part_codes, codebook, codebook_lengths, part_installed, vocab)
             return allowed_log_mass(logits, excluded)
 
-        pieces = []
-        for begin in range(0, hidden.shape[1] - 1, chunk):
-            stop = min(begin + chunk, hidden.shape[1] - 1)
-            args = (hidden[:, begin:stop], codes[:, begin:stop], installed[:, begin:stop])
-            if torch.is_grad_enabled():
-                pieces.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
-            else:
-                pieces.append(piece(*args))
-        if not pieces:
+        mass = over_chunks(piece, hidden.shape[1] - 1, chunk, hidden, codes, installed)
+        if mass is None:
             return hidden.new_zeros((), dtype=torch.float32)
         weights = scored.to(torch.float32)
-        return (torch.cat(pieces, 1) * weights).sum() / weights.sum().clamp(min=1)
+        return (mass * weights).sum() / weights.sum().clamp(min=1)
 
     def grow_lora_rank(self, r: int) -> Zip2ZipForCausalLM:
         """Widen the LoRA adapter to rank ``r`` (in place) and return ``self``. The new

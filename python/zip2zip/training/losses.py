@@ -22,7 +22,7 @@ import torch.utils.checkpoint
 from zip2zip.errors import TrainingError
 from zip2zip.modeling.canonical import mask_non_canonical_, non_canonical_mask
 from zip2zip.modeling.lora import base_only
-from zip2zip.modeling.loss_terms import LossInputs
+from zip2zip.modeling.loss_terms import LossInputs, over_chunks
 from zip2zip.modeling.marginal import first_token_marginal
 from zip2zip.ops.reference import softcapped
 
@@ -114,24 +114,19 @@ class DistillKL:
             # Row 0: the KL; row 1: the log of the probability the mask leaves (0 without it).
             return torch.stack([kl_rows, (allowed - total)[..., 0]])
 
-        per_position = []
-        for begin in range(0, length - 1, self.chunk):
-            stop = min(begin + self.chunk, length - 1)
-            args = (
-                hidden[:, begin:stop],
-                inputs.installed[:, begin:stop],
-                teacher_p[:, begin:stop],
-                teacher_ids[:, begin:stop],
-                inputs.input_ids[:, begin:stop],
-            )
-            if torch.is_grad_enabled():
-                per_position.append(torch.utils.checkpoint.checkpoint(piece, *args, use_reentrant=False))
-            else:
-                per_position.append(piece(*args))
-        if not per_position:
+        rows = over_chunks(
+            piece,
+            length - 1,
+            self.chunk,
+            hidden,
+            inputs.installed,
+            teacher_p,
+            teacher_ids,
+            inputs.input_ids,
+        )
+        if rows is None:
             self.canonical_mass = hidden.new_zeros((), dtype=torch.float32) if canonical else None
             return hidden.new_zeros(())
-        rows = torch.cat(per_position, 2)
         weights = inputs.scored.to(rows.dtype)
         means = (rows * weights).sum((1, 2)) / weights.sum().clamp(min=1)
         self.canonical_mass = means[1] if canonical else None
