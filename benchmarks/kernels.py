@@ -48,9 +48,93 @@ def gather_problem(vocab: int, hidden: int, entries: int, slots: int, seed: int 
     return weight, phrases, lengths
 
 
+GATHER_SHAPES = [(49152, 576, 32768, 4), (128256, 2048, 32768, 4), (128256, 4096, 16384, 8)]
+# Tiles tried by --gather-tiles: (entries per program, columns, warps); the first is the
+# kernel's layout before 2026-12-07 on a 576-wide table (one entry, 1,024 lanes, 8 warps).
+GATHER_TILES = [
+    (1, 1024, 8), (1, 1024, 4), (1, 64, 1), (1, 128, 1), (1, 256, 2), (1, 512, 4),
+    (2, 64, 1), (4, 64, 2), (8, 64, 4), (16, 64, 4), (16, 64, 8),
+    (2, 128, 2), (4, 128, 4), (8, 128, 4), (8, 128, 8), (2, 256, 4), (4, 256, 8), (2, 512, 8),
+]  # fmt: skip
+
+
+def bench_gather_tiles(rows: list[dict], copy_gbs: float) -> None:
+    """GB/s of the forward kernel under each tile of GATHER_TILES, checked first, per shape."""
+    from zip2zip.ops import triton_kernels
+
+    for vocab, hidden, entries, slots in GATHER_SHAPES:
+        weight, phrases, lengths = gather_problem(vocab, hidden, entries, slots)
+        nbytes = (
+            (int(lengths.sum()) + 2 * entries) * hidden * weight.element_size()
+            + phrases.numel() * 8
+            + lengths.numel() * 8
+        )
+        expected = reference.gather_forward(weight, phrases, lengths)
+        default = triton_kernels.gather_config(hidden)
+        for tile in dict.fromkeys([default, *GATHER_TILES]):
+            for got, want in zip(triton_kernels.gather_forward(weight, phrases, lengths, tile), expected):
+                torch.testing.assert_close(got.float(), want.float(), rtol=2e-2, atol=2e-2)
+            ms = median_ms(lambda: triton_kernels.gather_forward(weight, phrases, lengths, tile))
+            backward_ms = median_ms(
+                lambda: triton_kernels.gather_backward(expected[0], expected[1], phrases, lengths, vocab, tile)
+            )
+            rows.append(
+                {
+                    "shape": f"V={vocab} H={hidden} N={entries} S={slots}",
+                    "tile": "x".join(map(str, tile)) + (" (default)" if tile == default else ""),
+                    "GBs": nbytes / ms / 1e6,
+                    "of_copy": nbytes / ms / 1e6 / copy_gbs,
+                    "ms": ms,
+                    "backward_ms": backward_ms,
+                }
+            )
+
+
+LOSS_TILES = [(2048, 8), (1024, 4), (1024, 8), (4096, 8), (4096, 16), (8192, 16)]  # (columns, warps)
+
+
+def bench_loss_tiles(rows: list[dict]) -> None:
+    """Forward + backward of the chunked loss (frozen head) under each row-kernel tile of
+    LOSS_TILES and chunk sizes of 1,024 to 4,096 positions, checked first."""
+    import functools
+
+    from zip2zip.ops import default_chunk_size, triton_kernels
+
+    for vocab, hidden_size in [(49152, 576), (128256, 2048)]:
+        hidden, weight, hyper_rows, targets, available = loss_problem(vocab, hidden_size, 4096, 2048, False)
+        expected = naive_loss(hidden, weight, hyper_rows, targets, available)
+        default_chunk = default_chunk_size(vocab, 2048)
+        for chunk in dict.fromkeys([default_chunk, 1024, 2048, 4096]):
+            for block, warps in LOSS_TILES:
+                kernel = functools.partial(triton_kernels.ce_rows, block=block, warps=warps)
+
+                def run(chunk=chunk, kernel=kernel):
+                    return reference.cross_entropy_forward(
+                        hidden.detach(), weight, hyper_rows.detach(), targets, available, 0.0, chunk,
+                        True, False, True, row_kernel=kernel,
+                    )  # fmt: skip
+
+                torch.testing.assert_close(run()[0], expected, rtol=1e-2, atol=1e-2)
+                torch.cuda.synchronize()
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats()
+                before = torch.cuda.memory_allocated()
+                run()
+                torch.cuda.synchronize()
+                rows.append(
+                    {
+                        "shape": f"T=4096 V={vocab} H={hidden_size} E=2048 frozen",
+                        "chunk": f"{chunk}" + (" (default)" if chunk == default_chunk else ""),
+                        "tile": f"{block}x{warps}",
+                        "ms": median_ms(run, warmup=5, rep=100),
+                        "MB": (torch.cuda.max_memory_allocated() - before) / 1e6,
+                    }
+                )
+
+
 def bench_gather(rows: list[dict], copy_gbs: float) -> None:
     compiled = torch.compile(reference.gather_forward, dynamic=False)
-    for vocab, hidden, entries, slots in [(49152, 576, 32768, 4), (128256, 2048, 32768, 4), (128256, 4096, 16384, 8)]:
+    for vocab, hidden, entries, slots in GATHER_SHAPES:
         weight, phrases, lengths = gather_problem(vocab, hidden, entries, slots)
         gathered = int(lengths.sum())
         nbytes = (gathered + 2 * entries) * hidden * weight.element_size() + phrases.numel() * 8 + lengths.numel() * 8
@@ -158,12 +242,29 @@ def table(rows: list[dict], columns: list[str]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--tiles",
+        action="store_true",
+        help="only time the kernels under each tile of GATHER_TILES and LOSS_TILES (and the loss's chunk sizes)",
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/kernels.py needs a CUDA GPU", file=sys.stderr)
         return 2
     gpu = torch.cuda.get_device_name()
     copy_gbs = copy_bandwidth()
+    if args.gather_tiles:
+        tile_rows: list[dict] = []
+        bench_gather_tiles(tile_rows, copy_gbs)
+        print(f"{gpu}, torch {torch.__version__}, triton {triton.__version__}, {date.today()}")
+        print(f"\ndevice-to-device copy: {copy_gbs:.0f} GB/s\n\nhyper_gather tiles (entries x columns x warps):")
+        print(table(tile_rows, ["shape", "tile", "GBs", "of_copy", "ms", "backward_ms"]))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(
+                    {"gpu": gpu, "date": str(date.today()), "copy_GBs": copy_gbs, "tiles": tile_rows}, f, indent=1
+                )
+        return 0
     gather_rows: list[dict] = []
     loss_rows: list[dict] = []
     bench_gather(gather_rows, copy_gbs)

@@ -1,10 +1,12 @@
 """Triton kernels of the zip2zip ops (the CUDA implementation; also runs on the CPU under
 ``TRITON_INTERPRET=1``, which must be set before this module is imported).
 
-* hyper-gather: one program per (entry, block of the hidden width) reads the entry's real
-  sub-token rows once, accumulates in fp32 and writes the first and the mean row; backward
-  scatter-adds into an fp32 table with atomics. (A variant loading a tile of up to 8 rows at
-  once ran 5 to 14 times slower on an H100 and was dropped.)
+* hyper-gather: one program per tile of (entries, block of the hidden width) reads each entry's
+  real sub-token rows once, accumulates in fp32 and writes the first and the mean row; backward
+  scatter-adds into an fp32 table with atomics. The tile stacks several entries when the table
+  is narrow (`gather_config`), so a 576-wide table is not read through 1,024-lane blocks.
+  (A variant loading up to 8 rows of one entry at once ran 5 to 14 times slower on an H100 and
+  was dropped.)
 * cross-entropy rows: one program per position of a chunk streams its base logits and its
   available hyper logits twice (online max and sum of exponentials, then the gradient), writing
   the gradient of ``scale * loss`` over the logits in place; the matrix products around it stay
@@ -28,27 +30,33 @@ def _gather_forward_kernel(
     lengths_ptr,
     first_ptr,
     mean_ptr,
+    count,
     hidden,
     slots,
+    ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    entry = tl.program_id(0).to(tl.int64)
+    # A tile of ROWS entries x BLOCK columns: each step of the loop loads the j-th row of every
+    # entry of the tile still that long, so narrow tables still move wide tiles.
+    entries = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = cols < hidden
-    length = tl.load(lengths_ptr + entry).to(tl.int32)
-    first = tl.zeros([BLOCK], dtype=tl.float32)
-    total = tl.zeros([BLOCK], dtype=tl.float32)
-    if length > 0:
-        index = tl.load(phrases_ptr + entry * slots).to(tl.int64)
-        first = tl.load(weight_ptr + index * weight_stride + cols, mask=inside, other=0.0).to(tl.float32)
-        total = first
-        for j in range(1, length):
-            index = tl.load(phrases_ptr + entry * slots + j).to(tl.int64)
-            total += tl.load(weight_ptr + index * weight_stride + cols, mask=inside, other=0.0).to(tl.float32)
-    mean = total / tl.maximum(length, 1).to(tl.float32)
-    out = entry * hidden + cols
-    tl.store(first_ptr + out, first.to(first_ptr.dtype.element_ty), mask=inside)
-    tl.store(mean_ptr + out, mean.to(mean_ptr.dtype.element_ty), mask=inside)
+    lengths = tl.load(lengths_ptr + entries, mask=entries < count, other=0).to(tl.int32)
+    live = lengths > 0
+    index = tl.load(phrases_ptr + entries * slots, mask=live, other=0).to(tl.int64)
+    rows = weight_ptr + index[:, None] * weight_stride + cols[None, :]
+    first = tl.load(rows, mask=live[:, None] & inside[None, :], other=0.0).to(tl.float32)
+    total = first
+    for j in range(1, tl.max(lengths, axis=0)):
+        live = j < lengths
+        index = tl.load(phrases_ptr + entries * slots + j, mask=live, other=0).to(tl.int64)
+        rows = weight_ptr + index[:, None] * weight_stride + cols[None, :]
+        total += tl.load(rows, mask=live[:, None] & inside[None, :], other=0.0).to(tl.float32)
+    mean = total / tl.maximum(lengths, 1).to(tl.float32)[:, None]
+    out = entries[:, None] * hidden + cols[None, :]
+    written = (entries < count)[:, None] & inside[None, :]
+    tl.store(first_ptr + out, first.to(first_ptr.dtype.element_ty), mask=written)
+    tl.store(mean_ptr + out, mean.to(mean_ptr.dtype.element_ty), mask=written)
 
 
 @triton.jit
@@ -58,35 +66,50 @@ def _gather_backward_kernel(
     grad_mean_ptr,
     phrases_ptr,
     lengths_ptr,
+    count,
     hidden,
     slots,
+    ROWS: tl.constexpr,
     BLOCK: tl.constexpr,
 ):
-    entry = tl.program_id(0).to(tl.int64)
+    entries = tl.program_id(0).to(tl.int64) * ROWS + tl.arange(0, ROWS)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     inside = cols < hidden
-    length = tl.load(lengths_ptr + entry).to(tl.int32)
-    if length > 0:
-        at = entry * hidden + cols
-        share = tl.load(grad_mean_ptr + at, mask=inside, other=0.0).to(tl.float32) / length.to(tl.float32)
-        head = share + tl.load(grad_first_ptr + at, mask=inside, other=0.0).to(tl.float32)
-        index = tl.load(phrases_ptr + entry * slots).to(tl.int64)
-        tl.atomic_add(grad_ptr + index * hidden + cols, head, mask=inside, sem="relaxed")
-        for j in range(1, length):
-            index = tl.load(phrases_ptr + entry * slots + j).to(tl.int64)
-            tl.atomic_add(grad_ptr + index * hidden + cols, share, mask=inside, sem="relaxed")
+    lengths = tl.load(lengths_ptr + entries, mask=entries < count, other=0).to(tl.int32)
+    live = lengths > 0
+    at = entries[:, None] * hidden + cols[None, :]
+    tile = live[:, None] & inside[None, :]
+    share = tl.load(grad_mean_ptr + at, mask=tile, other=0.0).to(tl.float32)
+    share = share / tl.maximum(lengths, 1).to(tl.float32)[:, None]
+    head = share + tl.load(grad_first_ptr + at, mask=tile, other=0.0).to(tl.float32)
+    index = tl.load(phrases_ptr + entries * slots, mask=live, other=0).to(tl.int64)
+    tl.atomic_add(grad_ptr + index[:, None] * hidden + cols[None, :], head, mask=tile, sem="relaxed")
+    for j in range(1, tl.max(lengths, axis=0)):
+        live = j < lengths
+        index = tl.load(phrases_ptr + entries * slots + j, mask=live, other=0).to(tl.int64)
+        tile = live[:, None] & inside[None, :]
+        tl.atomic_add(grad_ptr + index[:, None] * hidden + cols[None, :], share, mask=tile, sem="relaxed")
 
 
-def _blocks(hidden: int) -> tuple[int, int]:
-    """(column block, warps) of the gather kernels."""
-    block = min(triton.next_power_of_2(hidden), 1024)
-    return block, max(1, min(8, block // 128))
+GatherConfig = tuple[int, int, int]
+"""(entries per program, columns per program, warps) of the gather kernels."""
+
+
+def gather_config(hidden: int) -> GatherConfig:
+    """The gather kernels' tile for a table ``hidden`` wide: columns in the widest power-of-two
+    block up to 1024 that wastes at most an eighth of its lanes (576 -> 64, 896 -> 128,
+    2048 -> 1024), stacked over entries up to about 1024 elements a tile."""
+    block = min(max(triton.next_power_of_2(hidden), 16), 1024)
+    while block > 64 and triton.cdiv(hidden, block) * block * 7 > hidden * 8:
+        block //= 2
+    rows = max(1, 1024 // block)
+    return rows, block, max(1, min(8, rows * block // 128))
 
 
 def gather_forward(
-    weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor
+    weight: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor, config: GatherConfig | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Triton version of `reference.gather_forward`."""
+    """Triton version of `reference.gather_forward` (``config``: `gather_config`'s by default)."""
     count, slots = phrases.shape
     hidden = weight.shape[1]
     phrases = phrases.contiguous()
@@ -97,8 +120,8 @@ def gather_forward(
     mean = weight.new_empty(count, hidden)
     if count == 0 or hidden == 0:
         return first, mean
-    block, warps = _blocks(hidden)
-    grid = (count, triton.cdiv(hidden, block))
+    rows, block, warps = config or gather_config(hidden)
+    grid = (triton.cdiv(count, rows), triton.cdiv(hidden, block))
     _gather_forward_kernel[grid](
         weight,
         weight.stride(0),
@@ -106,8 +129,10 @@ def gather_forward(
         lengths,
         first,
         mean,
+        count,
         hidden,
         slots,
+        ROWS=rows,
         BLOCK=block,
         num_warps=warps,
     )
@@ -115,7 +140,12 @@ def gather_forward(
 
 
 def gather_backward(
-    grad_first: torch.Tensor, grad_mean: torch.Tensor, phrases: torch.Tensor, lengths: torch.Tensor, num_rows: int
+    grad_first: torch.Tensor,
+    grad_mean: torch.Tensor,
+    phrases: torch.Tensor,
+    lengths: torch.Tensor,
+    num_rows: int,
+    config: GatherConfig | None = None,
 ) -> torch.Tensor:
     """Triton version of `reference.gather_backward` (fp32 result)."""
     count, slots = phrases.shape
@@ -123,16 +153,18 @@ def gather_backward(
     grad = torch.zeros(num_rows, hidden, dtype=torch.float32, device=grad_mean.device)
     if count == 0 or hidden == 0:
         return grad
-    block, warps = _blocks(hidden)
-    grid = (count, triton.cdiv(hidden, block))
+    rows, block, warps = config or gather_config(hidden)
+    grid = (triton.cdiv(count, rows), triton.cdiv(hidden, block))
     _gather_backward_kernel[grid](
         grad,
         grad_first.contiguous(),
         grad_mean.contiguous(),
         phrases.contiguous(),
         lengths.contiguous(),
+        count,
         hidden,
         slots,
+        ROWS=rows,
         BLOCK=block,
         num_warps=warps,
     )
@@ -227,8 +259,11 @@ def ce_rows(
     available: torch.Tensor,
     scale: float,
     softcap: float,
+    block: int = 2048,
+    warps: int = 8,
 ) -> torch.Tensor:
-    """Triton version of `reference.ce_rows_reference` (a `reference.RowKernel`)."""
+    """Triton version of `reference.ce_rows_reference` (a `reference.RowKernel`; ``block``
+    columns a step and ``warps`` per row's program)."""
     rows, vocab = base.shape
     entries = hyper.shape[1]
     losses = torch.empty(rows, dtype=torch.float32, device=base.device)
@@ -250,7 +285,7 @@ def ce_rows(
         scale,
         float(softcap),
         HAS_SOFTCAP=softcap > 0,
-        BLOCK=2048,
-        num_warps=8,
+        BLOCK=block,
+        num_warps=warps,
     )
     return losses
