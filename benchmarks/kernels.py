@@ -253,17 +253,20 @@ def main() -> int:
         return 2
     gpu = torch.cuda.get_device_name()
     copy_gbs = copy_bandwidth()
-    if args.gather_tiles:
+    if args.tiles:
         tile_rows: list[dict] = []
+        loss_tile_rows: list[dict] = []
         bench_gather_tiles(tile_rows, copy_gbs)
         print(f"{gpu}, torch {torch.__version__}, triton {triton.__version__}, {date.today()}")
         print(f"\ndevice-to-device copy: {copy_gbs:.0f} GB/s\n\nhyper_gather tiles (entries x columns x warps):")
-        print(table(tile_rows, ["shape", "tile", "GBs", "of_copy", "ms", "backward_ms"]))
+        print(table(tile_rows, ["shape", "tile", "GBs", "of_copy", "ms", "backward_ms"]), flush=True)
+        bench_loss_tiles(loss_tile_rows)
+        print("\nhyper_cross_entropy row-kernel tiles (columns x warps), forward + backward:")
+        print(table(loss_tile_rows, ["shape", "chunk", "tile", "ms", "MB"]))
         if args.json:
             with open(args.json, "w") as f:
-                json.dump(
-                    {"gpu": gpu, "date": str(date.today()), "copy_GBs": copy_gbs, "tiles": tile_rows}, f, indent=1
-                )
+                summary = {"gpu": gpu, "date": str(date.today()), "copy_GBs": copy_gbs}
+                json.dump({**summary, "gather": tile_rows, "loss": loss_tile_rows}, f, indent=1)
         return 0
     gather_rows: list[dict] = []
     loss_rows: list[dict] = []

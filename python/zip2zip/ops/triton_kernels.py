@@ -3,8 +3,8 @@
 
 * hyper-gather: one program per tile of (entries, block of the hidden width) reads each entry's
   real sub-token rows once, accumulates in fp32 and writes the first and the mean row; backward
-  scatter-adds into an fp32 table with atomics. The tile stacks several entries when the table
-  is narrow (`gather_config`), so a 576-wide table is not read through 1,024-lane blocks.
+  scatter-adds into an fp32 table with atomics. A tile is 8 entries x 128 columns
+  (`gather_config`, measured), so a 576-wide table is not read through 1,024-lane blocks.
   (A variant loading up to 8 rows of one entry at once ran 5 to 14 times slower on an H100 and
   was dropped.)
 * cross-entropy rows: one program per position of a chunk streams its base logits and its
@@ -96,14 +96,15 @@ GatherConfig = tuple[int, int, int]
 
 
 def gather_config(hidden: int) -> GatherConfig:
-    """The gather kernels' tile for a table ``hidden`` wide: columns in the widest power-of-two
-    block up to 1024 that wastes at most an eighth of its lanes (576 -> 64, 896 -> 128,
-    2048 -> 1024), stacked over entries up to about 1024 elements a tile."""
-    block = min(max(triton.next_power_of_2(hidden), 16), 1024)
-    while block > 64 and triton.cdiv(hidden, block) * block * 7 > hidden * 8:
+    """The gather kernels' tile for a table ``hidden`` wide: 128 columns (fewer where 128 would
+    leave more than an eighth of the lanes idle, down to 16) stacked over entries to 1,024
+    values, 4 warps. Measured on an H100 (`benchmarks/kernels.py --tiles`, docs/benchmarks.md):
+    8 entries x 128 columns x 4 warps reads at 99-103% of the copy rate on the three benchmarked
+    shapes (576, 2048 and 4096 wide), where one entry a 1,024-lane block gave 72-95%."""
+    block = min(max(triton.next_power_of_2(hidden), 16), 128)
+    while block > 16 and triton.cdiv(hidden, block) * block * 7 > hidden * 8:
         block //= 2
-    rows = max(1, 1024 // block)
-    return rows, block, max(1, min(8, rows * block // 128))
+    return 1024 // block, block, 4
 
 
 def gather_forward(
