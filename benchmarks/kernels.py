@@ -48,8 +48,14 @@ def gather_problem(vocab: int, hidden: int, entries: int, slots: int, seed: int 
     return weight, phrases, lengths
 
 
+def gather_bytes(weight, phrases, lengths) -> int:
+    """Bytes a gather moves: each gathered row read once, both outputs written once, the ids."""
+    rows = int(lengths.sum()) + 2 * phrases.shape[0]
+    return rows * weight.shape[1] * weight.element_size() + phrases.numel() * 8 + lengths.numel() * 8
+
+
 GATHER_SHAPES = [(49152, 576, 32768, 4), (128256, 2048, 32768, 4), (128256, 4096, 16384, 8)]
-# Tiles tried by --gather-tiles: (entries per program, columns, warps); the first is the
+# Tiles tried by --tiles: (entries per program, columns, warps); the first is the
 # kernel's layout before 2026-12-07 on a 576-wide table (one entry, 1,024 lanes, 8 warps).
 GATHER_TILES = [
     (1, 1024, 8), (1, 1024, 4), (1, 64, 1), (1, 128, 1), (1, 256, 2), (1, 512, 4),
@@ -64,11 +70,7 @@ def bench_gather_tiles(rows: list[dict], copy_gbs: float) -> None:
 
     for vocab, hidden, entries, slots in GATHER_SHAPES:
         weight, phrases, lengths = gather_problem(vocab, hidden, entries, slots)
-        nbytes = (
-            (int(lengths.sum()) + 2 * entries) * hidden * weight.element_size()
-            + phrases.numel() * 8
-            + lengths.numel() * 8
-        )
+        nbytes = gather_bytes(weight, phrases, lengths)
         expected = reference.gather_forward(weight, phrases, lengths)
         default = triton_kernels.gather_config(hidden)
         for tile in dict.fromkeys([default, *GATHER_TILES]):
@@ -136,8 +138,7 @@ def bench_gather(rows: list[dict], copy_gbs: float) -> None:
     compiled = torch.compile(reference.gather_forward, dynamic=False)
     for vocab, hidden, entries, slots in GATHER_SHAPES:
         weight, phrases, lengths = gather_problem(vocab, hidden, entries, slots)
-        gathered = int(lengths.sum())
-        nbytes = (gathered + 2 * entries) * hidden * weight.element_size() + phrases.numel() * 8 + lengths.numel() * 8
+        nbytes = gather_bytes(weight, phrases, lengths)
         # The kernel, checked against the reference before it is timed.
         ours = hyper_gather(weight, phrases, lengths, check=False)
         for got, want in zip(ours, reference.gather_forward(weight, phrases, lengths)):
