@@ -57,7 +57,9 @@ def test_generate_writes_codes_that_start_with_the_marginals_token(saved, valve)
         out = model.generate(
             **batch, max_new_tokens=24, do_sample=False, marginal_first_token=True, output_hypertokens=valve is False
         )
-        plain = model.generate(**batch, max_new_tokens=24, do_sample=False, output_hypertokens=valve is False)
+        plain = model.generate(
+            **batch, max_new_tokens=24, do_sample=False, output_hypertokens=valve is False, marginal_first_token=False
+        )
         mask = torch.cat([batch["attention_mask"], torch.ones_like(out[:, width:])], 1)
         fields = codebook_fields(model.codebook_config(), out, mask)
         logits = model(input_ids=out, attention_mask=mask, **fields).logits
@@ -80,18 +82,43 @@ def test_the_config_sets_the_default(saved):
     batch = tok([TEXTS[1]], return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         by_keyword = model.generate(**batch, max_new_tokens=12, do_sample=False, marginal_first_token=True)
-        model.config.marginal_first_token = True
+        before, model.config.marginal_first_token = model.config.marginal_first_token, True
         try:
             by_config = model.generate(**batch, max_new_tokens=12, do_sample=False)
             turned_off = model.generate(**batch, max_new_tokens=12, do_sample=False, marginal_first_token=False)
         finally:
-            model.config.marginal_first_token = False
+            model.config.marginal_first_token = before
         plain = model.generate(**batch, max_new_tokens=12, do_sample=False)
     assert torch.equal(by_config, by_keyword)
     assert torch.equal(turned_off, plain)
 
 
-@pytest.mark.parametrize(("marginal", "valve"), [(True, False), (True, True), (False, True)])
+def test_the_valve_writes_the_marginals_token_unless_told_otherwise(saved):
+    # Unset (None, the default), the marginal is on for the valve and off for full decoding; a
+    # config that sets it, or the keyword, wins.
+    _, tok, model = saved
+    assert model.config.marginal_first_token is None
+    tok.padding_side = "left"
+    batch = tok([TEXTS[0], TEXTS[1] * 2], return_tensors="pt", padding=True, add_special_tokens=False)
+    options = dict(max_new_tokens=24, do_sample=False, output_hypertokens=False)
+    with torch.no_grad():
+        default = model.generate(**batch, **options)
+        marginal = model.generate(**batch, **options, marginal_first_token=True)
+        own = model.generate(**batch, **options, marginal_first_token=False)
+        full = model.generate(**batch, max_new_tokens=24, do_sample=False)
+        full_plain = model.generate(**batch, max_new_tokens=24, do_sample=False, marginal_first_token=False)
+        model.config.marginal_first_token = False
+        try:
+            configured_off = model.generate(**batch, **options)
+        finally:
+            model.config.marginal_first_token = None
+    assert torch.equal(default, marginal)
+    assert not torch.equal(default, own)  # the tiny model's valve writes other ids without it
+    assert torch.equal(configured_off, own)
+    assert torch.equal(full, full_plain)
+
+
+@pytest.mark.parametrize(("marginal", "valve"), [(True, False), (True, True), (False, True), (None, True)])
 def test_the_static_loop_writes_what_generate_writes(saved, marginal, valve):
     from zip2zip.generation.static import StaticGenerator
 
@@ -100,7 +127,7 @@ def test_the_static_loop_writes_what_generate_writes(saved, marginal, valve):
     prompts = [TEXTS[0], TEXTS[1] * 2]
     batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     width = batch["input_ids"].shape[1]
-    model.config.marginal_first_token = marginal
+    before, model.config.marginal_first_token = model.config.marginal_first_token, marginal
     try:
         with torch.no_grad():
             expected = model.generate(
@@ -118,7 +145,7 @@ def test_the_static_loop_writes_what_generate_writes(saved, marginal, valve):
         rows = [row[m.bool()].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
         out = generator.generate(rows, max_new_base_tokens=24)
     finally:
-        model.config.marginal_first_token = False
+        model.config.marginal_first_token = before
     for row in range(2):
         new = expected[row, width:].tolist()
         assert len(out.tokens[row]) >= 8 and out.tokens[row] == new[: len(out.tokens[row])]

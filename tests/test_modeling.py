@@ -431,8 +431,9 @@ def test_both_cache_names_at_once_are_rejected(smol_pair):
 
 def test_output_hypertokens_false_writes_base_ids_only(smollm2_tokenizer):
     """The safety valve: with ``output_hypertokens=False`` the prompt still reads hypertokens but
-    every generated code is a base id, each one the base-id argmax of a full forward over the
-    codes before it."""
+    every generated code is a base id, each one (with ``marginal_first_token=False``; the valve's
+    default, the marginal's token, is tested in test_marginal.py) the base-id argmax of a full
+    forward over the codes before it."""
     tok = z.Zip2ZipTokenizer.from_base(smollm2_tokenizer, max_codebook_size=256)
     model = Zip2ZipForCausalLM.from_base(tiny("llama", vocab=tok.vocab_size), tok).eval()
     torch.manual_seed(3)
@@ -443,7 +444,9 @@ def test_output_hypertokens_false_writes_base_ids_only(smollm2_tokenizer):
     assert int((batch["input_ids"] >= tok.vocab_size).sum()) > 0  # the prompt reads hypertokens
     with torch.no_grad():
         free = model.generate(**batch, max_new_tokens=16, do_sample=False)
-        valved = model.generate(**batch, max_new_tokens=16, do_sample=False, output_hypertokens=False)
+        valved = model.generate(
+            **batch, max_new_tokens=16, do_sample=False, output_hypertokens=False, marginal_first_token=False
+        )
         full = model(**tracked_batch(tok, [valved[0].tolist()])).logits[0]
     assert int((free[0, prompt_length:] >= tok.vocab_size).sum()) > 0  # without the valve it writes some
     new = valved[0, prompt_length:]

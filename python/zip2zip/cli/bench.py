@@ -58,13 +58,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--valve",
         action="store_true",
-        help="throughput mode: the zip2zip model writes base ids only (hypertokens in the prompt only)",
+        help="throughput mode: the zip2zip model writes base ids only (hypertokens in the prompt only; "
+        "the marginal's most likely token, the valve's default)",
     )
     parser.add_argument(
         "--marginal",
         action="store_true",
         help="throughput mode: the zip2zip model writes the codes starting with the marginal's most likely token "
-        "(config.marginal_first_token); with --valve, that token",
+        "(config.marginal_first_token)",
     )
     parser.add_argument("--draft-codes", type=int, default=8, help="--peers: draft codes per speculation pass")
     parser.add_argument(

@@ -37,7 +37,8 @@ def add_arguments(parser: argparse.ArgumentParser, *, one_shot: bool) -> None:
     parser.add_argument(
         "--valve",
         action="store_true",
-        help="write base ids only (hypertokens in the prompt only: output_hypertokens=False)",
+        help="write base ids only (hypertokens in the prompt only: output_hypertokens=False), "
+        "the marginal's most likely next token",
     )
     parser.add_argument(
         "--marginal",

@@ -16,9 +16,10 @@ than the base model). Running generated code is what code benchmarks do: it is t
 model's code, run with the evaluating user's rights.
 
 The zip2zip model answers three times: as it is, with hypertokens in the prompt only
-(``output_hypertokens=False``, the safety valve: it writes base ids, keeping the prompt's
-prefill and KV-cache savings), and with the valve writing the marginal's most likely token
-(``marginal_first_token=True``, `zip2zip.modeling.marginal`). Besides pass@1 the report gives, per answer set, the mean
+(``output_hypertokens=False, marginal_first_token=False``, the safety valve choosing among base
+ids by their own probability: it writes base ids, keeping the prompt's prefill and KV-cache
+savings), and with the valve writing the marginal's most likely token (``marginal_first_token=True``,
+`zip2zip.modeling.marginal`; the valve's default since 2026-12-07). Besides pass@1 the report gives, per answer set, the mean
 repetition (the share of distinct 4-grams of each answer's base tokens: lower means more
 repeated) and, for the zip2zip model, generation compression (base tokens per generated code).
 """
@@ -49,8 +50,9 @@ HUMANEVAL_ENV = "ZIP2ZIP_HUMANEVAL"
 FETCH_COMMAND = "bash scripts/fetch_test_assets.sh"
 MEMORY_LIMIT_BYTES = 2 << 30
 # The answers compared: the base model (adapter off), the zip2zip model, the zip2zip model
-# writing base ids only (``output_hypertokens=False``: hypertokens in the prompt only), and the
-# same writing the marginal's most likely token (``marginal_first_token=True``).
+# writing base ids only by their own probability (``output_hypertokens=False,
+# marginal_first_token=False``: hypertokens in the prompt only), and the same writing the
+# marginal's most likely token (``marginal_first_token=True``, the valve's default).
 SIDES = ("base", "zip2zip", "prompt_only", "prompt_only_marginal")
 
 _FIRST_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
@@ -295,7 +297,9 @@ def evaluate_humaneval(
         texts = [_chat_text(tokenizer.base, p) for p in chunk]
         base = base_answers(model, tokenizer, texts, max_new_tokens)
         zipped = zip2zip_answers(model, tokenizer, texts, max_new_tokens)
-        valved = zip2zip_answers(model, tokenizer, texts, max_new_tokens, output_hypertokens=False)
+        valved = zip2zip_answers(
+            model, tokenizer, texts, max_new_tokens, output_hypertokens=False, marginal_first_token=False
+        )
         marginal = zip2zip_answers(
             model, tokenizer, texts, max_new_tokens, output_hypertokens=False, marginal_first_token=True
         )

@@ -50,7 +50,7 @@ from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
-from zip2zip.modeling.marginal import first_ids, keep_marginal_first
+from zip2zip.modeling.marginal import first_ids, keep_marginal_first, marginal_default
 from zip2zip.nn import RowTable
 
 REST_PASSES = 8
@@ -297,7 +297,7 @@ def speculative_generate(
     max_draft_phrase: int | None = None,
     adaptive: bool = True,
     draft_source: str = "lookup",
-    marginal_first_token: bool = False,
+    marginal_first_token: bool | None = None,
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -330,6 +330,7 @@ def speculative_generate(
         marginal_first_token: each position's choice is made among the codes starting with the
             marginal's most likely next base token (`zip2zip.modeling.marginal`), as
             ``generate(marginal_first_token=True)`` chooses; drafts are verified against it.
+            None: as ``generate()`` decides (the config's setting, else on for the valve only).
 
     Raises:
         ModelInputError: bad shapes or counts, a right-padded batch, or an unknown or
@@ -354,6 +355,7 @@ def speculative_generate(
         )
     use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
     config = model.config
+    marginal_first_token = marginal_default(config, marginal_first_token, output_hypertokens)
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
     device = input_ids.device

@@ -45,7 +45,7 @@ from zip2zip.errors import ModelInputError
 from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
 from zip2zip.modeling.canonical import non_canonical_mask
-from zip2zip.modeling.marginal import keep_marginal_first
+from zip2zip.modeling.marginal import keep_marginal_first, marginal_default
 from zip2zip.nn import RowTable
 from zip2zip.nn.conditional import GroupTables, group_tables
 from zip2zip.ops.reference import softcapped
@@ -96,7 +96,7 @@ class StaticGenerator(StaticLoop):
         """A generator for a `Zip2ZipForCausalLM` and its `Zip2ZipTokenizer`. For speed, merge a
         LoRA adapter first (`Zip2ZipForCausalLM.merge_lora`). ``output_hypertokens=False`` writes
         base ids only (the safety valve, as ``generate(output_hypertokens=False)``); the model's
-        ``config.marginal_first_token`` applies as in ``generate()``."""
+        ``config.marginal_first_token`` applies as in ``generate()`` (unset: on for the valve)."""
         return Zip2ZipStaticGenerator(
             model,
             tokenizer,
@@ -222,7 +222,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         # the entries' phrases too, for the canonical mask and the marginal's first tokens.
         self.valve = not output_hypertokens
         self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0 and not self.valve
-        self.marginal = bool(getattr(config, "marginal_first_token", False)) and self.slots > 0
+        self.marginal = marginal_default(config, None, output_hypertokens) and self.slots > 0
         # A conditional head (`zip2zip.nn.conditional`) needs each entry's first base id.
         self.conditional = model.hyper.conditional is not None and self.slots > 0
         self.keep_phrases = self.canonical or self.marginal or self.conditional

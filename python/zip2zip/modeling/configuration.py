@@ -37,7 +37,8 @@ class Zip2ZipConfig(PretrainedConfig):
             ``generate()`` (not with ``output_hypertokens=False``). Default off.
         marginal_first_token: the default of ``generate(marginal_first_token=...)``: each step
             keeps only the codes that start with the most likely next base token under the
-            marginal (`zip2zip.modeling.marginal`). Default off.
+            marginal (`zip2zip.modeling.marginal`). None (the default): on for the safety valve
+            (``output_hypertokens=False``, which then writes that token), off otherwise.
         conditional_head_size: the inner width of the conditional head
             (`zip2zip.nn.conditional`: the split of each first base token's group among its
             codes, computed knowing that token); 0 (the default) for none.
@@ -64,7 +65,7 @@ class Zip2ZipConfig(PretrainedConfig):
         position_mode: str = "base",
         base_source: str | None = None,
         canonical_outputs: bool = False,
-        marginal_first_token: bool = False,
+        marginal_first_token: bool | None = None,
         conditional_head_size: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -93,7 +94,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.position_mode = position_mode
         self.base_source = base_source
         self.canonical_outputs = bool(canonical_outputs)
-        self.marginal_first_token = bool(marginal_first_token)
+        self.marginal_first_token = None if marginal_first_token is None else bool(marginal_first_token)
         self.conditional_head_size = int(conditional_head_size)
         super().__init__(**kwargs)
 

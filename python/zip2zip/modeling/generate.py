@@ -33,6 +33,7 @@ from zip2zip.generation.streaming import (
     RecordingStreamer,
     SuffixDecoder,
 )
+from zip2zip.modeling.marginal import marginal_default
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.nn import RowTable
 
@@ -113,11 +114,13 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ``output_hypertokens=False`` restricts the generated codes to base ids (the prompt still
         reads hypertokens, so its prefill and KV-cache savings stay): a safety valve that trades
         generation compression for the base model's output vocabulary.
-        ``marginal_first_token=True`` (default: ``config.marginal_first_token``) keeps, at each
-        step, only the codes that start with the most likely next base token under the marginal
-        (its base id's probability plus its hypertokens'): the text goes where the marginal says,
-        the code only decides how much of it to write (`zip2zip.modeling.marginal`); with
-        ``output_hypertokens=False`` the valve writes that token.
+        ``marginal_first_token=True`` keeps, at each step, only the codes that start with the
+        most likely next base token under the marginal (its base id's probability plus its
+        hypertokens'): the text goes where the marginal says, the code only decides how much of
+        it to write (`zip2zip.modeling.marginal`). Its default is ``config.marginal_first_token``,
+        and when that is None (as it is unless set), on for the valve, which then writes that
+        token, and off otherwise; ``marginal_first_token=False`` gives the valve the base ids'
+        own probabilities.
         ``prompt_lookup_num_tokens=N`` (greedy only) runs hypertoken speculation instead of
         transformers' loop: N draft codes a pass, guessed by looking up the text's last base-token
         n-gram (``max_matching_ngram_size``, default 3) earlier in the text, and verified in one
@@ -135,8 +138,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
-        marginal = kwargs.pop("marginal_first_token", None)
-        marginal = bool(getattr(self.config, "marginal_first_token", False) if marginal is None else marginal)
+        marginal = marginal_default(self.config, kwargs.pop("marginal_first_token", None), output_hypertokens)
         # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
         state = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens, marginal=marginal)
         processors = list(kwargs.get("logits_processor") or [])
@@ -224,8 +226,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
                 "num_return_sequences > 1 are not supported with it"
             )
-        marginal = options.pop("marginal_first_token", None)
-        marginal = bool(getattr(self.config, "marginal_first_token", False) if marginal is None else marginal)
+        marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens)
         unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
         if unsupported:
             raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
