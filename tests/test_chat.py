@@ -85,6 +85,15 @@ def test_generate_command_prints_the_answers_as_json(saved, capsys):
     valve = [ChatSession(model, tok, max_new_tokens=8, generate_kwargs=options).ask(p) for p in prompts]
     assert [r["text"] for r in rows] == [t.text for t in valve]
     assert all(r["base_tokens"] == r["codes"] for r in rows)  # base ids only
+    # --min-share S: generate(hypertoken_min_share=S)
+    assert (
+        main(["generate", "--model", str(folder), "--max-new-tokens", "8", "--json", "--min-share", "0.35", *prompts])
+        == 0
+    )
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    options = {"hypertoken_min_share": 0.35}
+    shared = [ChatSession(model, tok, max_new_tokens=8, generate_kwargs=options).ask(p).text for p in prompts]
+    assert [r["text"] for r in rows] == shared
 
 
 def test_chat_and_generate_refuse_bad_settings(saved, capsys):
@@ -93,3 +102,5 @@ def test_chat_and_generate_refuse_bad_settings(saved, capsys):
     assert "--max-new-tokens" in capsys.readouterr().err
     assert main(["generate", "--model", str(folder / "missing"), "x"]) == 2
     assert main(["chat", "--model", str(folder), "--top-p", "0"]) == 2
+    assert main(["generate", "--model", str(folder), "--min-share", "1.5", "x"]) == 2
+    assert "--min-share" in capsys.readouterr().err

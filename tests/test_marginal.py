@@ -178,3 +178,62 @@ def test_speculation_verifies_against_the_marginals_choice(saved, valve, source)
     )
     assert torch.equal(out.sequences, plain)
     assert out.stats.accepted > 0
+
+
+def test_a_share_threshold_keeps_only_the_hypertokens_the_model_is_sure_of():
+    vocab = 4
+    # Base id 2 leads the marginal (0.1 + 0.2 + 0.3 of a softmax over these scores); slot 0 holds
+    # a third of that, slot 1 half.
+    probs = torch.tensor([[0.15, 0.25, 0.1, 0.0, 0.2, 0.3, 0.0, 0.0]])
+    scores = probs.clamp(min=1e-12).log()
+    scores[0, [3, 6, 7]] = float("-inf")
+    firsts = torch.tensor([[2, 2, 1, -1]])
+    assert torch.isfinite(keep_marginal_first(scores, firsts, vocab, 0.3)[0, [2, 4, 5]]).all()
+    half = keep_marginal_first(scores, firsts, vocab, 0.45)
+    assert torch.isfinite(half[0, [2, 5]]).all() and torch.isinf(half[0, [0, 1, 3, 4, 6, 7]]).all()
+    none = keep_marginal_first(scores, firsts, vocab, 0.9)
+    assert torch.isfinite(none[0, 2]) and torch.isinf(none[0, [4, 5]]).all()  # the base id stays
+
+
+def test_the_share_threshold_lies_between_hypertoken_output_and_the_valve(saved):
+    from zip2zip import ConfigError
+    from zip2zip.errors import ModelInputError
+    from zip2zip.generation.static import StaticGenerator
+    from zip2zip.modeling.configuration import Zip2ZipConfig
+
+    _, tok, model = saved
+    tok.padding_side = "left"
+    batch = tok([TEXTS[0], TEXTS[1] * 2], return_tensors="pt", padding=True, add_special_tokens=False)
+    width = batch["input_ids"].shape[1]
+    options = dict(max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=0)
+    with torch.no_grad():
+        zero = model.generate(**batch, **options, hypertoken_min_share=0.0, marginal_first_token=True)
+        marginal = model.generate(**batch, **options, marginal_first_token=True)
+        everything = model.generate(**batch, **options, hypertoken_min_share=1.0)
+        valve = model.generate(**batch, **options, output_hypertokens=False)
+        half = model.generate(**batch, **options, hypertoken_min_share=0.35)
+        drafted = model.generate(**batch, **options, hypertoken_min_share=0.35, prompt_lookup_num_tokens=6)
+    assert torch.equal(zero, marginal)
+    assert torch.equal(everything, valve)  # a share of 1 keeps no hypertoken: the valve's codes
+    assert torch.equal(drafted, half)  # speculation verifies against the same choice
+    written = half[:, width:]
+    # The tiny model writes fewer hypertokens at that share, but some (35 and 5 of 48 codes).
+    assert 0 < int((written >= tok.vocab_size).sum()) < int((marginal[:, width:] >= tok.vocab_size).sum())
+    before = model.config.hypertoken_min_share
+    model.config.hypertoken_min_share = 0.35
+    try:
+        with torch.no_grad():
+            by_config = model.generate(**batch, **options)
+        generator = StaticGenerator.for_zip2zip(model, tok, batch_size=2, max_cache_len=160)
+        generator.stop_ids = frozenset()
+        rows = [row[m.bool()].tolist() for row, m in zip(batch["input_ids"], batch["attention_mask"])]
+        out = generator.generate(rows, max_new_base_tokens=24)
+    finally:
+        model.config.hypertoken_min_share = before
+    assert torch.equal(by_config, half)
+    for row in range(2):
+        assert len(out.tokens[row]) >= 8 and out.tokens[row] == written[row, : len(out.tokens[row])].tolist()
+    with pytest.raises(ModelInputError, match="hypertoken_min_share"):
+        model.generate(**batch, max_new_tokens=2, hypertoken_min_share=1.5)
+    with pytest.raises(ConfigError, match="hypertoken_min_share"):
+        Zip2ZipConfig(hypertoken_min_share=-0.1)

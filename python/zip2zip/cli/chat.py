@@ -45,6 +45,14 @@ def add_arguments(parser: argparse.ArgumentParser, *, one_shot: bool) -> None:
         action="store_true",
         help="write the codes starting with the marginal's most likely next token (marginal_first_token=True)",
     )
+    parser.add_argument(
+        "--min-share",
+        type=float,
+        default=None,
+        metavar="S",
+        help="write a hypertoken only when it holds at least the share S (0 to 1) of its first token's "
+        "probability (hypertoken_min_share=S; turns --marginal on)",
+    )
 
 
 def _session(args: argparse.Namespace) -> Any:
@@ -58,6 +66,8 @@ def _session(args: argparse.Namespace) -> Any:
         raise UsageError(f"--max-new-tokens must be at least 1, got {args.max_new_tokens}")
     if args.temperature < 0 or not 0 < args.top_p <= 1:
         raise UsageError("--temperature must be at least 0 and --top-p in (0, 1]")
+    if args.min_share is not None and not 0 <= args.min_share <= 1:
+        raise UsageError(f"--min-share must lie in [0, 1], got {args.min_share}")
     tokenizer = Zip2ZipTokenizer.from_pretrained(args.model)
     model: Any = Zip2ZipForCausalLM.from_pretrained(args.model, **({"dtype": torch.bfloat16} if args.bf16 else {}))
     model.eval()
@@ -71,6 +81,8 @@ def _session(args: argparse.Namespace) -> Any:
         options["output_hypertokens"] = False
     if args.marginal:
         options["marginal_first_token"] = True
+    if args.min_share is not None:
+        options["hypertoken_min_share"] = args.min_share
     return ChatSession(model, tokenizer, max_new_tokens=args.max_new_tokens, generate_kwargs=options)
 
 

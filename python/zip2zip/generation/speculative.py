@@ -50,7 +50,7 @@ from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
-from zip2zip.modeling.marginal import first_ids, keep_marginal_first, marginal_default
+from zip2zip.modeling.marginal import first_ids, keep_marginal_first, marginal_default, min_share_default
 from zip2zip.nn import RowTable
 
 REST_PASSES = 8
@@ -226,12 +226,12 @@ def _best_hypertokens(logits: torch.Tensor, firsts: torch.Tensor, vocab: int) ->
     return torch.where(torch.isfinite(top), slot + vocab, -1)
 
 
-def _keep_marginal(logits: torch.Tensor, firsts: torch.Tensor, vocab: int) -> torch.Tensor:
+def _keep_marginal(logits: torch.Tensor, firsts: torch.Tensor, vocab: int, min_share: float = 0.0) -> torch.Tensor:
     """`keep_marginal_first` at every position of ``logits`` ``[B, W, V + K]`` (``firsts``
     ``[B, K]``: the slots a position has not installed are ``-inf`` in its logits)."""
     batch, width, size = logits.shape
     flat = logits.reshape(batch * width, size)
-    kept = keep_marginal_first(flat, firsts.repeat_interleave(width, 0), vocab)
+    kept = keep_marginal_first(flat, firsts.repeat_interleave(width, 0), vocab, min_share)
     return kept.view(batch, width, size)
 
 
@@ -298,6 +298,7 @@ def speculative_generate(
     adaptive: bool = True,
     draft_source: str = "lookup",
     marginal_first_token: bool | None = None,
+    hypertoken_min_share: float | None = None,
 ) -> SpeculativeOutput:
     """Greedy generation with hypertoken speculation (see the module docstring).
 
@@ -331,6 +332,9 @@ def speculative_generate(
             marginal's most likely next base token (`zip2zip.modeling.marginal`), as
             ``generate(marginal_first_token=True)`` chooses; drafts are verified against it.
             None: as ``generate()`` decides (the config's setting, else on for the valve only).
+        hypertoken_min_share: as ``generate(hypertoken_min_share=...)`` (None: the config's, 0
+            unless set): with the marginal, a hypertoken is kept only at that share of its first
+            token's probability; above 0 it turns the marginal on.
 
     Raises:
         ModelInputError: bad shapes or counts, a right-padded batch, or an unknown or
@@ -356,6 +360,8 @@ def speculative_generate(
     use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
     config = model.config
     marginal_first_token = marginal_default(config, marginal_first_token, output_hypertokens)
+    hypertoken_min_share = min_share_default(config, hypertoken_min_share)
+    marginal_first_token = marginal_first_token or (hypertoken_min_share > 0 and output_hypertokens)
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
     device = input_ids.device
@@ -401,7 +407,7 @@ def speculative_generate(
     if track_firsts and codebook.shape[1]:
         firsts[:, : codebook.shape[1]] = first_ids(codebook, lengths)
     if marginal_first_token:
-        logits = _keep_marginal(logits[:, None], firsts, vocab)[:, 0]
+        logits = _keep_marginal(logits[:, None], firsts, vocab, hypertoken_min_share)[:, 0]
     chosen = (logits[:, :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
     # At each position, the best hypertoken starting with the base id written there.
     best = _best_hypertokens(logits[:, None], firsts, vocab)[:, 0].tolist() if use_hypertokens else [0] * batch
@@ -506,7 +512,7 @@ def speculative_generate(
             if canonical:  # as each plain decoding step masks after the code it reads
                 model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
             if marginal_first_token:  # as generate()'s logits processor does at each step
-                logits = _keep_marginal(logits, firsts, vocab)
+                logits = _keep_marginal(logits, firsts, vocab, hypertoken_min_share)
         cache = output_cache(outputs)
         greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
         best_all = _best_hypertokens(logits, firsts, vocab).tolist() if use_hypertokens else None

@@ -45,7 +45,7 @@ from zip2zip.errors import ModelInputError
 from zip2zip.generation.sampling import SamplingConfig
 from zip2zip.generation.static_loop import StaticLoop, buckets, stop_ids
 from zip2zip.modeling.canonical import non_canonical_mask
-from zip2zip.modeling.marginal import keep_marginal_first, marginal_default
+from zip2zip.modeling.marginal import keep_marginal_first, marginal_default, min_share_default
 from zip2zip.nn import RowTable
 from zip2zip.nn.conditional import GroupTables, group_tables
 from zip2zip.ops.reference import softcapped
@@ -222,7 +222,9 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         # the entries' phrases too, for the canonical mask and the marginal's first tokens.
         self.valve = not output_hypertokens
         self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0 and not self.valve
-        self.marginal = marginal_default(config, None, output_hypertokens) and self.slots > 0
+        self.min_share = min_share_default(config, None)
+        marginal = marginal_default(config, None, output_hypertokens) or (self.min_share > 0 and output_hypertokens)
+        self.marginal = marginal and self.slots > 0
         # A conditional head (`zip2zip.nn.conditional`) needs each entry's first base id.
         self.conditional = model.hyper.conditional is not None and self.slots > 0
         self.keep_phrases = self.canonical or self.marginal or self.conditional
@@ -382,7 +384,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         then the valve (base ids only), as ``generate()``'s logits processors apply them. The
         slots no row has installed are ``-inf`` already, so their stale phrases count for none."""
         if self.marginal:
-            logits = keep_marginal_first(logits, self.entry_phrases[:, : self.slots, 0], self.vocab)
+            logits = keep_marginal_first(logits, self.entry_phrases[:, : self.slots, 0], self.vocab, self.min_share)
         if self.valve:
             logits = torch.cat([logits[:, : self.vocab], torch.full_like(logits[:, self.vocab :], float("-inf"))], 1)
         return logits

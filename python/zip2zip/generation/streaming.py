@@ -198,9 +198,10 @@ class MarginalFirstToken(LogitsProcessor):
     likely next base token under the marginal (`zip2zip.modeling.marginal`), reading each row's
     entries from the call's generation state (which keeps them on the device for it)."""
 
-    def __init__(self, vocab_size: int, state: Any) -> None:
+    def __init__(self, vocab_size: int, state: Any, min_share: float = 0.0) -> None:
         self.vocab_size = int(vocab_size)
         self.state = state
+        self.min_share = float(min_share)
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         from zip2zip.modeling.marginal import first_ids, keep_marginal_first
@@ -209,7 +210,7 @@ class MarginalFirstToken(LogitsProcessor):
         if codebook is None or lengths is None:
             raise RuntimeError("marginal_first_token: the generation state holds no codebook")
         firsts = first_ids(codebook, lengths).to(scores.device)
-        kept = keep_marginal_first(scores, firsts, self.vocab_size)
+        kept = keep_marginal_first(scores, firsts, self.vocab_size, self.min_share)
         return kept.to(scores.dtype)  # type: ignore[return-value]
 
 

@@ -39,6 +39,9 @@ class Zip2ZipConfig(PretrainedConfig):
             keeps only the codes that start with the most likely next base token under the
             marginal (`zip2zip.modeling.marginal`). None (the default): on for the safety valve
             (``output_hypertokens=False``, which then writes that token), off otherwise.
+        hypertoken_min_share: with the marginal's first token, a hypertoken is written only when
+            it holds at least this share of that token's probability (0, the default: any; 1:
+            none unless it holds all of it); ``generate(hypertoken_min_share=...)`` overrides it.
         conditional_head_size: the inner width of the conditional head
             (`zip2zip.nn.conditional`: the split of each first base token's group among its
             codes, computed knowing that token); 0 (the default) for none.
@@ -66,6 +69,7 @@ class Zip2ZipConfig(PretrainedConfig):
         base_source: str | None = None,
         canonical_outputs: bool = False,
         marginal_first_token: bool | None = None,
+        hypertoken_min_share: float = 0.0,
         conditional_head_size: int = 0,
         **kwargs: Any,
     ) -> None:
@@ -75,6 +79,8 @@ class Zip2ZipConfig(PretrainedConfig):
             raise ConfigError(f"encoder_type must be one of {ENCODER_TYPES}, got {encoder_type!r}")
         if encoder_layers < 0 or encoder_heads < 1:
             raise ConfigError(f"invalid encoder shape: layers={encoder_layers}, heads={encoder_heads}")
+        if not 0.0 <= float(hypertoken_min_share) <= 1.0:
+            raise ConfigError(f"hypertoken_min_share must lie in [0, 1], got {hypertoken_min_share}")
         if conditional_head_size < 0:
             raise ConfigError(f"conditional_head_size must be >= 0, got {conditional_head_size}")
         if vocab_size:  # 0: the placeholder config transformers builds for defaults
@@ -95,6 +101,7 @@ class Zip2ZipConfig(PretrainedConfig):
         self.base_source = base_source
         self.canonical_outputs = bool(canonical_outputs)
         self.marginal_first_token = None if marginal_first_token is None else bool(marginal_first_token)
+        self.hypertoken_min_share = float(hypertoken_min_share)
         self.conditional_head_size = int(conditional_head_size)
         super().__init__(**kwargs)
 

@@ -33,7 +33,7 @@ from zip2zip.generation.streaming import (
     RecordingStreamer,
     SuffixDecoder,
 )
-from zip2zip.modeling.marginal import marginal_default
+from zip2zip.modeling.marginal import marginal_default, min_share_default
 from zip2zip.modeling.outputs import Zip2ZipCausalLMOutput
 from zip2zip.nn import RowTable
 
@@ -120,7 +120,9 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         it to write (`zip2zip.modeling.marginal`). Its default is ``config.marginal_first_token``,
         and when that is None (as it is unless set), on for the valve, which then writes that
         token, and off otherwise; ``marginal_first_token=False`` gives the valve the base ids'
-        own probabilities.
+        own probabilities. ``hypertoken_min_share=s`` (default ``config.hypertoken_min_share``, 0)
+        turns the marginal on and writes a hypertoken only when it holds at least the share ``s``
+        of its first token's probability: between hypertoken output (0) and the valve (1).
         ``prompt_lookup_num_tokens=N`` (greedy only) runs hypertoken speculation instead of
         transformers' loop: N draft codes a pass, guessed by looking up the text's last base-token
         n-gram (``max_matching_ngram_size``, default 3) earlier in the text, and verified in one
@@ -139,11 +141,13 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
         marginal = marginal_default(self.config, kwargs.pop("marginal_first_token", None), output_hypertokens)
+        share = min_share_default(self.config, kwargs.pop("hypertoken_min_share", None))
+        marginal = marginal or (share > 0 and output_hypertokens)
         # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
         state = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens, marginal=marginal)
         processors = list(kwargs.get("logits_processor") or [])
         if marginal:  # before the valve: the marginal counts the hypertokens' probability
-            processors.append(MarginalFirstToken(self.config.vocab_size, state))
+            processors.append(MarginalFirstToken(self.config.vocab_size, state, share))
         if not output_hypertokens:
             processors.append(BaseIdsOnly(self.config.vocab_size))
         if processors:
@@ -227,6 +231,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 "num_return_sequences > 1 are not supported with it"
             )
         marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens)
+        share = min_share_default(self.config, options.pop("hypertoken_min_share", None))
+        marginal = marginal or (share > 0 and output_hypertokens)
         unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
         if unsupported:
             raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
@@ -247,6 +253,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
             draft_source=draft_source,
             marginal_first_token=marginal,
+            hypertoken_min_share=share,
         )
         starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
         remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)

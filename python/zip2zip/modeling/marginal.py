@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from zip2zip.errors import ModelInputError
+
 
 def marginal_default(config: Any, requested: bool | None, output_hypertokens: bool) -> bool:
     """Whether decoding keeps the marginal's first token: ``requested`` when given, else the
@@ -56,15 +58,35 @@ def first_token_marginal(probs: torch.Tensor, firsts: torch.Tensor, vocab_size: 
     return marginal.scatter_add(-1, index, hyper * real)
 
 
-def keep_marginal_first(scores: torch.Tensor, firsts: torch.Tensor, vocab_size: int) -> torch.Tensor:
+def keep_marginal_first(
+    scores: torch.Tensor, firsts: torch.Tensor, vocab_size: int, min_share: float = 0.0
+) -> torch.Tensor:
     """``scores`` ``[B, V + K]`` with ``-inf`` on every code that does not start with the row's
     most likely next base token under the marginal (base id plus the hypertokens starting with
     it; ``firsts`` ``[B, E]``, ``E <= K``, from `first_ids`; uninstalled slots must be ``-inf``
-    already). Returns a new tensor; the kept codes' scores are unchanged."""
+    already). With ``min_share`` > 0, a hypertoken is kept only when its probability is at least
+    that share of the token's marginal (the model is that sure the text goes on as its phrase
+    does); the base id always stays. Returns a new tensor; the kept codes' scores are unchanged."""
     entries = firsts.shape[1]
-    token = first_token_marginal(scores.float().softmax(-1), firsts, vocab_size).argmax(-1)
+    probs = scores.float().softmax(-1)
+    marginal = first_token_marginal(probs, firsts, vocab_size)
+    token = marginal.argmax(-1)
     keep = torch.zeros_like(scores, dtype=torch.bool)
     keep.scatter_(1, token[:, None], True)
     if entries:
-        keep[:, vocab_size : vocab_size + entries] = firsts == token[:, None]
+        starts = firsts == token[:, None]
+        if min_share > 0:
+            total = marginal.gather(1, token[:, None])
+            starts &= probs[:, vocab_size : vocab_size + entries] >= min_share * total
+        keep[:, vocab_size : vocab_size + entries] = starts
     return scores.masked_fill(~keep, float("-inf"))
+
+
+def min_share_default(config: Any, requested: float | None) -> float:
+    """The hypertoken share threshold decoding applies with the marginal's first token:
+    ``requested`` when given, else the config's ``hypertoken_min_share`` (0: none). Checked to
+    lie in [0, 1]."""
+    share = float(getattr(config, "hypertoken_min_share", 0.0) if requested is None else requested)
+    if not 0.0 <= share <= 1.0:
+        raise ModelInputError(f"hypertoken_min_share must lie in [0, 1], got {share}")
+    return share
