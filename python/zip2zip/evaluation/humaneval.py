@@ -351,8 +351,8 @@ def format_humaneval(report: dict[str, Any]) -> str:
     names = {
         "base": "base",
         "zip2zip": "zip2zip",
-        "prompt_only": "zip2zip, hypertokens in the prompt only",
-        "prompt_only_marginal": "zip2zip, hypertokens in the prompt only, the marginal's first token",
+        "prompt_only": "zip2zip, hypertokens in the prompt only, base ids by their own probability",
+        "prompt_only_marginal": "zip2zip, hypertokens in the prompt only, the marginal's first token (the valve)",
     }
     compression = {side: "1.00" for side in SIDES}
     compression["zip2zip"] = f"{report['zip2zip_tokens_per_code']:.2f}"
