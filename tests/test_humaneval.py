@@ -155,8 +155,8 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
     assert together["answers"][0]["base"] == base_answer(model, tok, HUMANEVAL_TEMPLATE.format(prompt=ADD.prompt), 12)
     assert together["problems"] == 3 and together["base_passed"] == sum(r["base_passes"] for r in together["answers"])
     table = format_humaneval(together)
-    assert "| base |" in table and "| zip2zip |" in table and "prompt only |" in table and "3 problems" in table
-    assert "the marginal's first token |" in table
+    assert "| base |" in table and "| zip2zip |" in table and "own probability |" in table and "3 problems" in table
+    assert "the marginal's first token (the valve) |" in table
 
 
 def test_eval_command_runs_humaneval(pair, tmp_path):
