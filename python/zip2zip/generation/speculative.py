@@ -359,9 +359,8 @@ def speculative_generate(
         )
     use_lookup, use_hypertokens = draft_source != "hypertokens", draft_source != "lookup"
     config = model.config
-    marginal_first_token = marginal_default(config, marginal_first_token, output_hypertokens)
     hypertoken_min_share = min_share_default(config, hypertoken_min_share)
-    marginal_first_token = marginal_first_token or (hypertoken_min_share > 0 and output_hypertokens)
+    marginal_first_token = marginal_default(config, marginal_first_token, output_hypertokens, hypertoken_min_share)
     canonical = bool(getattr(config, "canonical_outputs", False)) and output_hypertokens
     vocab = config.vocab_size
     device = input_ids.device

@@ -223,8 +223,7 @@ class Zip2ZipStaticGenerator(StaticGenerator):
         self.valve = not output_hypertokens
         self.canonical = bool(getattr(config, "canonical_outputs", False)) and self.slots > 0 and not self.valve
         self.min_share = min_share_default(config, None)
-        marginal = marginal_default(config, None, output_hypertokens) or (self.min_share > 0 and output_hypertokens)
-        self.marginal = marginal and self.slots > 0
+        self.marginal = marginal_default(config, None, output_hypertokens, self.min_share) and self.slots > 0
         # A conditional head (`zip2zip.nn.conditional`) needs each entry's first base id.
         self.conditional = model.hyper.conditional is not None and self.slots > 0
         self.keep_phrases = self.canonical or self.marginal or self.conditional

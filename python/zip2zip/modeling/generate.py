@@ -140,9 +140,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
-        marginal = marginal_default(self.config, kwargs.pop("marginal_first_token", None), output_hypertokens)
         share = min_share_default(self.config, kwargs.pop("hypertoken_min_share", None))
-        marginal = marginal or (share > 0 and output_hypertokens)
+        marginal = marginal_default(self.config, kwargs.pop("marginal_first_token", None), output_hypertokens, share)
         # The canonical mask is for codes of canonical streams: a stream of base ids only is not one.
         state = GenerationState(canonical=bool(self.config.canonical_outputs) and output_hypertokens, marginal=marginal)
         processors = list(kwargs.get("logits_processor") or [])
@@ -230,9 +229,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
                 "num_return_sequences > 1 are not supported with it"
             )
-        marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens)
         share = min_share_default(self.config, options.pop("hypertoken_min_share", None))
-        marginal = marginal or (share > 0 and output_hypertokens)
+        marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens, share)
         unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
         if unsupported:
             raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")

@@ -26,9 +26,12 @@ import torch
 from zip2zip.errors import ModelInputError
 
 
-def marginal_default(config: Any, requested: bool | None, output_hypertokens: bool) -> bool:
-    """Whether decoding keeps the marginal's first token: ``requested`` when given, else the
-    config's ``marginal_first_token`` when set, else on for the safety valve only."""
+def marginal_default(config: Any, requested: bool | None, output_hypertokens: bool, share: float = 0.0) -> bool:
+    """Whether decoding keeps the marginal's first token: on with hypertoken output under a share
+    threshold above 0 (`min_share_default`), else ``requested`` when given, else the config's
+    ``marginal_first_token`` when set, else on for the safety valve only."""
+    if share > 0 and output_hypertokens:
+        return True
     if requested is not None:
         return bool(requested)
     configured = getattr(config, "marginal_first_token", None)
