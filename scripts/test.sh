@@ -36,6 +36,13 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 CARGO_TERM_COLOR=never
 step() { printf '\n=== %s ===\n' "$*"; }
 disk() { printf 'disk free here: %s\n' "$(df -h . | awk 'NR == 2 {print $4}')"; }
 disk
+# A run peaks about 7 GiB above its start (docs/testing.md, "Disk"). Say so now, not as pip's
+# "No space left on device" minutes later (a CI run of 2026-12-07 started with 1.6 GiB free).
+free_kib=$(df -Pk . | awk 'NR == 2 {print $4}')
+if (( free_kib < 8 * 1024 * 1024 )); then
+  echo "warning: $((free_kib / 1024)) MiB free on this disk; scripts/test.sh needs about 8 GiB" \
+    "(torch and its CUDA libraries, the Rust builds): free some room first" >&2
+fi
 echo "versions: $mode"
 
 step "Rust: format, lints, tests"
