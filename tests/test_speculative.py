@@ -318,20 +318,27 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
         progress=printed.append,
     )
     assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"}
-    assert sum(line.startswith("  ") for line in printed) == 18 and len(printed) == 18 + 4  # kinds, then rows
+    # Seven kinds at batch 1, six at 2 (no transformers lookup), on two sets; then a line a row.
+    assert sum(line.startswith("  ") for line in printed) == 26 and len(printed) == 26 + 4
     one, two = results["sets"]["grounded/b1"], results["sets"]["grounded/b2"]
     assert set(KINDS) <= set(one) and "base + lookup" not in two and "base + batched lookup" in two
     for row in (one, two):
-        # Lossless: speculation gives the zip2zip model's plain answers, the batched lookup the base's.
+        # Lossless: speculation gives the zip2zip model's plain answers, the batched lookup the
+        # base's, the valve's drafts the valve's.
         assert row["speculation_same_answers"] == 1.0 and row["batched_lookup_same_answers"] == 1.0
+        assert row["valve_drafts_same_answers"] == 1.0
+        assert 0.0 <= row["valve_same_as_base"] <= 1.0
+        assert row["valve_drafts"]["passes"] > 0 and row["speculation"]["passes"] > 0
         assert all(row[kind]["bytes_per_s"] > 0 and row[kind]["new_tokens"] > 0 for kind in KINDS if kind in row)
         assert row["base + batched lookup"]["new_tokens"] == row["base"]["new_tokens"]
     assert one["lookup_same_answers"] == 1.0
     assert one["ratios"]["base"] == 1.0
     faster = max(one["base + lookup"]["bytes_per_s"], one["base + batched lookup"]["bytes_per_s"])
     assert one["speculation_over_lookup"] == one["zip2zip + speculation"]["bytes_per_s"] / faster
+    assert one["valve_drafts_over_lookup"] == one["valve + drafts"]["bytes_per_s"] / faster
     table = format_peers(results)
-    assert table.count("\n| grounded |") == 2 and "n/a" in table
+    # Two rows of the grounded set in each table: the peers', then the valve's.
+    assert table.count("\n| grounded |") == 4 and "n/a" in table and "The safety valve" in table
 
 
 def test_the_peers_comparison_runs_the_kinds_asked_for(saved):
@@ -348,7 +355,7 @@ def test_the_peers_comparison_runs_the_kinds_asked_for(saved):
     row = results["sets"]["chat/b2"]
     assert set(row) & set(KIND_NAMES.values()) == {"base", "base + batched lookup"}
     assert row["batched_lookup_same_answers"] == 1.0 and "speculation_over_lookup" not in row
-    assert format_peers(results).count("n/a") >= 6
+    assert format_peers(results).count("n/a") >= 6 and "The safety valve" not in format_peers(results)
     with pytest.raises(ValueError, match="unknown kinds"):
         compare_peers(model.base, tok.base, model, tok, {"chat": ["Hi"]}, kinds=("beam",), **args)
     parser = argparse.ArgumentParser()

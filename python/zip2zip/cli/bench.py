@@ -80,9 +80,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kinds",
         nargs="+",
-        choices=["base", "lookup", "batched-lookup", "zip2zip", "speculation"],
+        choices=["base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts"],
         help="--peers: what runs besides the base model (default: all; batched-lookup is the base's prompt "
-        "lookup at any batch size, in the speculation loop)",
+        "lookup at any batch size, in the speculation loop; valve writes base ids only, valve-drafts adds "
+        "drafts from its hypertokens and the text)",
     )
     parser.add_argument("--json", help="also write the results here")
 

@@ -14,7 +14,12 @@ prompts, greedy, in one process:
   one base token per draft code (`batched_lookup_model`);
 - ``zip2zip``: the zip2zip model;
 - ``zip2zip + speculation``: the zip2zip model with hypertoken speculation
-  (`zip2zip.generation.speculative`, through ``generate(prompt_lookup_num_tokens=...)``).
+  (`zip2zip.generation.speculative`, through ``generate(prompt_lookup_num_tokens=...)``);
+- ``valve``: the zip2zip model writing base ids only (``output_hypertokens=False``, the safety
+  valve, which keeps the base model's HumanEval score: docs/generation.md), its prompt still
+  compressed;
+- ``valve + drafts``: the valve with drafts from both its hypertokens and the text
+  (``draft_source="both"``): lossless with respect to the valve's own greedy answers.
 
 Three prompt sets: ``grounded`` (edit, comment or document a given source file, whose answer
 repeats the input: where lookup methods are strongest; `grounded_prompts`), and the ``code`` and
@@ -39,10 +44,21 @@ from zip2zip.generation.bench import _chunks, _environment, load_pair, median_ru
 from zip2zip.generation.speculative import SpeculationStats, speculative_generate
 from zip2zip.generation.static_loop import stop_ids
 
-KINDS = ("base", "base + lookup", "base + batched lookup", "zip2zip", "zip2zip + speculation")
+KINDS = (
+    "base",
+    "base + lookup",
+    "base + batched lookup",
+    "zip2zip",
+    "zip2zip + speculation",
+    "valve",
+    "valve + drafts",
+)
 LOOKUPS = ("base + lookup", "base + batched lookup")
 # ``--kinds`` on the command line: short names of `KINDS`.
-KIND_NAMES = dict(zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation"), KINDS))
+KIND_NAMES = dict(zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts"), KINDS))
+# The speculating kinds: the key of their draft statistics in a row, and the kind whose answers
+# they must repeat (lossless).
+SPECULATING = {"zip2zip + speculation": ("speculation", "zip2zip"), "valve + drafts": ("valve_drafts", "valve")}
 
 
 def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
@@ -88,8 +104,9 @@ def batched_lookup_model(base: Any, base_tokenizer: Any) -> tuple[Any, Any]:
 
 
 def _zip2zip_runner(
-    model: Any, tokenizer: Any, drafts: int | None, max_draft_phrase: int | None = None
+    model: Any, tokenizer: Any, drafts: int | None, max_draft_phrase: int | None = None, **options: Any
 ) -> Callable[[list[str], int], tuple[list[str], int]]:
+    """``options``: more `generate()` keywords (``output_hypertokens``, ``draft_source``)."""
     stops = _stops(model, tokenizer)
 
     def run(texts: list[str], max_new: int) -> tuple[list[str], int]:
@@ -99,7 +116,7 @@ def _zip2zip_runner(
         if drafts is not None:
             extra = {"prompt_lookup_num_tokens": drafts, "max_draft_phrase": max_draft_phrase}
         with torch.no_grad():
-            out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, **extra)
+            out = model.generate(**batch, max_new_tokens=max_new, do_sample=False, **extra, **options)
         width = batch["input_ids"].shape[1]
         answers, count = [], 0
         for row in range(len(texts)):
@@ -113,9 +130,17 @@ def _zip2zip_runner(
 
 
 def _speculation_stats(
-    model: Any, tokenizer: Any, prompts: list[str], batch: int, max_new: int, drafts: int, max_draft_phrase: int | None
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    batch: int,
+    max_new: int,
+    drafts: int,
+    max_draft_phrase: int | None,
+    **options: Any,
 ) -> dict[str, float]:
-    """One untimed pass of the set through `speculative_generate`: how many drafts were accepted."""
+    """One untimed pass of the set through `speculative_generate` (``options``: its keywords
+    ``output_hypertokens``, ``draft_source``): how many drafts were accepted."""
     total = SpeculationStats()
     tokenizer.padding_side = "left"
     for chunk in _chunks(prompts, batch):
@@ -127,6 +152,7 @@ def _speculation_stats(
             max_new_tokens=max_new,
             num_draft_codes=drafts,
             max_draft_phrase=max_draft_phrase,
+            **options,
         )
         for name in ("passes", "row_passes", "proposed", "accepted", "codes"):
             setattr(total, name, getattr(total, name) + getattr(out.stats, name))
@@ -200,11 +226,20 @@ def compare_peers(
         "kinds": list(kinds),
         "sets": {},
     }
+    valve: dict[str, Any] = {"output_hypertokens": False}
+    drafting = {
+        "zip2zip + speculation": {},
+        "valve + drafts": {**valve, "draft_source": "both"},
+    }
     runners = {
         "base": _base_runner(base, base_tokenizer, None),
         "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
-        "zip2zip + speculation": _zip2zip_runner(model, tokenizer, draft_codes, max_draft_phrase),
+        "valve": _zip2zip_runner(model, tokenizer, None, **valve),
+        **{
+            kind: _zip2zip_runner(model, tokenizer, draft_codes, max_draft_phrase, **options)
+            for kind, options in drafting.items()
+        },
     }
     if "base + batched lookup" in kinds:
         runners["base + batched lookup"] = _zip2zip_runner(
@@ -218,12 +253,13 @@ def compare_peers(
                 if kind == "base + lookup" and batch > 1:
                     continue
                 warm_up = None
-                if kind == "zip2zip + speculation":  # the untimed pass that counts the drafts warms up too
+                if kind in SPECULATING:  # the untimed pass that counts the drafts warms up too
 
-                    def warm_up(batch: int = batch, row: dict[str, Any] = row) -> None:
-                        row["speculation"] = _speculation_stats(
-                            model, tokenizer, rendered, batch, max_new_tokens, draft_codes, max_draft_phrase
-                        )
+                    def warm_up(batch: int = batch, row: dict[str, Any] = row, kind: str = kind) -> None:
+                        row[SPECULATING[kind][0]] = _speculation_stats(
+                            model, tokenizer, rendered, batch, max_new_tokens, draft_codes, max_draft_phrase,
+                            **drafting[kind],
+                        )  # fmt: skip
 
                 row[kind] = _timed(runners[kind], rendered, batch, max_new_tokens, repeats, warm_up)
                 progress(f"  {name} batch {batch}, {kind}: {row[kind]['bytes_per_s']:,.0f} B/s")
@@ -233,13 +269,15 @@ def compare_peers(
                 if kind in row:
                     row[f"{key}_same_answers"] = _same(row[kind]["texts"], row["base"]["texts"])
             lookups = [row[kind]["bytes_per_s"] for kind in LOOKUPS if kind in row]
-            if "zip2zip + speculation" in row:
+            for kind, (key, plain_kind) in SPECULATING.items():
+                if kind not in row:
+                    continue
                 if lookups:  # against the faster of the base's lookups
-                    row["speculation_over_lookup"] = row["zip2zip + speculation"]["bytes_per_s"] / max(lookups)
-                if "zip2zip" in row:
-                    row["speculation_same_answers"] = _same(
-                        row["zip2zip + speculation"]["texts"], row["zip2zip"]["texts"]
-                    )
+                    row[f"{key}_over_lookup"] = row[kind]["bytes_per_s"] / max(lookups)
+                if plain_kind in row:
+                    row[f"{key}_same_answers"] = _same(row[kind]["texts"], row[plain_kind]["texts"])
+            if "valve" in row:  # how often the valve writes exactly the base model's answer
+                row["valve_same_as_base"] = _same(row["valve"]["texts"], row["base"]["texts"])
             results["sets"][f"{name}/b{batch}"] = row
             if checkpoint is not None:
                 checkpoint(results)
@@ -320,7 +358,39 @@ def format_peers(results: dict[str, Any]) -> str:
             f"{share('lookup_same_answers')}, {share('batched_lookup_same_answers')}, "
             f"{share('speculation_same_answers')} |"
         )
+    if any(kind in row for row in results["sets"].values() for kind in ("valve", "valve + drafts")):
+        lines += ["", _valve_table(results)]
     return "\n".join(lines) + "\n" + _median_note(results)
+
+
+def _valve_table(results: dict[str, Any]) -> str:
+    """The safety valve's rows: base ids only, alone and with drafts, against the base and its
+    faster lookup."""
+    lines = [
+        "The safety valve (base ids only, the prompt compressed), alone and with drafts from its "
+        "hypertokens and the text:",
+        "",
+        "| prompts | batch | base B/s | faster lookup B/s | valve B/s | valve + drafts B/s | drafts / base | "
+        "drafts / faster lookup | drafts accepted | codes per pass | valve's answers = base's | "
+        "drafts' answers = valve's |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for key, row in results["sets"].items():
+        name, batch = key.split("/b")
+        lookups = [row[kind]["bytes_per_s"] for kind in LOOKUPS if kind in row]
+        stats = row.get("valve_drafts")
+        cells = [
+            f"{row['base']['bytes_per_s']:,.0f}",
+            f"{max(lookups):,.0f}" if lookups else "n/a",
+            *(f"{row[kind]['bytes_per_s']:,.0f}" if kind in row else "n/a" for kind in ("valve", "valve + drafts")),
+            f"{row['ratios']['valve + drafts']:.2f}x" if "valve + drafts" in row else "n/a",
+            f"{row['valve_drafts_over_lookup']:.2f}x" if "valve_drafts_over_lookup" in row else "n/a",
+            "n/a" if stats is None else f"{stats['acceptance']:.0%}",
+            "n/a" if stats is None else f"{stats['codes_per_row_pass']:.2f}",
+            *(f"{row[k]:.0%}" if k in row else "n/a" for k in ("valve_same_as_base", "valve_drafts_same_answers")),
+        ]
+        lines.append(f"| {name} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _median_note(results: dict[str, Any]) -> str:
