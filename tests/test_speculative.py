@@ -329,6 +329,11 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
         assert row["valve_drafts_same_answers"] == 1.0
         assert 0.0 <= row["valve_same_as_base"] <= 1.0
         assert row["valve_drafts"]["passes"] > 0 and row["speculation"]["passes"] > 0
+        # The same answers in no more passes: at least as much text a pass as the plain run.
+        per_pass = row["bytes_per_pass"]
+        assert per_pass["valve + drafts"] >= per_pass["valve"] > 0
+        assert per_pass["zip2zip + speculation"] >= per_pass["zip2zip"] > 0
+        assert per_pass["base + batched lookup"] >= per_pass["base"] > 0
         assert all(row[kind]["bytes_per_s"] > 0 and row[kind]["new_tokens"] > 0 for kind in KINDS if kind in row)
         assert row["base + batched lookup"]["new_tokens"] == row["base"]["new_tokens"]
     assert one["lookup_same_answers"] == 1.0
@@ -337,8 +342,8 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
     assert one["speculation_over_lookup"] == one["zip2zip + speculation"]["bytes_per_s"] / faster
     assert one["valve_drafts_over_lookup"] == one["valve + drafts"]["bytes_per_s"] / faster
     table = format_peers(results)
-    # Two rows of the grounded set in each table: the peers', then the valve's.
-    assert table.count("\n| grounded |") == 4 and "n/a" in table and "The safety valve" in table
+    # Two rows of the grounded set in each of the three tables: the peers', the valve's, passes.
+    assert table.count("\n| grounded |") == 6 and "n/a" in table and "The safety valve" in table
 
 
 def test_the_peers_comparison_runs_the_kinds_asked_for(saved):

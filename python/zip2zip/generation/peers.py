@@ -58,7 +58,13 @@ LOOKUPS = ("base + lookup", "base + batched lookup")
 KIND_NAMES = dict(zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts"), KINDS))
 # The speculating kinds: the key of their draft statistics in a row, and the kind whose answers
 # they must repeat (lossless).
-SPECULATING = {"zip2zip + speculation": ("speculation", "zip2zip"), "valve + drafts": ("valve_drafts", "valve")}
+SPECULATING = {
+    "base + batched lookup": ("batched_lookup", "base"),
+    "zip2zip + speculation": ("speculation", "zip2zip"),
+    "valve + drafts": ("valve_drafts", "valve"),
+}
+# The kinds that write one code a forward pass of a row.
+ONE_A_PASS = ("base", "zip2zip", "valve")
 
 
 def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
@@ -156,7 +162,12 @@ def _speculation_stats(
         )
         for name in ("passes", "row_passes", "proposed", "accepted", "codes"):
             setattr(total, name, getattr(total, name) + getattr(out.stats, name))
-    return {"acceptance": total.acceptance, "codes_per_row_pass": total.codes_per_row_pass, "passes": total.passes}
+    return {
+        "acceptance": total.acceptance,
+        "codes_per_row_pass": total.codes_per_row_pass,
+        "passes": total.passes,
+        "row_passes": total.row_passes,
+    }
 
 
 def _timed(
@@ -227,24 +238,20 @@ def compare_peers(
         "sets": {},
     }
     valve: dict[str, Any] = {"output_hypertokens": False}
-    drafting = {
-        "zip2zip + speculation": {},
-        "valve + drafts": {**valve, "draft_source": "both"},
+    # kind -> (model, tokenizer, draft codes, longest draft phrase, more generate() keywords)
+    speculators: dict[str, tuple[Any, Any, int, int | None, dict[str, Any]]] = {
+        "zip2zip + speculation": (model, tokenizer, draft_codes, max_draft_phrase, {}),
+        "valve + drafts": (model, tokenizer, draft_codes, max_draft_phrase, {**valve, "draft_source": "both"}),
     }
+    if "base + batched lookup" in kinds:
+        speculators["base + batched lookup"] = (*batched_lookup_model(base, base_tokenizer), lookup_tokens, 1, {})
     runners = {
         "base": _base_runner(base, base_tokenizer, None),
         "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
         "valve": _zip2zip_runner(model, tokenizer, None, **valve),
-        **{
-            kind: _zip2zip_runner(model, tokenizer, draft_codes, max_draft_phrase, **options)
-            for kind, options in drafting.items()
-        },
+        **{kind: _zip2zip_runner(m, t, d, p, **o) for kind, (m, t, d, p, o) in speculators.items()},
     }
-    if "base + batched lookup" in kinds:
-        runners["base + batched lookup"] = _zip2zip_runner(
-            *batched_lookup_model(base, base_tokenizer), lookup_tokens, 1
-        )
     for name, prompts in sets.items():
         rendered = [user_text(base_tokenizer, p) for p in prompts]
         for batch in batch_sizes:
@@ -256,26 +263,35 @@ def compare_peers(
                 if kind in SPECULATING:  # the untimed pass that counts the drafts warms up too
 
                     def warm_up(batch: int = batch, row: dict[str, Any] = row, kind: str = kind) -> None:
+                        m, t, drafts, phrase, options = speculators[kind]
                         row[SPECULATING[kind][0]] = _speculation_stats(
-                            model, tokenizer, rendered, batch, max_new_tokens, draft_codes, max_draft_phrase,
-                            **drafting[kind],
-                        )  # fmt: skip
+                            m, t, rendered, batch, max_new_tokens, drafts, phrase, **options
+                        )
 
                 row[kind] = _timed(runners[kind], rendered, batch, max_new_tokens, repeats, warm_up)
                 progress(f"  {name} batch {batch}, {kind}: {row[kind]['bytes_per_s']:,.0f} B/s")
             plain = row["base"]["bytes_per_s"]
             row["ratios"] = {kind: row[kind]["bytes_per_s"] / plain for kind in KINDS if kind in row}
-            for kind, key in zip(LOOKUPS, ("lookup", "batched_lookup")):
-                if kind in row:
-                    row[f"{key}_same_answers"] = _same(row[kind]["texts"], row["base"]["texts"])
+            if "base + lookup" in row:
+                row["lookup_same_answers"] = _same(row["base + lookup"]["texts"], row["base"]["texts"])
             lookups = [row[kind]["bytes_per_s"] for kind in LOOKUPS if kind in row]
             for kind, (key, plain_kind) in SPECULATING.items():
                 if kind not in row:
                     continue
-                if lookups:  # against the faster of the base's lookups
+                if lookups and kind not in LOOKUPS:  # against the faster of the base's lookups
                     row[f"{key}_over_lookup"] = row[kind]["bytes_per_s"] / max(lookups)
                 if plain_kind in row:
                     row[f"{key}_same_answers"] = _same(row[kind]["texts"], row[plain_kind]["texts"])
+            # Text per forward pass of a row, which the device does not change, the prompt's pass
+            # (which gives the first code) included: one code a pass, or the prompt's pass and
+            # the row passes of the untimed counting run (the same answers: greedy, lossless).
+            row["bytes_per_pass"] = {
+                kind: row[kind]["bytes"] / max(row[kind]["new_tokens"], 1) for kind in ONE_A_PASS if kind in row
+            }
+            for kind, (key, _) in SPECULATING.items():
+                if kind in row and key in row:
+                    passes = row[key]["row_passes"] + len(rendered)
+                    row["bytes_per_pass"][kind] = row[kind]["bytes"] / passes
             if "valve" in row:  # how often the valve writes exactly the base model's answer
                 row["valve_same_as_base"] = _same(row["valve"]["texts"], row["base"]["texts"])
             results["sets"][f"{name}/b{batch}"] = row
@@ -360,7 +376,26 @@ def format_peers(results: dict[str, Any]) -> str:
         )
     if any(kind in row for row in results["sets"].values() for kind in ("valve", "valve + drafts")):
         lines += ["", _valve_table(results)]
+    lines += ["", _pass_table(results)]
     return "\n".join(lines) + "\n" + _median_note(results)
+
+
+def _pass_table(results: dict[str, Any]) -> str:
+    """Text bytes per forward pass of a row, for the kinds whose passes are counted."""
+    counted = ("base", "base + batched lookup", "zip2zip", "zip2zip + speculation", "valve", "valve + drafts")
+    lines = [
+        "Text bytes per forward pass of a row (the device does not change these; a pass of the "
+        "zip2zip model costs about what a base pass costs: benchmarks.md):",
+        "",
+        "| prompts | batch | " + " | ".join(counted) + " |",
+        "|---|---:|" + "---:|" * len(counted),
+    ]
+    for key, row in results["sets"].items():
+        name, batch = key.split("/b")
+        per_pass = row.get("bytes_per_pass", {})
+        cells = [f"{per_pass[kind]:.2f}" if kind in per_pass else "n/a" for kind in counted]
+        lines.append(f"| {name} | {batch} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _valve_table(results: dict[str, Any]) -> str:
