@@ -1,6 +1,7 @@
 """Where a `zip2zip train` step spends its time, on a GPU.
 
     python benchmarks/train_step_profile.py BASE_FOLDER DATA... [--batch-sizes 16 32] [--steps 12]
+        [--init MODEL_FOLDER] [--distill W] [--canonical]
 
 Builds the model and windows as ``zip2zip train`` does (LoRA r=8, one-layer encoders of width
 192, bf16 autocast, windows of 1,024 codes), then runs training steps and reports:
@@ -11,7 +12,12 @@ Builds the model and windows as ``zip2zip train`` does (LoRA r=8, one-layer enco
   step);
 * unsynchronised steps at each of ``--batch-sizes``, with and without cuDNN attention, then with
   the frozen base weights in bf16;
-* the top kernels by GPU time and the top operators by CPU time over three profiled steps.
+* the top kernels by GPU time and the top operators by CPU time over three profiled steps;
+* with ``--distill W`` (the shipped recipe's term, ``zip2zip train --distill``): steps with and
+  without the term on the same windows, and the teacher's forward alone, so that the term's cost
+  splits into the teacher and the KL over the student's logits. ``--init`` starts from a saved
+  model (``scripts/device/train.sh`` starts from the shipped one), ``--canonical`` trains under
+  the canonical mask as ``zip2zip train --canonical`` does.
 """
 
 from __future__ import annotations
@@ -37,11 +43,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--trace", default="", help="write a Chrome trace of the profiled steps here")
+    parser.add_argument("--init", default=None, help="start from this saved zip2zip model (zip2zip train --init)")
+    parser.add_argument("--distill", type=float, default=0.0, help="also time the distillation term at this weight")
+    parser.add_argument("--canonical", action="store_true", help="train under the canonical mask")
     args = parser.parse_args()
 
     from zip2zip.nn.hyper_embedding import RowTable
     from zip2zip.training.data import collate_windows
-    from zip2zip.training.loop import TrainConfig, build_windows, load_pair
+    from zip2zip.training.loop import TrainConfig, build_windows, load_pair, loss_terms
 
     config = TrainConfig(
         base=args.base,
@@ -53,10 +62,15 @@ def main() -> None:
         bf16=True,
         window_codes=args.window_codes,
         batch_size=args.batch_size,
+        init=args.init,
+        distill=args.distill,
+        canonical=args.canonical,
     )
     tokenizer, model = load_pair(config)
     model = model.to(args.device).train()
-    windows = build_windows(tokenizer, args.data, args.window_codes)
+    windows = build_windows(tokenizer, args.data, args.window_codes, teacher_ids=args.distill > 0)
+    # The distillation term's fields of a batch (`zip2zip.training.data.CodeWindows`).
+    teacher_fields = ("window_ids", "window_mask", "code_ends")
 
     def batches_of(batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
         return iter(
@@ -81,11 +95,23 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter()
 
+    def next_batch(with_terms: bool) -> tuple[dict[str, torch.Tensor], list]:
+        """The next batch on the device, and its loss terms (none unless ``with_terms``)."""
+        batch = next(batches)
+        batch.pop("base_tokens")
+        batch = {k: v.to(args.device, non_blocking=True) for k, v in batch.items()}
+        terms = loss_terms(batch, config) if with_terms else []
+        for name in teacher_fields:
+            batch.pop(name, None)
+        return batch, terms
+
     def phased_step(times: dict[str, float]) -> None:
         t0 = sync()
         batch = next(batches)
         t1 = sync()
         batch.pop("base_tokens")
+        for name in teacher_fields:
+            batch.pop(name, None)
         batch = {k: v.to(args.device, non_blocking=True) for k, v in batch.items()}
         t2 = sync()
         with torch.autocast(args.device, dtype=torch.bfloat16):
@@ -125,12 +151,10 @@ def main() -> None:
         ):
             times[name] += b - a
 
-    def plain_step() -> None:
-        batch = next(batches)
-        batch.pop("base_tokens")
-        batch = {k: v.to(args.device, non_blocking=True) for k, v in batch.items()}
+    def plain_step(with_terms: bool = False) -> None:
+        batch, terms = next_batch(with_terms)
         with torch.autocast(args.device, dtype=torch.bfloat16):
-            loss = model(**batch, return_logits=False).loss
+            loss = model(**batch, return_logits=False, loss_terms=terms).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
@@ -154,8 +178,50 @@ def main() -> None:
             f"{batch_size * args.window_codes / seconds:,.0f} codes/s, peak memory {memory:.1f} GiB"
         )
 
+    def measure_distill(batch_size: int) -> str:
+        """ms per step without and with the distillation term, and of its teacher alone."""
+        nonlocal batches
+        torch.backends.cuda.enable_cudnn_sdp(False)
+        batches = batches_of(batch_size)
+        results = {}
+        for label, with_terms in (("without the term", False), ("with it", True)):
+            for _ in range(3):
+                plain_step(with_terms)
+            start = sync()
+            for _ in range(args.steps):
+                plain_step(with_terms)
+            results[label] = (sync() - start) / args.steps
+        teacher = 0.0
+        for _ in range(args.steps):
+            batch, terms = next_batch(True)
+            term = terms[0]
+            start = sync()
+            with torch.autocast(args.device, dtype=torch.bfloat16):
+                term._teacher(
+                    model,
+                    term.ids,
+                    torch.ones_like(term.ids) if term.mask is None else term.mask,
+                    term.ends,
+                    head,
+                    model._softcap(),
+                    batch["input_ids"].shape[1],
+                    model.config.vocab_size,
+                )
+            teacher += sync() - start
+        teacher /= args.steps
+        plain, full = results["without the term"], results["with it"]
+        return (
+            f"distill {args.distill} (top {config.distill_top}{', canonical' if args.canonical else ''}), batch "
+            f"{batch_size}: {1e3 * plain:.1f} ms/step without the term, {1e3 * full:.1f} with it "
+            f"({batch_size * args.window_codes / full:,.0f} codes/s); the teacher's forward alone "
+            f"{1e3 * teacher:.1f} ms, so the KL over the student's logits about {1e3 * (full - plain - teacher):.1f} ms"
+        )
+
     for _ in range(3):
         plain_step()
+    if args.distill > 0:
+        line = measure_distill(args.batch_size)
+        print(line, flush=True)
     times: dict[str, float] = defaultdict(float)
     for _ in range(args.steps):
         phased_step(times)
@@ -194,6 +260,8 @@ def main() -> None:
             handle.write(report)
     else:
         print(report)
+    if args.distill > 0:
+        lines.insert(0, line)
     print("\n".join(lines))
 
 
