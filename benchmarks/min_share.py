@@ -5,8 +5,9 @@
     python benchmarks/min_share.py --model models/smollm2-135m-zip2zip --settings 0.5 full \
         --humaneval HumanEval.jsonl.gz --json humaneval.json
 
-A setting is ``full`` (hypertoken output, plain greedy), ``valve`` (``output_hypertokens=False``,
-which writes the marginal's most likely token) or a share s in [0, 1]
+A setting is ``full`` (hypertoken output, plain greedy), ``valve`` (``output_hypertokens=False``
+writing the marginal's most likely token, the valve's default unless a model's config says
+otherwise), ``valve-plain`` (the valve writing the most likely base id) or a share s in [0, 1]
 (``generate(hypertoken_min_share=s)``: with the marginal's first token, a hypertoken is written
 only when it holds at least the share s of that token's probability; s = 0 is
 ``marginal_first_token=True``). ``--answers`` asks the checked code tasks and fact questions of
@@ -38,7 +39,9 @@ def setting_options(setting: str) -> dict[str, Any]:
     if setting == "full":
         return {"marginal_first_token": False}
     if setting == "valve":
-        return {"output_hypertokens": False}
+        return {"output_hypertokens": False, "marginal_first_token": True}
+    if setting == "valve-plain":
+        return {"output_hypertokens": False, "marginal_first_token": False}
     share = float(setting)
     if not 0.0 <= share <= 1.0:
         raise ValueError(f"a share must lie in [0, 1], got {setting}")
