@@ -380,41 +380,46 @@ def format_peers(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n" + _median_note(results)
 
 
-def _pass_table(results: dict[str, Any]) -> str:
-    """Text bytes per forward pass of a row, for the kinds whose passes are counted."""
-    counted = ("base", "base + batched lookup", "zip2zip", "zip2zip + speculation", "valve", "valve + drafts")
+def _set_table(
+    results: dict[str, Any], intro: str, columns: list[str], cells: Callable[[dict[str, Any]], list[str]]
+) -> str:
+    """A Markdown table of one row per prompt set and batch size: ``intro``, then the columns
+    after ``prompts`` and ``batch``, each row's cells from ``cells(row)``."""
     lines = [
-        "Text bytes per forward pass of a row (the device does not change these; a pass of the "
-        "zip2zip model costs about what a base pass costs: benchmarks.md):",
+        intro,
         "",
-        "| prompts | batch | " + " | ".join(counted) + " |",
-        "|---|---:|" + "---:|" * len(counted),
+        "| prompts | batch | " + " | ".join(columns) + " |",
+        "|---|---:|" + "---:|" * len(columns),
     ]
     for key, row in results["sets"].items():
         name, batch = key.split("/b")
-        per_pass = row.get("bytes_per_pass", {})
-        cells = [f"{per_pass[kind]:.2f}" if kind in per_pass else "n/a" for kind in counted]
-        lines.append(f"| {name} | {batch} | " + " | ".join(cells) + " |")
+        lines.append(f"| {name} | {batch} | " + " | ".join(cells(row)) + " |")
     return "\n".join(lines)
+
+
+def _pass_table(results: dict[str, Any]) -> str:
+    """Text bytes per forward pass of a row, for the kinds whose passes are counted."""
+    counted = ["base", "base + batched lookup", "zip2zip", "zip2zip + speculation", "valve", "valve + drafts"]
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        per_pass = row.get("bytes_per_pass", {})
+        return [f"{per_pass[kind]:.2f}" if kind in per_pass else "n/a" for kind in counted]
+
+    intro = (
+        "Text bytes per forward pass of a row (the device does not change these; a pass of the "
+        "zip2zip model costs about what a base pass costs: benchmarks.md):"
+    )
+    return _set_table(results, intro, counted, cells)
 
 
 def _valve_table(results: dict[str, Any]) -> str:
     """The safety valve's rows: base ids only, alone and with drafts, against the base and its
     faster lookup."""
-    lines = [
-        "The safety valve (base ids only, the prompt compressed), alone and with drafts from its "
-        "hypertokens and the text:",
-        "",
-        "| prompts | batch | base B/s | faster lookup B/s | valve B/s | valve + drafts B/s | drafts / base | "
-        "drafts / faster lookup | drafts accepted | codes per pass | valve's answers = base's | "
-        "drafts' answers = valve's |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for key, row in results["sets"].items():
-        name, batch = key.split("/b")
+
+    def cells(row: dict[str, Any]) -> list[str]:
         lookups = [row[kind]["bytes_per_s"] for kind in LOOKUPS if kind in row]
         stats = row.get("valve_drafts")
-        cells = [
+        return [
             f"{row['base']['bytes_per_s']:,.0f}",
             f"{max(lookups):,.0f}" if lookups else "n/a",
             *(f"{row[kind]['bytes_per_s']:,.0f}" if kind in row else "n/a" for kind in ("valve", "valve + drafts")),
@@ -424,8 +429,24 @@ def _valve_table(results: dict[str, Any]) -> str:
             "n/a" if stats is None else f"{stats['codes_per_row_pass']:.2f}",
             *(f"{row[k]:.0%}" if k in row else "n/a" for k in ("valve_same_as_base", "valve_drafts_same_answers")),
         ]
-        lines.append(f"| {name} | {batch} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+
+    columns = [
+        "base B/s",
+        "faster lookup B/s",
+        "valve B/s",
+        "valve + drafts B/s",
+        "drafts / base",
+        "drafts / faster lookup",
+        "drafts accepted",
+        "codes per pass",
+        "valve's answers = base's",
+        "drafts' answers = valve's",
+    ]
+    intro = (
+        "The safety valve (base ids only, the prompt compressed), alone and with drafts from its "
+        "hypertokens and the text:"
+    )
+    return _set_table(results, intro, columns, cells)
 
 
 def _median_note(results: dict[str, Any]) -> str:
