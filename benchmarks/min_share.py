@@ -10,7 +10,9 @@ writing the marginal's most likely token, the valve's default unless a model's c
 otherwise), ``valve-plain`` (the valve writing the most likely base id) or a share s in [0, 1]
 (``generate(hypertoken_min_share=s)``: with the marginal's first token, a hypertoken is written
 only when it holds at least the share s of that token's probability; s = 0 is
-``marginal_first_token=True``). ``--answers`` asks the checked code tasks and fact questions of
+``marginal_first_token=True``). A setting with ``+ci`` (``full+ci``, ``valve+ci``, ``0.5+ci``)
+generates with ``canonical_inputs=True``: the model reads the canonical encoding of its text at
+every step (`zip2zip.generation.canonical_inputs`). ``--answers`` asks the checked code tasks and fact questions of
 ``zip2zip eval --answers`` (200 codes for code, 50 for facts); ``--humaneval FILE`` the HumanEval
 problems of FILE (384 base tokens of answer, batches of ``--batch``). For each setting it prints
 the passes, the base tokens per generated code and the share of distinct 4-grams of the answers'
@@ -36,6 +38,8 @@ from zip2zip.evaluation.prompts import user_turn
 
 def setting_options(setting: str) -> dict[str, Any]:
     """The ``generate()`` keywords of a setting."""
+    if setting.endswith("+ci"):
+        return {**setting_options(setting[: -len("+ci")]), "canonical_inputs": True}
     if setting == "full":
         return {"marginal_first_token": False}
     if setting == "valve":
@@ -93,8 +97,9 @@ def humaneval(model: Any, tok: Any, setting: str, problems: list[Any], batch: in
                 tok,
                 texts[start : start + batch],
                 384,
-                output_hypertokens=setting != "valve",
+                output_hypertokens=options.get("output_hypertokens", True),
                 marginal_first_token=options.get("marginal_first_token"),
+                canonical_inputs=options.get("canonical_inputs", False),
             )
     finally:
         model.config.hypertoken_min_share = before

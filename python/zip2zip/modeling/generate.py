@@ -129,14 +129,18 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         pass; the same codes as plain greedy decoding (`zip2zip.generation.speculative`). With
         ``output_hypertokens=False``, ``draft_source="hypertokens"`` (or ``"both"``) drafts the
         rest of the phrase of the hypertoken the model ranks first among those starting with the
-        base id written: the valve's output in fewer passes.
+        base id written: the valve's output in fewer passes. ``canonical_inputs=True`` (greedy
+        only) has the model read, at every step, the canonical encoding of the text so far, as
+        in training, whatever codes it wrote: a code that extends the one before it rewrites that
+        position instead of following it (`zip2zip.generation.canonical_inputs`).
 
         Raises:
             ModelInputError: beam search (per-row codebook states are not reordered yet), or a
                 right-padded batch.
         """
-        if kwargs.get("prompt_lookup_num_tokens") is not None:
+        if kwargs.get("prompt_lookup_num_tokens") is not None or kwargs.get("canonical_inputs"):
             return self._generate_with_lookup(args, kwargs)
+        kwargs.pop("canonical_inputs", None)
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
@@ -193,15 +197,21 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         return output
 
     def _generate_with_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """``generate(prompt_lookup_num_tokens=N)``: `speculative_generate` with the options
-        ``generate()`` takes; anything it cannot honour is refused by name."""
+        """``generate(prompt_lookup_num_tokens=N)`` or ``generate(canonical_inputs=True)``:
+        `speculative_generate` or `canonical_inputs_generate` with the options ``generate()``
+        takes; anything they cannot honour is refused by name."""
+        from zip2zip.generation.canonical_inputs import canonical_inputs_generate
         from zip2zip.generation.speculative import speculative_generate
 
         options = dict(kwargs)
-        draft = int(options.pop("prompt_lookup_num_tokens"))
+        canonical_inputs = bool(options.pop("canonical_inputs", False))
+        draft = options.pop("prompt_lookup_num_tokens", None)
+        name = "canonical_inputs" if canonical_inputs else "prompt_lookup_num_tokens"
+        if canonical_inputs and draft is not None:
+            raise ModelInputError("canonical_inputs does not combine with prompt_lookup_num_tokens")
         input_ids = args[0] if args else options.pop("input_ids", None)
         if input_ids is None:
-            raise ModelInputError("prompt_lookup_num_tokens needs the prompt's codes (input_ids)")
+            raise ModelInputError(f"{name} needs the prompt's codes (input_ids)")
         generation_config = options.pop("generation_config", None) or self.generation_config
         mask = options.pop("attention_mask", None)
         for ignored in ("codebook", "codebook_lengths", "installed", "use_cache", "tokenizer"):
@@ -226,39 +236,56 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         draft_source = str(options.pop("draft_source", None) or "lookup")
         if setting["do_sample"] or (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
             raise ModelInputError(
-                "prompt_lookup_num_tokens runs greedy decoding only: do_sample, num_beams > 1 and "
+                f"{name} runs greedy decoding only: do_sample, num_beams > 1 and "
                 "num_return_sequences > 1 are not supported with it"
             )
         share = min_share_default(self.config, options.pop("hypertoken_min_share", None))
         marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens, share)
-        unsupported = sorted(name for name, value in options.items() if value is not None and value is not False)
+        unsupported = sorted(key for key, value in options.items() if value is not None and value is not False)
+        if canonical_inputs and (max_draft_phrase is not None or draft_source != "lookup"):
+            unsupported.append("max_draft_phrase" if max_draft_phrase is not None else "draft_source")
         if unsupported:
-            raise ModelInputError(f"prompt_lookup_num_tokens does not support {', '.join(unsupported)}")
+            raise ModelInputError(f"{name} does not support {', '.join(unsupported)}")
         max_new = setting["max_new_tokens"]
         if max_new is None:
             max_new = max(int(setting["max_length"] or 20) - input_ids.shape[1], 1)
-        output = speculative_generate(
-            self,
-            input_ids,
-            mask,
-            max_new_tokens=int(max_new),
-            num_draft_codes=draft,
-            max_ngram=int(setting["max_matching_ngram_size"] or 3),
-            eos_token_id=setting["eos_token_id"],
-            pad_token_id=setting["pad_token_id"],
-            max_new_base_tokens=base_budget,
-            output_hypertokens=output_hypertokens,
-            max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
-            draft_source=draft_source,
-            marginal_first_token=marginal,
-            hypertoken_min_share=share,
-        )
+        output: Any
+        if canonical_inputs:
+            output = canonical_inputs_generate(
+                self,
+                input_ids,
+                mask,
+                max_new_tokens=int(max_new),
+                eos_token_id=setting["eos_token_id"],
+                pad_token_id=setting["pad_token_id"],
+                max_new_base_tokens=base_budget,
+                output_hypertokens=output_hypertokens,
+                marginal_first_token=marginal,
+                hypertoken_min_share=share,
+            )
+        else:
+            output = speculative_generate(
+                self,
+                input_ids,
+                mask,
+                max_new_tokens=int(max_new),
+                num_draft_codes=int(draft),
+                max_ngram=int(setting["max_matching_ngram_size"] or 3),
+                eos_token_id=setting["eos_token_id"],
+                pad_token_id=setting["pad_token_id"],
+                max_new_base_tokens=base_budget,
+                output_hypertokens=output_hypertokens,
+                max_draft_phrase=None if max_draft_phrase is None else int(max_draft_phrase),
+                draft_source=draft_source,
+                marginal_first_token=marginal,
+                hypertoken_min_share=share,
+            )
         starts = [0] * len(output.sequences) if mask is None else first_real_positions(mask, len(output.sequences))
         remember(self.codebook_config(), output.sequences.cpu().numpy(), input_ids.shape[1], starts)
         if setting["return_dict_in_generate"]:
             from transformers.generation.utils import GenerateDecoderOnlyOutput
 
-            return GenerateDecoderOnlyOutput(sequences=output.sequences)  # type: ignore[arg-type]
+            return GenerateDecoderOnlyOutput(sequences=output.sequences)
         return output.sequences
 
     # The cache's name and place differ between transformers releases (zip2zip._compat), so the

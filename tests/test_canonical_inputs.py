@@ -1,0 +1,129 @@
+"""Canonical inputs (`zip2zip.generation.canonical_inputs`): the model reads the canonical encoding
+of its text at every step, the same choices as re-encoding the whole text and running the whole
+sequence each step, sequences that decode to the text, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tiny_models import TEXTS
+from zip2zip.codec import encode_ids
+from zip2zip.errors import ModelInputError
+from zip2zip.generation.canonical_inputs import canonical_inputs_generate
+from zip2zip.generation.fields import codebook_fields
+
+
+def prompts():
+    return [TEXTS[0], TEXTS[1] * 2, "x = 1\n" * 6 + "y = 2\n"]
+
+
+def reference(model, tok, text, steps, stops):
+    """Each step: encode the whole text canonically, run the model on all of it (no cache), take
+    the last position's greedy code and append its phrase to the text."""
+    config = model.codebook_config()
+    ids = tok.base(text, add_special_tokens=False)["input_ids"]
+    chosen, rewrites = [], 0
+    for step in range(steps):
+        codes = torch.from_numpy(encode_ids(config, ids).codes.astype("int64"))[None]
+        with torch.no_grad():
+            logits = model(input_ids=codes, **codebook_fields(config, codes, None)).logits[0, -1]
+        code = int(logits.argmax())
+        chosen.append(code)
+        if code in stops:
+            break
+        phrase = tok.state_after(codes[0].tolist()).phrase(code).tolist()
+        after = encode_ids(config, ids + phrase).codes.tolist()
+        rewrites += step < steps - 1 and after[: codes.shape[1]] != codes[0].tolist()  # the last is not read
+        ids += phrase
+    return chosen, ids, rewrites
+
+
+def test_the_same_choices_as_reencoding_and_rerunning_everything(saved):
+    _, tok, model = saved
+    eos = model.generation_config.eos_token_id
+    stops = set() if eos is None else {eos} if isinstance(eos, int) else set(eos)
+    total_rewrites = 0
+    for text in prompts():
+        batch = tok(text, return_tensors="pt", add_special_tokens=False)
+        out = canonical_inputs_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=30)
+        chosen, ids, rewrites = reference(model, tok, text, 30, stops)
+        assert out.new_codes[0] == chosen
+        assert out.stats.rewrites == rewrites
+        total_rewrites += rewrites
+        # The chosen codes decode after the prompt to the text the model wrote.
+        prompt = batch["input_ids"][0].tolist()
+        written = tok.expand(out.new_codes[0], tok.state_after(prompt)).tolist()
+        assert tok.base(text, add_special_tokens=False)["input_ids"] + written == ids
+        assert out.stats.passes == len(chosen) - 1  # the last choice needs no pass
+    assert total_rewrites > 0  # the rewriting path ran
+
+
+def test_a_batch_gives_each_rows_own_choices(saved):
+    _, tok, model = saved
+    texts = prompts()
+    tok.padding_side = "left"
+    batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    together = canonical_inputs_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=25)
+    for row, text in enumerate(texts):
+        alone = tok(text, return_tensors="pt", add_special_tokens=False)
+        single = canonical_inputs_generate(model, alone["input_ids"], alone["attention_mask"], max_new_tokens=25)
+        assert together.new_codes[row] == single.new_codes[0]
+    width = batch["input_ids"].shape[1]
+    assert torch.equal(together.sequences[:, :width], batch["input_ids"])
+
+
+def test_the_base_token_budget_ends_a_row(saved):
+    _, tok, model = saved
+    batch = tok(prompts()[2], return_tensors="pt", add_special_tokens=False)
+    out = canonical_inputs_generate(
+        model, batch["input_ids"], batch["attention_mask"], max_new_tokens=50, max_new_base_tokens=7
+    )
+    lengths = [
+        len(tok.state_after(batch["input_ids"][0].tolist() + out.new_codes[0][:i]).phrase(c))
+        for i, c in enumerate(out.new_codes[0])
+    ]
+    assert sum(lengths) >= 7 and sum(lengths[:-1]) < 7
+
+
+def test_bad_requests_get_clear_errors(saved):
+    _, tok, model = saved
+    batch = tok(prompts()[0], return_tensors="pt", add_special_tokens=False)
+    ids = batch["input_ids"]
+    with pytest.raises(ModelInputError, match="max_new_tokens"):
+        canonical_inputs_generate(model, ids, max_new_tokens=0)
+    with pytest.raises(ModelInputError, match=r"\[B, P\]"):
+        canonical_inputs_generate(model, ids[0], max_new_tokens=4)
+    with pytest.raises(ModelInputError, match="left padding"):
+        canonical_inputs_generate(
+            model, ids, torch.cat([ids.new_ones(1, ids.shape[1] - 1), ids.new_zeros(1, 1)], 1), max_new_tokens=4
+        )
+    # The text written as base ids only is a valid stream, but not its canonical encoding.
+    plain = torch.tensor([tok.base(prompts()[0], add_special_tokens=False)["input_ids"]])
+    assert plain.shape[1] > ids.shape[1]
+    with pytest.raises(ModelInputError, match="canonical prompt codes"):
+        canonical_inputs_generate(model, plain, max_new_tokens=4)
+
+
+def test_generate_runs_it_and_refuses_what_it_cannot_honour(saved):
+    _, tok, model = saved
+    tok.padding_side = "left"
+    batch = tok(prompts(), return_tensors="pt", padding=True, add_special_tokens=False)
+    direct = canonical_inputs_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=12)
+    with torch.no_grad():
+        through = model.generate(**batch, max_new_tokens=12, do_sample=False, canonical_inputs=True)
+    assert torch.equal(through, direct.sequences)
+    # The valve with canonical inputs writes base ids only.
+    valve = model.generate(**batch, max_new_tokens=12, do_sample=False, canonical_inputs=True, output_hypertokens=False)
+    assert bool((valve[:, batch["input_ids"].shape[1] :] < tok.vocab_size).all())
+    with pytest.raises(ModelInputError, match="greedy"):
+        model.generate(**batch, max_new_tokens=4, do_sample=True, canonical_inputs=True)
+    with pytest.raises(ModelInputError, match="combine"):
+        model.generate(**batch, max_new_tokens=4, canonical_inputs=True, prompt_lookup_num_tokens=4)
+    with pytest.raises(ModelInputError, match="canonical_inputs does not support draft_source"):
+        model.generate(**batch, max_new_tokens=4, canonical_inputs=True, draft_source="both")
+    # canonical_inputs=False is plain generation.
+    with torch.no_grad():
+        plain = model.generate(**batch, max_new_tokens=6, do_sample=False)
+        off = model.generate(**batch, max_new_tokens=6, do_sample=False, canonical_inputs=False)
+    assert torch.equal(plain, off)
