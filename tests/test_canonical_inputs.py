@@ -12,6 +12,7 @@ from zip2zip.codec import encode_ids
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.canonical_inputs import canonical_inputs_generate
 from zip2zip.generation.fields import codebook_fields
+from zip2zip.generation.sampling import SamplingConfig
 
 
 def prompts():
@@ -116,8 +117,8 @@ def test_generate_runs_it_and_refuses_what_it_cannot_honour(saved):
     # The valve with canonical inputs writes base ids only.
     valve = model.generate(**batch, max_new_tokens=12, do_sample=False, canonical_inputs=True, output_hypertokens=False)
     assert bool((valve[:, batch["input_ids"].shape[1] :] < tok.vocab_size).all())
-    with pytest.raises(ModelInputError, match="greedy"):
-        model.generate(**batch, max_new_tokens=4, do_sample=True, canonical_inputs=True)
+    with pytest.raises(ModelInputError, match="num_beams"):
+        model.generate(**batch, max_new_tokens=4, num_beams=2, canonical_inputs=True)
     with pytest.raises(ModelInputError, match="combine"):
         model.generate(**batch, max_new_tokens=4, canonical_inputs=True, prompt_lookup_num_tokens=4)
     with pytest.raises(ModelInputError, match="canonical_inputs does not support draft_source"):
@@ -127,3 +128,31 @@ def test_generate_runs_it_and_refuses_what_it_cannot_honour(saved):
         plain = model.generate(**batch, max_new_tokens=6, do_sample=False)
         off = model.generate(**batch, max_new_tokens=6, do_sample=False, canonical_inputs=False)
     assert torch.equal(plain, off)
+
+
+def test_sampling_draws_as_transformers_would_and_stays_canonical(saved):
+    _, tok, model = saved
+    batch = tok(prompts()[1], return_tensors="pt", add_special_tokens=False)
+    settings = {"do_sample": True, "temperature": 1.5, "top_k": 50, "max_new_tokens": 20, "canonical_inputs": True}
+    torch.manual_seed(7)
+    first = model.generate(**batch, **settings)
+    torch.manual_seed(7)
+    again = model.generate(**batch, **settings)
+    assert torch.equal(first, again)
+    torch.manual_seed(7)
+    direct = canonical_inputs_generate(
+        model,
+        batch["input_ids"],
+        batch["attention_mask"],
+        max_new_tokens=20,
+        sampling=SamplingConfig(True, 1.5, 50, None),
+    )
+    assert torch.equal(first, direct.sequences)
+    greedy = model.generate(**batch, max_new_tokens=20, do_sample=False, canonical_inputs=True)
+    assert not torch.equal(first, greedy)  # at temperature 1.5 the draws leave the greedy path
+    # What was drawn decodes after the prompt, and the text's canonical encoding is what the
+    # model read last: its codes start with the prompt's but for the open last one.
+    prompt = batch["input_ids"][0].tolist()
+    written = tok.expand(first[0, len(prompt) :].tolist(), tok.state_after(prompt)).tolist()
+    ids = tok.base(prompts()[1], add_special_tokens=False)["input_ids"] + written
+    assert encode_ids(model.codebook_config(), ids).codes.tolist()[: len(prompt) - 1] == prompt[:-1]

@@ -25,8 +25,9 @@ the chosen codes decode, after the prompt, to the same text: the returned sequen
 ``generate()`` would return, and the tokenizer decodes them as usual. A step costs one pass, as
 plain decoding does; a rewriting step's pass reads two or more positions.
 
-``Zip2ZipForCausalLM.generate(..., canonical_inputs=True)`` runs this loop (greedy); the prompt
-must be canonical codes, as the tokenizer writes them.
+``Zip2ZipForCausalLM.generate(..., canonical_inputs=True)`` runs this loop, greedy or sampled
+(``do_sample`` with ``temperature``, ``top_k``, ``top_p``); the prompt must be canonical codes, as
+the tokenizer writes them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.fields import codebook_fields
+from zip2zip.generation.sampling import SamplingConfig, sample_next
 from zip2zip.generation.speculative import _Draft, _keep_marginal, _Rows, _sequences, _stop_ids, _write_rows
 from zip2zip.modeling.marginal import first_ids, marginal_default, min_share_default
 from zip2zip.nn import RowTable
@@ -125,8 +127,9 @@ def canonical_inputs_generate(
     output_hypertokens: bool = True,
     marginal_first_token: bool | None = None,
     hypertoken_min_share: float | None = None,
+    sampling: SamplingConfig | None = None,
 ) -> CanonicalInputOutput:
-    """Greedy generation with canonical inputs (see the module docstring).
+    """Generation with canonical inputs (see the module docstring), greedy or sampled.
 
     Args:
         model: a `Zip2ZipForCausalLM` (eval mode; LoRA merged or not).
@@ -141,6 +144,8 @@ def canonical_inputs_generate(
             KV-cache savings of canonical codes.
         marginal_first_token, hypertoken_min_share: as ``generate()`` takes them (the marginal's
             first token is on by default for the valve, as there).
+        sampling: how each code is drawn (`zip2zip.generation.sampling`: temperature, top-k,
+            top-p, as transformers draws); None: greedy.
 
     Raises:
         ModelInputError: bad shapes or counts, a right-padded batch, or a prompt row that is not
@@ -203,7 +208,8 @@ def canonical_inputs_generate(
     while True:
         if marginal:
             logits = _keep_marginal(logits, firsts, vocab, share)
-        chosen = (logits[:, -1] if output_hypertokens else logits[:, -1, :vocab]).argmax(-1).tolist()
+        scores = logits[:, -1] if output_hypertokens else logits[:, -1, :vocab]
+        chosen = sample_next(scores, sampling or SamplingConfig()).tolist()
         reads: list[_Draft | None] = [None] * batch
         for index, row in enumerate(rows):
             if done[index]:

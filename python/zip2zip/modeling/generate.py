@@ -234,11 +234,22 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         output_hypertokens = bool(options.pop("output_hypertokens", True))
         max_draft_phrase = options.pop("max_draft_phrase", None)
         draft_source = str(options.pop("draft_source", None) or "lookup")
-        if setting["do_sample"] or (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
-            raise ModelInputError(
-                f"{name} runs greedy decoding only: do_sample, num_beams > 1 and "
-                "num_return_sequences > 1 are not supported with it"
-            )
+        sampling = None
+        if canonical_inputs:  # greedy or sampled: the sampling settings are its own
+            from zip2zip.generation.sampling import SamplingConfig
+
+            drawn = {
+                key: options.pop(key, getattr(generation_config, key, None))
+                for key in ("temperature", "top_k", "top_p")
+            }
+            if setting["do_sample"]:
+                sampling = SamplingConfig(
+                    True, float(drawn["temperature"] or 1.0), drawn["top_k"] or None, drawn["top_p"]
+                )
+        elif setting["do_sample"]:
+            raise ModelInputError(f"{name} runs greedy decoding only: do_sample is not supported with it")
+        if (setting["num_beams"] or 1) > 1 or (setting["num_return_sequences"] or 1) > 1:
+            raise ModelInputError(f"{name} does not support num_beams > 1 or num_return_sequences > 1")
         share = min_share_default(self.config, options.pop("hypertoken_min_share", None))
         marginal = marginal_default(self.config, options.pop("marginal_first_token", None), output_hypertokens, share)
         unsupported = sorted(key for key, value in options.items() if value is not None and value is not False)
@@ -262,6 +273,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 output_hypertokens=output_hypertokens,
                 marginal_first_token=marginal,
                 hypertoken_min_share=share,
+                sampling=sampling,
             )
         else:
             output = speculative_generate(
