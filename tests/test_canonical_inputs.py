@@ -65,7 +65,10 @@ def test_a_batch_gives_each_rows_own_choices(saved):
     texts = prompts()
     tok.padding_side = "left"
     batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    given = {key: value.clone() for key, value in batch.items()}
     together = canonical_inputs_generate(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=25)
+    assert together.stats.rewrites > 0
+    assert all(torch.equal(batch[key], given[key]) for key in given)  # the caller's tensors are untouched
     for row, text in enumerate(texts):
         alone = tok(text, return_tensors="pt", add_special_tokens=False)
         single = canonical_inputs_generate(model, alone["input_ids"], alone["attention_mask"], max_new_tokens=25)
@@ -156,3 +159,19 @@ def test_sampling_draws_as_transformers_would_and_stays_canonical(saved):
     written = tok.expand(first[0, len(prompt) :].tolist(), tok.state_after(prompt)).tolist()
     ids = tok.base(prompts()[1], add_special_tokens=False)["input_ids"] + written
     assert encode_ids(model.codebook_config(), ids).codes.tolist()[: len(prompt) - 1] == prompt[:-1]
+
+
+def test_a_rewritten_prompt_code_leaves_the_callers_mask_alone(saved):
+    _, tok, model = saved
+    ids = tok.base(TEXTS[0] + TEXTS[1] * 2, add_special_tokens=False)["input_ids"]
+    config = model.codebook_config()
+    found = 0
+    for cut in range(8, len(ids), 2):
+        codes = torch.from_numpy(encode_ids(config, ids[:cut]).codes.astype("int64"))[None]
+        mask = torch.ones_like(codes)
+        out = canonical_inputs_generate(model, codes, mask, max_new_tokens=2)
+        phrase = tok.state_after(codes[0].tolist()).phrase(out.new_codes[0][0]).tolist()
+        if encode_ids(config, ids[:cut] + phrase).codes.tolist()[: codes.shape[1]] != codes[0].tolist():
+            found += 1  # the first step rewrote the prompt's last code
+            assert bool(mask.all())
+    assert found > 0

@@ -162,7 +162,8 @@ def canonical_inputs_generate(
     vocab = config.vocab_size
     device = input_ids.device
     batch = input_ids.shape[0]
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
+    # A copy: a rewrite masks a column, the caller's mask stays as it was.
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long().clone()
     if mask.shape != input_ids.shape:
         raise ModelInputError(f"attention_mask must be shaped like input_ids {tuple(input_ids.shape)}")
     if not bool(mask[:, -1].all()):
