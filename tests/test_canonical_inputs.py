@@ -124,6 +124,8 @@ def test_generate_runs_it_and_refuses_what_it_cannot_honour(saved):
         model.generate(**batch, max_new_tokens=4, num_beams=2, canonical_inputs=True)
     with pytest.raises(ModelInputError, match="combine"):
         model.generate(**batch, max_new_tokens=4, canonical_inputs=True, prompt_lookup_num_tokens=4)
+    with pytest.raises(ModelInputError, match="canonical_inputs does not support stop_strings"):
+        model.generate(**batch, max_new_tokens=4, canonical_inputs=True, stop_strings=["x"], tokenizer=tok)
     with pytest.raises(ModelInputError, match="canonical_inputs does not support draft_source"):
         model.generate(**batch, max_new_tokens=4, canonical_inputs=True, draft_source="both")
     # canonical_inputs=False is plain generation.
