@@ -139,7 +139,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 right-padded batch.
         """
         if kwargs.get("prompt_lookup_num_tokens") is not None or kwargs.get("canonical_inputs"):
-            return self._generate_with_lookup(args, kwargs)
+            return self._generate_greedy_loop(args, kwargs)
         kwargs.pop("canonical_inputs", None)
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
@@ -196,7 +196,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
             remember(self.codebook_config(), sequences.cpu().numpy(), input_ids.shape[1], starts)
         return output
 
-    def _generate_with_lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    def _generate_greedy_loop(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """``generate(prompt_lookup_num_tokens=N)`` or ``generate(canonical_inputs=True)``:
         `speculative_generate` or `canonical_inputs_generate` with the options ``generate()``
         takes; anything they cannot honour is refused by name."""
