@@ -37,16 +37,21 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from transformers import DynamicCache
 
 from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
-from zip2zip.generation.fields import codebook_fields
 from zip2zip.generation.sampling import SamplingConfig, sample_next
-from zip2zip.generation.speculative import _Draft, _keep_marginal, _Rows, _sequences, _stop_ids, _write_rows
+from zip2zip.generation.speculative import (
+    _Draft,
+    _keep_marginal,
+    _pack,
+    _prompt_pass,
+    _sequences,
+    _stop_ids,
+    _write_rows,
+)
 from zip2zip.modeling.marginal import first_ids, marginal_default, min_share_default
-from zip2zip.nn import RowTable
 
 
 @dataclass
@@ -140,8 +145,7 @@ def canonical_inputs_generate(
         pad_token_id: what pads rows that ended (default: the first EOS id, else 0).
         max_new_base_tokens: also stop a row once its chosen codes stand for this many base tokens.
         output_hypertokens: False writes base ids only (the safety valve), which the model then
-            reads as hypertokens wherever the encoder joins them: the valve's answers with the
-            KV-cache savings of canonical codes.
+            reads as the canonical codes of its text, not as a stream of base ids.
         marginal_first_token, hypertoken_min_share: as ``generate()`` takes them (the marginal's
             first token is on by default for the valve, as there).
         sampling: how each code is drawn (`zip2zip.generation.sampling`: temperature, top-k,
@@ -152,8 +156,6 @@ def canonical_inputs_generate(
             the canonical encoding of its text.
         InvalidCodeError: a prompt row is not a valid code stream.
     """
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        raise ModelInputError(f"input_ids must be [B, P] with P >= 1, got {tuple(input_ids.shape)}")
     if max_new_tokens < 1:
         raise ModelInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     config = model.config
@@ -162,43 +164,16 @@ def canonical_inputs_generate(
     vocab = config.vocab_size
     device = input_ids.device
     batch = input_ids.shape[0]
-    # A copy: a rewrite masks a column, the caller's mask stays as it was.
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long().clone()
-    if mask.shape != input_ids.shape:
-        raise ModelInputError(f"attention_mask must be shaped like input_ids {tuple(input_ids.shape)}")
-    if not bool(mask[:, -1].all()):
-        raise ModelInputError("canonical_inputs needs left padding: the last position of every row must be real")
+    prompt = _prompt_pass(model, input_ids, attention_mask, "canonical_inputs", False)
+    mask, buffers, cache, logits = prompt.mask, prompt.rows, prompt.cache, prompt.logits[:, None]
+    codebook, lengths = prompt.codebook, prompt.lengths
+    rows = _prompt_rows(model, input_ids, mask, prompt.positions)
     stops = _stop_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
     embedding = model.base.get_input_embeddings()
     head = model.base.get_output_embeddings().weight
     softcap = model._softcap()
     hyper = model.hyper
-
-    fields = codebook_fields(model.codebook_config(), input_ids, mask)
-    codebook, lengths = fields["codebook"], fields["codebook_lengths"]
-    buffers = _Rows()
-    cache = DynamicCache(config=model.base.config)
-    positions = hyper.position_ids(input_ids, lengths, mask, config.position_mode)
-    rows = _prompt_rows(model, input_ids, mask, positions)
-    with torch.no_grad():
-        buffers.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
-        buffers.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
-        if hyper.conditional is not None:
-            buffers.codebook, buffers.codebook_lengths = codebook.clone(), lengths.clone()
-        embeds = hyper.input_embeddings(input_ids, embedding, buffers.input_rows)
-        outputs = model.base.get_decoder()(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
-        )
-        logits = hyper.logits(
-            outputs.last_hidden_state[:, -1:],
-            head,
-            buffers.output_rows,
-            fields["installed"][:, -1:],
-            softcap,
-            model._first_ids(buffers.codebook),
-        )
-    cache = output_cache(outputs)
     firsts = torch.full((batch, config.max_codebook_size), -1, dtype=torch.long, device=device)
     if marginal and codebook.shape[1]:
         firsts[:, : codebook.shape[1]] = first_ids(codebook, lengths)
@@ -247,28 +222,9 @@ def canonical_inputs_generate(
         live = [index for index in range(batch) if reads[index] is not None]
         if not live:
             break
-        width = max(len(r.codes) for r in reads if r is not None)
-        codes = torch.zeros(batch, width, dtype=torch.long)
-        installed = torch.zeros(batch, width, dtype=torch.long)
-        spans = torch.zeros(batch, width, dtype=torch.long)
-        valid = torch.zeros(batch, width, dtype=torch.long)
-        last = [0] * batch
-        entries: list[tuple[int, int, list[int]]] = []
-        for index, row in enumerate(rows):
-            planned = reads[index]
-            if planned is None:  # an ended row reads one base id, whose result is never used
-                valid[index, 0] = 1
-                installed[index] = row.text.installed
-                continue
-            n = len(planned.codes)
-            codes[index, :n] = torch.tensor(planned.codes)
-            installed[index, :n] = torch.tensor(planned.installed)
-            installed[index, n:] = planned.installed[-1]
-            spans[index, :n] = torch.tensor(planned.lengths)
-            valid[index, :n] = 1
-            last[index] = n - 1
-            entries += [(index, slot, phrase) for slot, phrase in planned.entries]
-            stats.positions += n
+        codes, installed, spans, valid, entries = _pack(reads, [row.text.installed for row in rows])
+        last = [0 if r is None else len(r.codes) - 1 for r in reads]
+        stats.positions += sum(len(r.codes) for r in reads if r is not None)
         starts = torch.tensor([row.before_open for row in rows], device=device)
         codes, installed, valid = codes.to(device), installed.to(device), valid.to(device)
         with torch.no_grad():

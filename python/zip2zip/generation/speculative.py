@@ -282,6 +282,86 @@ def _stop_ids(model: Any, eos_token_id: int | Sequence[int] | None) -> list[int]
     return [int(eos_token_id)] if isinstance(eos_token_id, int) else [int(i) for i in eos_token_id]
 
 
+@dataclass
+class _Prompt:
+    """What the prompt's pass leaves: the attention mask (a copy, to grow), the row buffers, the
+    KV cache, the positions, the last position's logits ``[B, V + K]`` and the codebook fields."""
+
+    mask: torch.Tensor
+    rows: _Rows
+    cache: Any
+    positions: torch.Tensor
+    logits: torch.Tensor
+    codebook: torch.Tensor
+    lengths: torch.Tensor
+
+
+def _prompt_pass(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, what: str, keep_phrases: bool
+) -> _Prompt:
+    """Check a left-padded prompt batch and run its pass: every entry's rows, the last position's
+    logits only. ``keep_phrases`` keeps the entries' phrases beside the rows (the canonical mask;
+    a conditional head's first base ids always need them)."""
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise ModelInputError(f"input_ids must be [B, P] with P >= 1, got {tuple(input_ids.shape)}")
+    device = input_ids.device
+    # A copy: the loops grow it and mask columns in it; the caller's stays as it was.
+    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long().clone()
+    if mask.shape != input_ids.shape:
+        raise ModelInputError(f"attention_mask must be shaped like input_ids {tuple(input_ids.shape)}")
+    if not bool(mask[:, -1].all()):
+        raise ModelInputError(f"{what} needs left padding: the last position of every row must be real")
+    hyper = model.hyper
+    head = model.base.get_output_embeddings().weight
+    fields = codebook_fields(model.codebook_config(), input_ids, mask)
+    codebook, lengths = fields["codebook"], fields["codebook_lengths"]
+    rows = _Rows()
+    cache = DynamicCache(config=model.base.config)
+    with torch.no_grad():
+        rows.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
+        rows.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
+        if keep_phrases or hyper.conditional is not None:
+            rows.codebook, rows.codebook_lengths = codebook.clone(), lengths.clone()
+        positions = hyper.position_ids(input_ids, lengths, mask, model.config.position_mode)
+        embeds = hyper.input_embeddings(input_ids, model.base.get_input_embeddings(), rows.input_rows)
+        outputs = model.base.get_decoder()(
+            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+        )
+        last = outputs.last_hidden_state[:, -1:]
+        logits = hyper.logits(
+            last, head, rows.output_rows, fields["installed"][:, -1:], model._softcap(), model._first_ids(rows.codebook)
+        )[:, -1]
+    return _Prompt(mask, rows, output_cache(outputs), positions, logits, codebook, lengths)
+
+
+def _pack(
+    reads: Sequence[_Draft | None], ended_installed: Sequence[int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int, list[int]]]]:
+    """One pass's ``[B, W]`` codes, installed counts, phrase lengths and validity from each row's
+    reads, and the entries they create (row, slot, phrase). A row with no reads (it ended) reads
+    one base id, whose result is never used, with its installed count ``ended_installed[row]``."""
+    batch = len(reads)
+    width = max(len(r.codes) for r in reads if r is not None)
+    codes = torch.zeros(batch, width, dtype=torch.long)
+    installed = torch.zeros(batch, width, dtype=torch.long)
+    spans = torch.zeros(batch, width, dtype=torch.long)
+    valid = torch.zeros(batch, width, dtype=torch.long)
+    entries: list[tuple[int, int, list[int]]] = []
+    for row, planned in enumerate(reads):
+        if planned is None:
+            valid[row, 0] = 1
+            installed[row] = ended_installed[row]
+            continue
+        n = len(planned.codes)
+        codes[row, :n] = torch.tensor(planned.codes)
+        installed[row, :n] = torch.tensor(planned.installed)
+        installed[row, n:] = planned.installed[-1]
+        spans[row, :n] = torch.tensor(planned.lengths)
+        valid[row, :n] = 1
+        entries += [(row, slot, phrase) for slot, phrase in planned.entries]
+    return codes, installed, spans, valid, entries
+
+
 def speculative_generate(
     model: Any,
     input_ids: torch.Tensor,
@@ -341,8 +421,6 @@ def speculative_generate(
             unsupported ``draft_source``.
         InvalidCodeError: a prompt row is not a valid code stream.
     """
-    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
-        raise ModelInputError(f"input_ids must be [B, P] with P >= 1, got {tuple(input_ids.shape)}")
     if max_new_tokens < 1 or num_draft_codes < 0 or max_ngram < 1:
         raise ModelInputError(
             "max_new_tokens must be >= 1, num_draft_codes >= 0 and max_ngram >= 1; got "
@@ -365,40 +443,15 @@ def speculative_generate(
     vocab = config.vocab_size
     device = input_ids.device
     batch = input_ids.shape[0]
-    mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.to(device).long()
-    if mask.shape != input_ids.shape:
-        raise ModelInputError(f"attention_mask must be shaped like input_ids {tuple(input_ids.shape)}")
-    if not bool(mask[:, -1].all()):
-        raise ModelInputError("speculative generation needs left padding: the last position of every row must be real")
+    prompt = _prompt_pass(model, input_ids, attention_mask, "speculative generation", canonical)
+    mask, rows, cache, positions, logits = prompt.mask, prompt.rows, prompt.cache, prompt.positions, prompt.logits
+    codebook, lengths = prompt.codebook, prompt.lengths
     stops = _stop_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
     embedding = model.base.get_input_embeddings()
     head = model.base.get_output_embeddings().weight
     softcap = model._softcap()
     hyper = model.hyper
-
-    # The prompt's pass: every entry's rows, the last position's logits only.
-    fields = codebook_fields(model.codebook_config(), input_ids, mask)
-    codebook, lengths = fields["codebook"], fields["codebook_lengths"]
-    rows = _Rows()
-    cache = DynamicCache(config=model.base.config)
-    with torch.no_grad():
-        rows.input_rows = hyper.encode_rows(model._input_lookup(), codebook, lengths, hyper.input_encoder)
-        rows.output_rows = hyper.encode_rows(RowTable(head), codebook, lengths, hyper.output_encoder)
-        # The entries' phrases: for the canonical mask (the prompt's last code stays open: its
-        # logits below are not masked) and for a conditional head's first base ids.
-        if canonical or hyper.conditional is not None:
-            rows.codebook, rows.codebook_lengths = codebook.clone(), lengths.clone()
-        positions = hyper.position_ids(input_ids, lengths, mask, config.position_mode)
-        embeds = hyper.input_embeddings(input_ids, embedding, rows.input_rows)
-        outputs = model.base.get_decoder()(
-            inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
-        )
-        last = outputs.last_hidden_state[:, -1:]
-        logits = hyper.logits(
-            last, head, rows.output_rows, fields["installed"][:, -1:], softcap, model._first_ids(rows.codebook)
-        )[:, -1]
-    cache = output_cache(outputs)
     last_position = positions[:, -1].clone()
     # Each slot's first base id (for the marginal's first token and the hypertoken drafts).
     track_firsts = use_hypertokens or marginal_first_token
@@ -471,26 +524,9 @@ def speculative_generate(
         live = [row for row in range(batch) if drafts[row] is not None]
         if not live:
             break
-        width = max(len(d.codes) for d in drafts if d is not None)
-        codes = torch.zeros(batch, width, dtype=torch.long)
-        installed = torch.zeros(batch, width, dtype=torch.long)
-        spans = torch.zeros(batch, width, dtype=torch.long)
-        valid = torch.zeros(batch, width, dtype=torch.long)
-        entries: list[tuple[int, int, list[int]]] = []
-        for row in range(batch):
-            planned = drafts[row]
-            if planned is None:  # an ended row reads one base id, whose result is never used
-                valid[row, 0] = 1
-                installed[row] = trackers[row].installed
-                continue
-            n = len(planned.codes)
-            codes[row, :n] = torch.tensor(planned.codes)
-            installed[row, :n] = torch.tensor(planned.installed)
-            installed[row, n:] = planned.installed[-1]
-            spans[row, :n] = torch.tensor(planned.lengths)
-            valid[row, :n] = 1
-            entries += [(row, slot, phrase) for slot, phrase in planned.entries]
-            stats.proposed += n - 1
+        codes, installed, spans, valid, entries = _pack(drafts, [t.installed for t in trackers])
+        width = codes.shape[1]
+        stats.proposed += sum(len(d.codes) - 1 for d in drafts if d is not None)
         codes, installed, valid = codes.to(device), installed.to(device), valid.to(device)
         with torch.no_grad():
             if entries:
