@@ -38,7 +38,6 @@ from typing import Any
 
 import torch
 
-from zip2zip._compat import cache_kwargs, output_cache
 from zip2zip._core import CodecState
 from zip2zip.errors import ModelInputError
 from zip2zip.generation.sampling import SamplingConfig, sample_next
@@ -47,9 +46,9 @@ from zip2zip.generation.speculative import (
     _keep_marginal,
     _pack,
     _prompt_pass,
+    _read_pass,
     _sequences,
     _stop_ids,
-    _write_rows,
 )
 from zip2zip.modeling.marginal import first_ids, marginal_default, min_share_default
 
@@ -170,7 +169,6 @@ def canonical_inputs_generate(
     rows = _prompt_rows(model, input_ids, mask, prompt.positions)
     stops = _stop_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
-    embedding = model.base.get_input_embeddings()
     head = model.base.get_output_embeddings().weight
     softcap = model._softcap()
     hyper = model.hyper
@@ -226,28 +224,18 @@ def canonical_inputs_generate(
         last = [0 if r is None else len(r.codes) - 1 for r in reads]
         stats.positions += sum(len(r.codes) for r in reads if r is not None)
         starts = torch.tensor([row.before_open for row in rows], device=device)
-        codes, installed, valid = codes.to(device), installed.to(device), valid.to(device)
+        installed = installed.to(device)
+        columns = mask.shape[1]
         with torch.no_grad():
-            if entries:
-                _write_rows(model, buffers, entries, device)
-                if marginal:
-                    for index, slot, written in entries:
-                        firsts[index, slot] = written[0]
-            steps = spans.to(device) if config.position_mode == "base" else valid
-            positions = starts[:, None] + steps.cumsum(1)
-            columns = mask.shape[1]
-            mask = torch.cat([mask, valid], 1)
-            embeds = hyper.input_embeddings(codes, embedding, buffers.input_rows)
-            outputs = model.base.get_decoder()(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+            hidden_all, positions, mask, cache = _read_pass(
+                model, buffers, cache, mask, starts, (codes, spans, valid, entries), firsts if marginal else None
             )
             at = torch.tensor(last, device=device)
-            hidden = outputs.last_hidden_state[torch.arange(batch, device=device), at][:, None]
+            hidden = hidden_all[torch.arange(batch, device=device), at][:, None]
             picked = installed[torch.arange(batch, device=device), at][:, None]
             logits = hyper.logits(
                 hidden, head, buffers.output_rows, picked, softcap, model._first_ids(buffers.codebook)
             )
-        cache = output_cache(outputs)
         stats.passes += 1
         for index in live:
             row = rows[index]

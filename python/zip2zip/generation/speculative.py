@@ -362,6 +362,37 @@ def _pack(
     return codes, installed, spans, valid, entries
 
 
+def _read_pass(
+    model: Any,
+    rows: _Rows,
+    cache: Any,
+    mask: torch.Tensor,
+    starts: torch.Tensor,
+    pass_codes: tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[tuple[int, int, list[int]]]],
+    firsts: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Any]:
+    """Write the rows of the entries a pass creates (and their first base ids into ``firsts``,
+    when given), then read the pass's ``[B, W]`` codes (`_pack`: codes, phrase lengths, validity,
+    entries) after each row's position ``starts``. Returns the hidden states, the positions, the
+    grown attention mask and the cache."""
+    codes, spans, valid, entries = pass_codes
+    device = starts.device
+    if entries:
+        _write_rows(model, rows, entries, device)
+        if firsts is not None:
+            for row, slot, phrase in entries:
+                firsts[row, slot] = phrase[0]
+    valid = valid.to(device)
+    steps = spans.to(device) if model.config.position_mode == "base" else valid
+    positions = starts[:, None] + steps.cumsum(1)
+    mask = torch.cat([mask, valid], 1)
+    embeds = model.hyper.input_embeddings(codes.to(device), model.base.get_input_embeddings(), rows.input_rows)
+    outputs = model.base.get_decoder()(
+        inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+    )
+    return outputs.last_hidden_state, positions, mask, output_cache(outputs)
+
+
 def speculative_generate(
     model: Any,
     input_ids: torch.Tensor,
@@ -448,7 +479,6 @@ def speculative_generate(
     codebook, lengths = prompt.codebook, prompt.lengths
     stops = _stop_ids(model, eos_token_id)
     pad = pad_token_id if pad_token_id is not None else (stops[0] if stops else 0)
-    embedding = model.base.get_input_embeddings()
     head = model.base.get_output_embeddings().weight
     softcap = model._softcap()
     hyper = model.hyper
@@ -529,26 +559,20 @@ def speculative_generate(
         stats.proposed += sum(len(d.codes) - 1 for d in drafts if d is not None)
         codes, installed, valid = codes.to(device), installed.to(device), valid.to(device)
         with torch.no_grad():
-            if entries:
-                _write_rows(model, rows, entries, device)
-                if track_firsts:
-                    for row, slot, phrase in entries:
-                        firsts[row, slot] = phrase[0]
-            steps = spans.to(device) if config.position_mode == "base" else valid
-            positions = last_position[:, None] + steps.cumsum(1)
-            mask = torch.cat([mask, valid], 1)
-            embeds = hyper.input_embeddings(codes, embedding, rows.input_rows)
-            outputs = model.base.get_decoder()(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, use_cache=True, **cache_kwargs(cache)
+            hidden, positions, mask, cache = _read_pass(
+                model,
+                rows,
+                cache,
+                mask,
+                last_position,
+                (codes, spans, valid, entries),
+                firsts if track_firsts else None,
             )
-            logits = hyper.logits(
-                outputs.last_hidden_state, head, rows.output_rows, installed, softcap, model._first_ids(rows.codebook)
-            )
+            logits = hyper.logits(hidden, head, rows.output_rows, installed, softcap, model._first_ids(rows.codebook))
             if canonical:  # as each plain decoding step masks after the code it reads
                 model._mask_non_canonical(logits, codes, rows.codebook, rows.codebook_lengths, installed)
             if marginal_first_token:  # as generate()'s logits processor does at each step
                 logits = _keep_marginal(logits, firsts, vocab, hypertoken_min_share)
-        cache = output_cache(outputs)
         greedy = (logits[..., :vocab] if not output_hypertokens else logits).argmax(-1).tolist()
         best_all = _best_hypertokens(logits, firsts, vocab).tolist() if use_hypertokens else None
         stats.passes += 1
