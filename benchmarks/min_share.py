@@ -12,7 +12,9 @@ otherwise), ``valve-plain`` (the valve writing the most likely base id) or a sha
 only when it holds at least the share s of that token's probability; s = 0 is
 ``marginal_first_token=True``). A setting with ``+ci`` (``full+ci``, ``valve+ci``, ``0.5+ci``)
 generates with ``canonical_inputs=True``: the model reads the canonical encoding of its text at
-every step (`zip2zip.generation.canonical_inputs`). ``--answers`` asks the checked code tasks and fact questions of
+every step (`zip2zip.generation.canonical_inputs`); with ``+bi`` it reads every written code
+back as its base ids instead (``read_output_as="base_ids"``: the answer read as the valve reads
+its own). ``--answers`` asks the checked code tasks and fact questions of
 ``zip2zip eval --answers`` (200 codes for code, 50 for facts); ``--humaneval FILE`` the HumanEval
 problems of FILE (384 base tokens of answer, batches of ``--batch``). For each setting it prints
 the passes, the base tokens per generated code and the share of distinct 4-grams of the answers'
@@ -40,6 +42,8 @@ def setting_options(setting: str) -> dict[str, Any]:
     """The ``generate()`` keywords of a setting."""
     if setting.endswith("+ci"):
         return {**setting_options(setting[: -len("+ci")]), "canonical_inputs": True}
+    if setting.endswith("+bi"):
+        return {**setting_options(setting[: -len("+bi")]), "canonical_inputs": True, "read_output_as": "base_ids"}
     if setting == "full":
         return {"marginal_first_token": False}
     if setting == "valve":
@@ -100,6 +104,7 @@ def humaneval(model: Any, tok: Any, setting: str, problems: list[Any], batch: in
                 output_hypertokens=options.get("output_hypertokens", True),
                 marginal_first_token=options.get("marginal_first_token"),
                 canonical_inputs=options.get("canonical_inputs", False),
+                read_output_as=options.get("read_output_as"),
             )
     finally:
         model.config.hypertoken_min_share = before

@@ -177,3 +177,33 @@ def test_a_rewritten_prompt_code_leaves_the_callers_mask_alone(saved):
             found += 1  # the first step rewrote the prompt's last code
             assert bool(mask.all())
     assert found > 0
+
+
+def test_reading_the_answer_as_base_ids_is_rerunning_prompt_codes_and_base_ids(saved):
+    _, tok, model = saved
+    config = model.codebook_config()
+    text = prompts()[1]
+    batch = tok(text, return_tensors="pt", add_special_tokens=False)
+    out = canonical_inputs_generate(
+        model, batch["input_ids"], batch["attention_mask"], max_new_tokens=20, read_as="base_ids"
+    )
+    prompt = batch["input_ids"][0].tolist()
+    codes, chosen = list(prompt), []
+    for _ in range(20):
+        ids = torch.tensor([codes])
+        with torch.no_grad():
+            code = int(model(input_ids=ids, **codebook_fields(config, ids, None)).logits[0, -1].argmax())
+        chosen.append(code)
+        codes += tok.state_after(codes).phrase(code).tolist()
+    assert out.new_codes[0] == chosen
+    assert any(code >= tok.vocab_size for code in chosen)  # it wrote hypertokens, read back as base ids
+    assert out.stats.rewrites == 0
+    with torch.no_grad():
+        through = model.generate(
+            **batch, max_new_tokens=20, do_sample=False, canonical_inputs=True, read_output_as="base_ids"
+        )
+    assert torch.equal(through, out.sequences)
+    with pytest.raises(ModelInputError, match="read_as"):
+        canonical_inputs_generate(model, batch["input_ids"], max_new_tokens=2, read_as="bytes")
+    with pytest.raises(ModelInputError, match="read_output_as is an option of canonical_inputs"):
+        model.generate(**batch, max_new_tokens=2, read_output_as="base_ids")

@@ -236,13 +236,14 @@ def zip2zip_answers(
     output_hypertokens: bool = True,
     marginal_first_token: bool | None = None,
     canonical_inputs: bool = False,
+    read_output_as: str | None = None,
 ) -> list[tuple[str, list[int], int]]:
     """The zip2zip model's greedy answers to chat texts, batched, left-padded, with at most
     ``max_new_tokens`` base tokens of text each: (text, generated base ids, generated codes) per
     text (the ids and codes as generated, which may pass the budget by a part of a code). With
     ``output_hypertokens=False`` the answers are written in base ids only (the safety valve);
-    ``marginal_first_token`` and ``canonical_inputs`` are passed to ``generate()`` (None: the
-    model config's default)."""
+    ``marginal_first_token``, ``canonical_inputs`` and ``read_output_as`` are passed to
+    ``generate()`` (None: the model config's default)."""
     stop = _stop_ids(model)
     batch = tokenizer(texts, padding=True, padding_side="left", add_special_tokens=False, return_tensors="pt")
     device = next(model.parameters()).device
@@ -257,6 +258,7 @@ def zip2zip_answers(
             output_hypertokens=output_hypertokens,
             marginal_first_token=marginal_first_token,
             canonical_inputs=canonical_inputs,
+            read_output_as=read_output_as,
         )
     width = batch["input_ids"].shape[1]
     answers = []

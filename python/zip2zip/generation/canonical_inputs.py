@@ -132,6 +132,7 @@ def canonical_inputs_generate(
     marginal_first_token: bool | None = None,
     hypertoken_min_share: float | None = None,
     sampling: SamplingConfig | None = None,
+    read_as: str = "codes",
 ) -> CanonicalInputOutput:
     """Generation with canonical inputs (see the module docstring), greedy or sampled.
 
@@ -149,6 +150,9 @@ def canonical_inputs_generate(
             first token is on by default for the valve, as there).
         sampling: how each code is drawn (`zip2zip.generation.sampling`: temperature, top-k,
             top-p, as transformers draws); None: greedy.
+        read_as: ``"codes"`` (the canonical codes of the text, the loop's purpose) or
+            ``"base_ids"``, a probe: every written code is read back as its base ids (the prompt
+            stays in codes), so that the answer is read as the valve reads its own.
 
     Raises:
         ModelInputError: bad shapes or counts, a right-padded batch, or a prompt row that is not
@@ -157,6 +161,8 @@ def canonical_inputs_generate(
     """
     if max_new_tokens < 1:
         raise ModelInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if read_as not in ("codes", "base_ids"):
+        raise ModelInputError(f"read_as must be 'codes' or 'base_ids', got {read_as!r}")
     config = model.config
     share = min_share_default(config, hypertoken_min_share)
     marginal = marginal_default(config, marginal_first_token, output_hypertokens, share)
@@ -205,7 +211,11 @@ def canonical_inputs_generate(
             closed = row.text.feed_ids(phrase).tolist()
             following = closed + _pending(row.text)
             read = _Draft()
-            if not was_open or closed[:1] == [row.open_code]:  # the open code stays: read what follows it
+            if read_as == "base_ids":  # the probe: the written code's base ids, nothing rewritten
+                row.committed.feed_codes([row.open_code])
+                row.before_open = row.open_position
+                following = phrase.tolist()
+            elif not was_open or closed[:1] == [row.open_code]:  # the open code stays: read what follows it
                 row.committed.feed_codes([row.open_code])
                 row.before_open = row.open_position
                 following = following[1:] if was_open else following

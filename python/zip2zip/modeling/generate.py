@@ -132,13 +132,18 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         base id written: the valve's output in fewer passes. ``canonical_inputs=True`` (greedy
         only) has the model read, at every step, the canonical encoding of the text so far, as
         in training, whatever codes it wrote: a code that extends the one before it rewrites that
-        position instead of following it (`zip2zip.generation.canonical_inputs`).
+        position instead of following it (`zip2zip.generation.canonical_inputs`); with
+        ``read_output_as="base_ids"`` each written code is read back as its base ids instead (a
+        probe: the answer read as the valve reads its own).
 
         Raises:
             ModelInputError: beam search (per-row codebook states are not reordered yet), or a
                 right-padded batch.
         """
-        if kwargs.get("prompt_lookup_num_tokens") is not None or kwargs.get("canonical_inputs"):
+        if any(
+            kwargs.get(key) not in (None, False)
+            for key in ("prompt_lookup_num_tokens", "canonical_inputs", "read_output_as")
+        ):
             return self._generate_greedy_loop(args, kwargs)
         kwargs.pop("canonical_inputs", None)
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
@@ -205,6 +210,9 @@ class Zip2ZipGenerationMixin(GenerationMixin):
 
         options = dict(kwargs)
         canonical_inputs = bool(options.pop("canonical_inputs", False))
+        read_as = str(options.pop("read_output_as", None) or "codes")
+        if read_as != "codes" and not canonical_inputs:
+            raise ModelInputError("read_output_as is an option of canonical_inputs=True")
         draft = options.pop("prompt_lookup_num_tokens", None)
         name = "canonical_inputs" if canonical_inputs else "prompt_lookup_num_tokens"
         if canonical_inputs and draft is not None:
@@ -274,6 +282,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
                 marginal_first_token=marginal,
                 hypertoken_min_share=share,
                 sampling=sampling,
+                read_as=read_as,
             )
         else:
             output = speculative_generate(
