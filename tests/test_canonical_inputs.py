@@ -132,7 +132,8 @@ def test_generate_runs_it_and_refuses_what_it_cannot_honour(saved):
     with torch.no_grad():
         plain = model.generate(**batch, max_new_tokens=6, do_sample=False)
         off = model.generate(**batch, max_new_tokens=6, do_sample=False, canonical_inputs=False)
-    assert torch.equal(plain, off)
+        unset = model.generate(**batch, max_new_tokens=6, do_sample=False, canonical_inputs=False, read_output_as=None)
+    assert torch.equal(plain, off) and torch.equal(plain, unset)
 
 
 def test_sampling_draws_as_transformers_would_and_stays_canonical(saved):

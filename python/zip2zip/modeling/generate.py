@@ -146,6 +146,7 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         ):
             return self._generate_greedy_loop(args, kwargs)
         kwargs.pop("canonical_inputs", None)
+        kwargs.pop("read_output_as", None)
         if kwargs.pop("draft_source", None) not in (None, "lookup"):
             raise ModelInputError("draft_source chooses the drafts of speculation: it needs prompt_lookup_num_tokens=N")
         output_hypertokens = bool(kwargs.pop("output_hypertokens", True))
