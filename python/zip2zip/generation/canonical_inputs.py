@@ -95,6 +95,19 @@ def _pending(text: CodecState) -> list[int]:
     return [] if code is None else [int(code)]
 
 
+def _read_open(read: _Draft, row: _Row, code: int) -> None:
+    """Note the open code's read without reading it into a copy of ``row.committed``: the
+    codebook depends only on the text, so after ``code`` a decoder stands where ``row.text``
+    stands, and the entries the read creates are ``row.text``'s beyond ``row.committed``'s."""
+    text, vocab = row.text, row.text.config.vocab_size
+    read.entries += [
+        (slot, text.phrase(vocab + slot).tolist()) for slot in range(row.committed.installed, text.installed)
+    ]
+    read.codes.append(code)
+    read.installed.append(text.installed)
+    read.lengths.append(len(text.phrase(code)))
+
+
 def _prompt_rows(model: Any, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> list[_Row]:
     """The rows' encoders after their prompts; refuses a prompt that is not canonical."""
     rows = []
@@ -224,8 +237,7 @@ def canonical_inputs_generate(
                 stats.rewrites += 1
             for value in following[:-1]:
                 read.read(row.committed, value)
-            scratch = row.committed.copy()
-            read.read(scratch, following[-1])
+            _read_open(read, row, following[-1])
             reads[index] = read
         live = [index for index in range(batch) if reads[index] is not None]
         if not live:
