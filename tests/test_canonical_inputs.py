@@ -206,5 +206,6 @@ def test_reading_the_answer_as_base_ids_is_rerunning_prompt_codes_and_base_ids(s
     assert torch.equal(through, out.sequences)
     with pytest.raises(ModelInputError, match="read_as"):
         canonical_inputs_generate(model, batch["input_ids"], max_new_tokens=2, read_as="bytes")
-    with pytest.raises(ModelInputError, match="read_output_as is an option of canonical_inputs"):
-        model.generate(**batch, max_new_tokens=2, read_output_as="base_ids")
+    for value in ("base_ids", "codes"):
+        with pytest.raises(ModelInputError, match="read_output_as is an option of canonical_inputs"):
+            model.generate(**batch, max_new_tokens=2, read_output_as=value)

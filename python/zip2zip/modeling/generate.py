@@ -129,8 +129,8 @@ class Zip2ZipGenerationMixin(GenerationMixin):
         pass; the same codes as plain greedy decoding (`zip2zip.generation.speculative`). With
         ``output_hypertokens=False``, ``draft_source="hypertokens"`` (or ``"both"``) drafts the
         rest of the phrase of the hypertoken the model ranks first among those starting with the
-        base id written: the valve's output in fewer passes. ``canonical_inputs=True`` (greedy
-        only) has the model read, at every step, the canonical encoding of the text so far, as
+        base id written: the valve's output in fewer passes. ``canonical_inputs=True`` (greedy or
+        sampled) has the model read, at every step, the canonical encoding of the text so far, as
         in training, whatever codes it wrote: a code that extends the one before it rewrites that
         position instead of following it (`zip2zip.generation.canonical_inputs`); with
         ``read_output_as="base_ids"`` each written code is read back as its base ids instead (a
@@ -211,8 +211,9 @@ class Zip2ZipGenerationMixin(GenerationMixin):
 
         options = dict(kwargs)
         canonical_inputs = bool(options.pop("canonical_inputs", False))
-        read_as = str(options.pop("read_output_as", None) or "codes")
-        if read_as != "codes" and not canonical_inputs:
+        read_output_as = options.pop("read_output_as", None)
+        read_as = str(read_output_as or "codes")
+        if read_output_as is not None and not canonical_inputs:
             raise ModelInputError("read_output_as is an option of canonical_inputs=True")
         draft = options.pop("prompt_lookup_num_tokens", None)
         name = "canonical_inputs" if canonical_inputs else "prompt_lookup_num_tokens"
