@@ -12,6 +12,11 @@ piece of a math manual or proof to explain; and ``--grounded-prompts`` N edits o
 code (document, annotate, rename, comment, reformat) whose answers repeat the input, which teach
 the zip2zip model to copy as its base does (greedy, as the benchmark's base answers; answers cut short by the budget are dropped). Generation is batched and left-padded (prompts sorted
 by length), sampled at temperature 0.7 with a fixed seed; needs a GPU to be quick.
+
+With ``--student FOLDER`` the answers to the template and corpus prompts are a zip2zip model's
+own (sampled the same way, through its ``generate()``, hypertokens written and read as in use):
+training on them with ``--distill`` puts the base model's judgement on the text the zip2zip model
+actually writes and reads back, where its answers go wrong (on-policy distillation).
 """
 
 from __future__ import annotations
@@ -238,6 +243,37 @@ def generate_answers(
     return records
 
 
+def student_answers(folder: Path, todo: list[str], batch_size: int, max_new_tokens: int) -> list[dict[str, Any]]:
+    """The zip2zip model in ``folder``'s answers to ``todo`` as chat records, sampled as
+    `generate_answers` samples (temperature 0.7, top-p 0.9), at most ``max_new_tokens`` base
+    tokens each, batched by similar length."""
+    from zip2zip import Zip2ZipForCausalLM, Zip2ZipTokenizer
+    from zip2zip.evaluation.humaneval import zip2zip_answers
+    from zip2zip.evaluation.prompts import user_text
+
+    tokenizer = Zip2ZipTokenizer.from_pretrained(folder)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = Zip2ZipForCausalLM.from_pretrained(folder, dtype=dtype).to(device).eval()
+    records: list[dict[str, Any]] = []
+    todo = sorted(todo, key=len)
+    for start in range(0, len(todo), batch_size):
+        chunk = todo[start : start + batch_size]
+        texts = [user_text(tokenizer, prompt) for prompt in chunk]
+        answers = zip2zip_answers(model, tokenizer, texts, max_new_tokens, sampling={"temperature": 0.7, "top_p": 0.9})
+        for prompt, (answer, _, _) in zip(chunk, answers):
+            if answer.strip():
+                records.append(
+                    {
+                        "messages": [
+                            {"role": "user", "content": prompt},
+                            {"role": "assistant", "content": answer.strip()},
+                        ]
+                    }
+                )
+    return records
+
+
 def copy_summary(records: list[dict[str, Any]], grounded: list[str]) -> str:
     """How much the edits' answers copy their input: the share with a code block, and the mean
     share of the quoted code's non-blank lines that the answer repeats."""
@@ -275,33 +311,46 @@ def main() -> int:
     )
     parser.add_argument("--grounded-max-new-tokens", type=int, default=640)
     parser.add_argument("--only-grounded", action="store_true", help="no template or corpus prompts")
+    parser.add_argument(
+        "--student", type=Path, help="a zip2zip model folder whose own answers to take instead of the base model's"
+    )
     args = parser.parse_args()
-    from zip2zip.sources import base_tokenizer_source, load_base_model
-
-    tokenizer = base_tokenizer_source(args.base)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_base_model(args.base, dtype=torch.bfloat16 if device == "cuda" else torch.float32).to(device).eval()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    if args.student is not None:
+        if args.grounded_prompts or args.only_grounded:
+            parser.error("--student answers the template and corpus prompts only (no --grounded-prompts)")
+        if not (args.student / "config.json").is_file():
+            parser.error(f"--student {args.student}: no zip2zip model folder there (no config.json)")
     torch.manual_seed(0)
     todo = [] if args.only_grounded else [p for p in prompts() for _ in range(args.samples)]
     if args.corpus and not args.only_grounded:
         todo += corpus_prompts(args.corpus, args.corpus_prompts)
-    records = generate_answers(model, tokenizer, todo, args.batch_size, args.max_new_tokens, finished_only=False)
-    grounded = grounded_prompts(args.corpus, args.grounded_prompts) if args.corpus and args.grounded_prompts else []
-    todo += grounded
-    # Greedy, as the benchmark's base model answers; an edit cut short would teach the model to
-    # stop in the middle of the code: only whole ones are kept.
-    records += generate_answers(
-        model, tokenizer, grounded, args.batch_size, args.grounded_max_new_tokens, finished_only=True, sample=False
-    )
-    if grounded:
-        print(copy_summary(records, grounded))
+    if args.student is not None:
+        records = student_answers(args.student, todo, args.batch_size, args.max_new_tokens)
+    else:
+        from zip2zip.sources import base_tokenizer_source, load_base_model
+
+        tokenizer = base_tokenizer_source(args.base)
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if device == "cuda" else torch.float32
+        model = load_base_model(args.base, dtype=dtype).to(device).eval()
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        records = generate_answers(model, tokenizer, todo, args.batch_size, args.max_new_tokens, finished_only=False)
+        grounded = grounded_prompts(args.corpus, args.grounded_prompts) if args.corpus and args.grounded_prompts else []
+        todo += grounded
+        # Greedy, as the benchmark's base model answers; an edit cut short would teach the model to
+        # stop in the middle of the code: only whole ones are kept.
+        records += generate_answers(
+            model, tokenizer, grounded, args.batch_size, args.grounded_max_new_tokens, finished_only=True, sample=False
+        )
+        if grounded:
+            print(copy_summary(records, grounded))
     with open(args.out, "w") as f:
         for record in records:
             f.write(json.dumps(record) + "\n")
-    print(f"{len(records)} answers to {len(set(todo))} prompts -> {args.out}")
+    who = f"{args.student}'s" if args.student is not None else "base model's"
+    print(f"{len(records)} {who} answers to {len(set(todo))} prompts -> {args.out}")
     return 0
 
 

@@ -24,8 +24,9 @@ from zip2zip.evaluation.humaneval import (
     load_problems,
     passes,
     program_for,
+    zip2zip_answers,
 )
-from zip2zip.evaluation.prompts import HUMANEVAL_TEMPLATE
+from zip2zip.evaluation.prompts import HUMANEVAL_TEMPLATE, user_text
 from zip2zip.modeling import Zip2ZipForCausalLM
 
 ADD = Problem("t/0", 'def add(a, b):\n    """Return a + b."""\n', "add", "def check(f):\n    assert f(2, 3) == 5\n")
@@ -157,6 +158,24 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
     table = format_humaneval(together)
     assert "| base |" in table and "| zip2zip |" in table and "own probability |" in table and "3 problems" in table
     assert "the marginal's first token (the valve) |" in table
+
+
+def test_sampled_answers_repeat_with_the_seed_and_top_k_one_is_greedy(pair):
+    """``zip2zip_answers(sampling=...)`` (the zip2zip model's own answers for on-policy training
+    data, scripts/distill.py --student): a seed gives the same answers again, another seed other
+    ones, and keeping only the most likely code (top-k 1) gives the greedy answers."""
+    tok, model = pair
+    texts = [user_text(tok.base, HUMANEVAL_TEMPLATE.format(prompt=p.prompt)) for p in (ADD, UPPER)]
+    drawn = {"temperature": 1.5, "top_p": 1.0}
+
+    def answers(seed, sampling):
+        torch.manual_seed(seed)
+        return [text for text, _, _ in zip2zip_answers(model, tok, texts, 24, sampling=sampling)]
+
+    first = answers(0, drawn)
+    assert first == answers(0, drawn)
+    assert first != answers(1, drawn) or first != answers(2, drawn)
+    assert answers(3, {"top_k": 1}) == answers(4, None)
 
 
 def test_eval_command_runs_humaneval(pair, tmp_path):

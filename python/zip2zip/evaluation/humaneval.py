@@ -34,7 +34,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -237,8 +237,10 @@ def zip2zip_answers(
     marginal_first_token: bool | None = None,
     canonical_inputs: bool = False,
     read_output_as: str | None = None,
+    sampling: Mapping[str, Any] | None = None,
 ) -> list[tuple[str, list[int], int]]:
-    """The zip2zip model's greedy answers to chat texts, batched, left-padded, with at most
+    """The zip2zip model's answers to chat texts (greedy, or drawn with ``sampling``'s
+    ``generate()`` settings, e.g. ``{"temperature": 0.7, "top_p": 0.9}``), batched, left-padded, with at most
     ``max_new_tokens`` base tokens of text each: (text, generated base ids, generated codes) per
     text (the ids and codes as generated, which may pass the budget by a part of a code). With
     ``output_hypertokens=False`` the answers are written in base ids only (the safety valve);
@@ -254,7 +256,7 @@ def zip2zip_answers(
             max_new_tokens=max_new_tokens,
             max_new_base_tokens=max_new_tokens,
             tokenizer=tokenizer,
-            do_sample=False,
+            **({"do_sample": True, **sampling} if sampling else {"do_sample": False}),
             output_hypertokens=output_hypertokens,
             marginal_first_token=marginal_first_token,
             canonical_inputs=canonical_inputs,
