@@ -296,8 +296,8 @@ def test_the_shipped_model_accepts_drafts_when_it_copies():
 def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved):
     """`zip2zip bench generate --peers` on a tiny model: every kind timed on every set, prompt
     lookup at batch size 1 only, and the lossless methods give their plain runs' answers."""
-    from zip2zip.evaluation.prompts import GROUNDED_TASKS, grounded_prompts
-    from zip2zip.generation.peers import KINDS, compare_peers, format_peers
+    from zip2zip.evaluation.prompts import GROUNDED_TASKS, grounded_prompts, user_text
+    from zip2zip.generation.peers import KINDS, _stop_at, _stops, compare_peers, format_peers
 
     _, tok, model = saved
     grounded = grounded_prompts(2, chars=300)
@@ -318,8 +318,8 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
         progress=printed.append,
     )
     assert set(results["sets"]) == {"grounded/b1", "grounded/b2", "chat/b1", "chat/b2"}
-    # Seven kinds at batch 1, six at 2 (no transformers lookup), on two sets; then a line a row.
-    assert sum(line.startswith("  ") for line in printed) == 26 and len(printed) == 26 + 4
+    # Eight kinds at batch 1, seven at 2 (no transformers lookup), on two sets; then a line a row.
+    assert sum(line.startswith("  ") for line in printed) == 30 and len(printed) == 30 + 4
     one, two = results["sets"]["grounded/b1"], results["sets"]["grounded/b2"]
     assert set(KINDS) <= set(one) and "base + lookup" not in two and "base + batched lookup" in two
     for row in (one, two):
@@ -341,9 +341,21 @@ def test_the_peers_comparison_runs_every_kind_and_checks_the_lossless_ones(saved
     faster = max(one["base + lookup"]["bytes_per_s"], one["base + batched lookup"]["bytes_per_s"])
     assert one["speculation_over_lookup"] == one["zip2zip + speculation"]["bytes_per_s"] / faster
     assert one["valve_drafts_over_lookup"] == one["valve + drafts"]["bytes_per_s"] / faster
+    # The read-back kind's answer is what generate() writes with those options.
+    chat = user_text(tok.base, "Hello hello hello")
+    batch = tok([chat], return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=12, canonical_inputs=True, read_output_as="base_ids")
+    codes = _stop_at(out[0, batch["input_ids"].shape[1] :].tolist(), _stops(model, tok))
+    state = tok.state_after(batch["input_ids"][0])
+    assert results["sets"]["chat/b1"]["zip2zip reading base ids"]["texts"] == [
+        tok.decode(codes, state=state, skip_special_tokens=True)
+    ]
     table = format_peers(results)
-    # Two rows of the grounded set in each of the three tables: the peers', the valve's, passes.
-    assert table.count("\n| grounded |") == 6 and "n/a" in table and "The safety valve" in table
+    # Two rows of the grounded set in each of the four tables: the peers', the valve's, the
+    # read-back's, passes.
+    assert table.count("\n| grounded |") == 8 and "n/a" in table and "The safety valve" in table
+    assert "read back as base ids" in table
 
 
 def test_the_peers_comparison_runs_the_kinds_asked_for(saved):

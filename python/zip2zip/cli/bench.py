@@ -80,10 +80,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kinds",
         nargs="+",
-        choices=["base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts"],
+        # peers.KIND_NAMES's keys (kept here so that parsing the command line imports no torch)
+        choices=[
+            "base",
+            "lookup",
+            "batched-lookup",
+            "zip2zip",
+            "speculation",
+            "valve",
+            "valve-drafts",
+            "read-base-ids",
+        ],
         help="--peers: what runs besides the base model (default: all; batched-lookup is the base's prompt "
         "lookup at any batch size, in the speculation loop; valve writes base ids only, valve-drafts adds "
-        "drafts from its hypertokens and the text)",
+        "drafts from its hypertokens and the text, read-base-ids writes hypertokens and reads each back as "
+        "its base ids)",
     )
     parser.add_argument("--json", help="also write the results here")
 

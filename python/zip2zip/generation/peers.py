@@ -52,10 +52,13 @@ KINDS = (
     "zip2zip + speculation",
     "valve",
     "valve + drafts",
+    "zip2zip reading base ids",
 )
 LOOKUPS = ("base + lookup", "base + batched lookup")
 # ``--kinds`` on the command line: short names of `KINDS`.
-KIND_NAMES = dict(zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts"), KINDS))
+KIND_NAMES = dict(
+    zip(("base", "lookup", "batched-lookup", "zip2zip", "speculation", "valve", "valve-drafts", "read-base-ids"), KINDS)
+)
 # The speculating kinds: the key of their draft statistics in a row, and the kind whose answers
 # they must repeat (lossless).
 SPECULATING = {
@@ -64,7 +67,7 @@ SPECULATING = {
     "valve + drafts": ("valve_drafts", "valve"),
 }
 # The kinds that write one code a forward pass of a row.
-ONE_A_PASS = ("base", "zip2zip", "valve")
+ONE_A_PASS = ("base", "zip2zip", "valve", "zip2zip reading base ids")
 
 
 def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
@@ -250,6 +253,10 @@ def compare_peers(
         "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
         "valve": _zip2zip_runner(model, tokenizer, None, **valve),
+        # hypertokens written, each read back as its base ids (docs/generation.md, "Canonical inputs")
+        "zip2zip reading base ids": _zip2zip_runner(
+            model, tokenizer, None, canonical_inputs=True, read_output_as="base_ids"
+        ),
         **{kind: _zip2zip_runner(m, t, d, p, **o) for kind, (m, t, d, p, o) in speculators.items()},
     }
     for name, prompts in sets.items():
@@ -376,6 +383,8 @@ def format_peers(results: dict[str, Any]) -> str:
         )
     if any(kind in row for row in results["sets"].values() for kind in ("valve", "valve + drafts")):
         lines += ["", _valve_table(results)]
+    if any(READ_BACK in row for row in results["sets"].values()):
+        lines += ["", _read_back_table(results)]
     lines += ["", _pass_table(results)]
     return "\n".join(lines) + "\n" + _median_note(results)
 
@@ -399,7 +408,7 @@ def _set_table(
 
 def _pass_table(results: dict[str, Any]) -> str:
     """Text bytes per forward pass of a row, for the kinds whose passes are counted."""
-    counted = ["base", "base + batched lookup", "zip2zip", "zip2zip + speculation", "valve", "valve + drafts"]
+    counted = [kind for kind in KINDS if kind != "base + lookup"]
 
     def cells(row: dict[str, Any]) -> list[str]:
         per_pass = row.get("bytes_per_pass", {})
@@ -410,6 +419,25 @@ def _pass_table(results: dict[str, Any]) -> str:
         "zip2zip model costs about what a base pass costs: benchmarks.md):"
     )
     return _set_table(results, intro, counted, cells)
+
+
+READ_BACK = "zip2zip reading base ids"
+
+
+def _read_back_table(results: dict[str, Any]) -> str:
+    """Hypertokens written and read back as base ids, against the base, the full model and the valve."""
+
+    def cells(row: dict[str, Any]) -> list[str]:
+        ratios = row["ratios"]
+        return [
+            f"{row[READ_BACK]['bytes_per_s']:,.0f}",
+            f"{ratios[READ_BACK]:.2f}x",
+            *(f"{ratios[READ_BACK] / ratios[k]:.2f}x" if k in ratios else "n/a" for k in ("zip2zip", "valve")),
+        ]
+
+    intro = 'Hypertokens written, read back as base ids (`canonical_inputs=True, read_output_as="base_ids"`):'
+    columns = ["B/s", "/ base", "/ zip2zip", "/ valve"]
+    return _set_table(results, intro, columns, lambda row: cells(row) if READ_BACK in row else ["n/a"] * 4)
 
 
 def _valve_table(results: dict[str, Any]) -> str:
