@@ -219,6 +219,50 @@ def test_conditional_head_is_added_trained_and_kept(workspace, tmp_path):
     torch.testing.assert_close(kept, before, rtol=0, atol=1e-5)
 
 
+def test_read_back_answers_trains_resumes_and_is_refused_where_it_cannot_apply(workspace, tmp_path, capsys):
+    """--read-back-answers: chat answers read as base ids (with the distillation teacher, whose
+    ends follow the positions), recorded, resumed exactly; a share outside [0, 1] and the
+    canonical mask are refused by name."""
+    chats = tmp_path / "chats.jsonl"
+    answer = "def add(a, b):\n    return a + b\n" * 3
+    chats.write_text(
+        "".join(
+            json.dumps(
+                {"messages": [{"role": "user", "content": f"Write add {i}."}, {"role": "assistant", "content": answer}]}
+            )
+            + "\n"
+            for i in range(6)
+        )
+    )
+    data = ("--data", str(workspace / "data"), str(chats))
+    settings = (*data, "--read-back-answers", "1.0", "--distill", "1.0", "--distill-top", "8", "--document-windows")
+    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
+    assert main(train_args(workspace, whole, "--steps", "4", "--save-every", "2", *settings)) == 0
+    assert json.loads((whole / "train_config.json").read_text())["read_back_answers"] == 1.0
+    assert all(np.isfinite(e["loss"]) and e["distill_kl"] >= 0 for e in log_of(whole))
+    (resumed / "checkpoints").mkdir(parents=True)
+    shutil.copytree(whole / "checkpoints" / "step-2", resumed / "checkpoints" / "step-2")
+    (resumed / "train_log.jsonl").write_text(
+        "".join(line + "\n" for line in (whole / "train_log.jsonl").read_text().splitlines()[:2])
+    )
+    assert main(train_args(workspace, resumed, "--steps", "4", "--save-every", "2", "--resume", *settings)) == 0
+    for a, b in zip(log_of(whole)[2:], log_of(resumed)[2:], strict=True):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-6) and a["codes"] == b["codes"]
+    # The same windows read as codes throughout are fewer positions: the answers were read back.
+    plain = tmp_path / "plain"
+    assert main(train_args(workspace, plain, "--steps", "4", *data, "--distill", "1.0", "--document-windows")) == 0
+    assert log_of(plain)[-1]["codes"] < log_of(whole)[-1]["codes"]
+    assert log_of(plain)[-1]["base_tokens"] == log_of(whole)[-1]["base_tokens"]
+    capsys.readouterr()
+    assert main(train_args(workspace, tmp_path / "bad", "--steps", "1", *data, "--read-back-answers", "1.5")) == 2
+    assert "read_back_answers=1.5" in capsys.readouterr().err
+    assert (
+        main(train_args(workspace, tmp_path / "mask", "--steps", "1", *data, "--read-back-answers", "1", "--canonical"))
+        == 2
+    )
+    assert "canonical mask needs codes" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("rslora", [False, True])
 def test_a_grown_lora_adapter_computes_what_it_did(rslora):
     """`grow_lora_rank` on a peft model: the same logits with a trained (non-zero) adapter, the

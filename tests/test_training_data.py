@@ -7,14 +7,20 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import zip2zip as z
+from zip2zip.codec import read_codes
+from zip2zip.errors import TrainingError
+from zip2zip.generation.fields import codebook_fields
 from zip2zip.training.data import (
     CodeWindows,
     Document,
     code_lengths,
     collate_windows,
+    read_back_mask,
     read_documents,
+    tokenize_document_stream,
     tokenize_documents,
 )
 
@@ -145,3 +151,117 @@ def test_grouped_batches_cover_each_epoch_once_with_little_padding():
     assert [len(b) for b in short[:-1]] == [8] * 124 and len(short[-1]) == 5  # the epoch's last batch
     with pytest.raises(ValueError, match="batch_size"):
         GroupedBatches(lengths, batch_size=0, epochs=1, seed=0)
+
+
+def _chat_documents():
+    """A text document and chats whose answers repeat themselves (so that they compress to
+    hypertokens), one of them two turns long."""
+    answer = "def add(a, b):\n    return a + b\n" * 4
+    return [
+        Document(text="some plain text " * 8),
+        Document(messages=[{"role": "user", "content": "Write add."}, {"role": "assistant", "content": answer}]),
+        Document(
+            messages=[
+                {"role": "user", "content": "Say it twice."},
+                {"role": "assistant", "content": "hello world, hello world, hello world"},
+                {"role": "user", "content": "Again."},
+                {"role": "assistant", "content": "hello world, hello world"},
+            ]
+        ),
+    ]
+
+
+def test_the_read_back_mask_covers_the_chosen_chats_answers(tok):
+    documents = _chat_documents()
+    ids, mask, starts = tokenize_document_stream(tok, documents)
+    every = read_back_mask(documents, mask, starts, 1.0)
+    assert every[: starts[1]].sum() == 0  # never the text document
+    assert np.array_equal(every[starts[1] :], mask[starts[1] :])  # the chats' answers (and EOS) only
+    assert read_back_mask(documents, mask, starts, 0.0).sum() == 0
+    # A share draws whole documents (each chat's answers all read back or none), the same ones
+    # for the same seed, other ones for other seeds.
+    ends = [*starts[1:].tolist(), len(ids)]
+    draws = set()
+    for seed in range(12):
+        drawn = read_back_mask(documents, mask, starts, 0.5, seed)
+        assert np.array_equal(drawn, read_back_mask(documents, mask, starts, 0.5, seed))
+        chosen = []
+        for start, end in zip(starts[1:].tolist(), ends[1:]):
+            assert np.array_equal(drawn[start:end], mask[start:end]) or drawn[start:end].sum() == 0
+            chosen.append(bool(drawn[start:end].sum()))
+        draws.add(tuple(chosen))
+    assert len(draws) > 1
+    for share in (-0.1, 1.5):
+        with pytest.raises(TrainingError, match="read-back share"):
+            read_back_mask(documents, mask, starts, share)
+    with pytest.raises(TrainingError, match="document starts"):
+        read_back_mask(documents, mask, starts[:2], 1.0)
+    with pytest.raises(TrainingError, match="read_back"):
+        CodeWindows(tok, ids, mask, 32, read_back=every[:-1])
+
+
+def test_read_back_windows_are_what_generation_reading_base_ids_sees(tok):
+    """Codes wholly inside an answer become their base ids; each stays the target at its first
+    base id; the targets, in order, are the plain windows'; the text is the same; the installed
+    count before every target is what a decoder tracking that stream has (`read_codes`, as
+    ``generate(read_output_as="base_ids")`` builds it); ``code_ends`` index each position's last
+    base token."""
+    documents = _chat_documents()
+    ids, mask, starts = tokenize_document_stream(tok, documents)
+    back = read_back_mask(documents, mask, starts, 1.0)
+    plain = CodeWindows(tok, ids, mask, 24, document_starts=starts, teacher_ids=True)
+    windows = CodeWindows(tok, ids, mask, 24, document_starts=starts, teacher_ids=True, read_back=back)
+    assert np.array_equal(plain.starts, windows.starts)
+    spread = 0
+    for index in range(len(windows)):
+        item, before = windows[index], plain[index]
+        start, end = int(windows.starts[index]), int(windows.starts[index + 1])
+        inputs, labels = item["input_ids"].numpy(), item["labels"].numpy()
+        assert np.array_equal(labels[labels != -100], before["labels"].numpy()[before["labels"].numpy() != -100])
+        # The same text, cut into other positions.
+        assert (
+            tok.expand(inputs).tolist() == tok.expand(before["input_ids"].numpy()).tolist() == ids[start:end].tolist()
+        )
+        tracked = read_codes(tok.config, inputs)
+        lengths = code_lengths(tracked, tok.vocab_size)
+        assert np.array_equal(item["code_ends"].numpy(), np.cumsum(lengths) - 1)
+        targets = np.flatnonzero(labels != -100)
+        before_target = targets[targets > 0] - 1
+        assert np.array_equal(item["installed"].numpy()[before_target], tracked.installed[before_target])
+        # Positions read back hold the window's own base ids, and no hypertoken is read there.
+        inside = np.minimum.reduceat(back[start:end], np.cumsum(lengths) - lengths).astype(bool)
+        assert (inputs[inside] < tok.vocab_size).all()
+        spread += int((labels[inside] == -100).sum())
+    assert spread > 0  # hypertokens of the answers were read as base ids
+    batch = collate_windows([windows[i] for i in range(len(windows))])
+    assert batch["code_ends"].shape == batch["input_ids"].shape
+
+
+def test_the_read_back_loss_is_a_loop_over_what_generation_reads(saved):
+    """The model's loss on a batch of read-back windows equals, target by target, the loss of
+    running the model on the stream before each target as generation builds it (codebook and
+    installed counts tracked from the stream, `codebook_fields`), averaged: the training inputs are
+    what ``generate(read_output_as="base_ids")`` feeds."""
+    _, tok, model = saved
+    documents = _chat_documents()
+    ids, mask, starts = tokenize_document_stream(tok, documents)
+    back = read_back_mask(documents, mask, starts, 1.0)
+    windows = CodeWindows(tok, ids, mask, 24, document_starts=starts, read_back=back)
+    items = [windows[i] for i in range(len(windows))]
+    batch = collate_windows(items)
+    keys = ("input_ids", "attention_mask", "labels", "codebook", "codebook_lengths", "installed")
+    with torch.no_grad():
+        loss = model(**{key: batch[key] for key in keys}).loss
+    config = model.codebook_config()
+    losses = []
+    for item in items:
+        inputs, labels, installed = item["input_ids"], item["labels"], item["installed"]
+        for t in range(1, len(inputs)):
+            if labels[t] == -100 or labels[t] >= tok.vocab_size + installed[t - 1]:  # unscored, or KwKwK
+                continue
+            prefix = inputs[:t][None]
+            with torch.no_grad():
+                logits = model(input_ids=prefix, **codebook_fields(config, prefix, None)).logits[0, -1]
+            losses.append(torch.nn.functional.cross_entropy(logits[None], labels[t : t + 1]))
+    assert len(losses) > 20
+    assert torch.allclose(loss, torch.stack(losses).mean(), atol=1e-5), (loss, torch.stack(losses).mean())

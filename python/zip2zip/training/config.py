@@ -56,6 +56,7 @@ class TrainConfig:
     adapter_kl_tokens: int = 256
     distill: float = 0.0
     distill_top: int = 32
+    read_back_answers: float = 0.0
 
     def validate(self) -> None:
         """Raises `TrainingError` on settings that cannot train."""
@@ -75,6 +76,12 @@ class TrainConfig:
             bad.append(f"distill={self.distill}, distill_top={self.distill_top}")
         if self.conditional_head < 0:
             bad.append(f"conditional_head={self.conditional_head}")
+        if not 0.0 <= self.read_back_answers <= 1.0:
+            bad.append(f"read_back_answers={self.read_back_answers} (a share in [0, 1])")
+        if self.read_back_answers and self.canonical:
+            # The canonical mask conditions on the code before each position; a base id read back
+            # is not the code the model wrote there.
+            bad.append("read_back_answers with canonical (the canonical mask needs codes as inputs)")
         for name, value in (("grow_encoder_layers", self.grow_encoder_layers), ("grow_lora_rank", self.grow_lora_rank)):
             if value and not self.init:
                 bad.append(f"{name}={value} without --init")
@@ -200,6 +207,15 @@ def add_arguments(parser: Any) -> None:
         metavar="N",
         help="add a conditional head of inner width N (each first token's group split knowing that token; "
         "zero output projection, so training starts from the model's outputs); kept from --init if it has one",
+    )
+    parser.add_argument(
+        "--read-back-answers",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="in SHARE of the chat documents (drawn with --seed), read the codes of the answers as their base "
+        "ids, as generate(canonical_inputs=True, read_output_as='base_ids') reads the model's own codes back; "
+        "the codes stay the targets. 0: off",
     )
     parser.add_argument(
         "--canonical",

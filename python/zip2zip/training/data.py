@@ -10,6 +10,10 @@
   dropped at a boundary. Each window is compressed from an empty codebook (DataLoader workers do
   this on the fly), which gives the codes, the installed counts (exact output availability) and
   the codebook. A code is scored only when all its base tokens are.
+* With a read-back mask (`read_back_mask`, ``zip2zip train --read-back-answers``), the codes that
+  lie wholly in a chat answer are read as the base ids they stand for, as
+  ``generate(canonical_inputs=True, read_output_as="base_ids")`` reads the model's own codes; each
+  code stays the target at its first base id (`expand_read_back`).
 
 `CodeWindows` is a ``torch.utils.data.Dataset``; `collate_windows` pads a batch's codebooks.
 """
@@ -168,6 +172,68 @@ def tokenize_document_stream(
     return np.concatenate(pieces), np.concatenate(masks), starts
 
 
+def read_back_mask(
+    documents: Sequence[Document], mask: np.ndarray, starts: np.ndarray, share: float, seed: int = 0
+) -> np.ndarray:
+    """``[n]`` uint8: 1 on the answer tokens (``mask``'s assistant turns and closing EOS) of a
+    ``share`` of the chat documents, drawn with ``seed`` (the same documents every run), 0
+    elsewhere; `CodeWindows` reads the codes there as base ids.
+
+    Raises:
+        TrainingError: ``share`` outside [0, 1], or ``starts`` not one per document.
+    """
+    if not 0.0 <= share <= 1.0:
+        raise TrainingError(f"the read-back share must be in [0, 1], got {share}")
+    if len(starts) != len(documents):
+        raise TrainingError(f"{len(starts)} document starts for {len(documents)} documents")
+    out = np.zeros(len(mask), dtype=np.uint8)
+    drawn = np.random.default_rng(seed).random(len(documents)) < share
+    ends = [*starts[1:].tolist(), len(mask)]
+    for document, start, end, chosen in zip(documents, starts.tolist(), ends, drawn):
+        if chosen and document.messages is not None:
+            out[start:end] = mask[start:end]
+    return out
+
+
+def expand_read_back(
+    codes: np.ndarray,
+    labels: np.ndarray,
+    installed: np.ndarray,
+    lengths: np.ndarray,
+    ids: np.ndarray,
+    read_back: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A window's codes with those wholly inside ``read_back`` read as their base ids.
+
+    A code of ``k`` base ids there becomes ``k`` positions holding its base ids: its label (the
+    code itself, predicted from the position before) stays on the first, the other ``k - 1``
+    predict nothing (-100), and all ``k`` keep the code's installed count (the codebook depends
+    on the text only). So the last base id of a code predicts the next code, as it does when
+    ``generate(..., read_output_as="base_ids")`` reads a written code back.
+
+    Args:
+        codes, labels, installed, lengths: ``[L]`` per code (`CodeWindows`).
+        ids: the window's ``[N]`` base ids (``N = lengths.sum()``); read_back: ``[N]`` 0/1.
+
+    Returns:
+        ``(input_ids, labels, installed, ends)``, each ``[L']``: ``ends`` is the index in ``ids``
+        of each position's last base token (what the distillation teacher reads up to).
+    """
+    offsets = np.cumsum(lengths) - lengths
+    if not len(codes):
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty, empty
+    expand = np.minimum.reduceat(read_back, offsets).astype(bool) & (lengths > 1)
+    counts = np.where(expand, lengths, 1)
+    code = np.repeat(np.arange(len(codes)), counts)
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    spread = expand[code]
+    inputs = np.where(spread, ids[offsets[code] + within].astype(np.int64), codes[code])
+    out_labels = np.where(within == 0, labels[code], IGNORE_INDEX)
+    ends = np.where(spread, offsets[code] + within, offsets[code] + lengths[code] - 1)
+    return inputs, out_labels, installed[code], ends
+
+
 def code_lengths(encoding: Any, vocab: int) -> np.ndarray:
     """Base tokens each code of an `Encoding` stands for (int64)."""
     codes = encoding.codes.astype(np.int64)
@@ -195,10 +261,12 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         teacher_ids: also give each window's base ids as ``window_ids`` and, per code, the
             index in them of its last base token as ``code_ends`` (for ``zip2zip train
             --distill``, whose teacher reads the base ids).
+        read_back: ``[n]`` 0/1, 1 where codes are read as base ids (`read_back_mask`,
+            `expand_read_back`); None: codes everywhere.
 
     Raises:
-        TrainingError: ``window_codes`` below 2, ``mask`` of another length, or document starts
-            out of order or range.
+        TrainingError: ``window_codes`` below 2, ``mask`` or ``read_back`` of another length, or
+            document starts out of order or range.
     """
 
     def __init__(
@@ -210,11 +278,15 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         document_starts: np.ndarray | None = None,
         plain_tokens: int = 0,
         teacher_ids: bool = False,
+        read_back: np.ndarray | None = None,
     ) -> None:
         if window_codes < 2:
             raise TrainingError(f"window_codes must be at least 2, got {window_codes}")
         if len(ids) != len(mask):
             raise TrainingError(f"ids ({len(ids)}) and mask ({len(mask)}) differ in length")
+        if read_back is not None and len(read_back) != len(ids):
+            raise TrainingError(f"ids ({len(ids)}) and read_back ({len(read_back)}) differ in length")
+        self.read_back = None if read_back is None else np.ascontiguousarray(read_back, dtype=np.uint8)
         self.config = tokenizer.config
         self.ids = np.ascontiguousarray(ids, dtype=np.int32)
         self.mask = np.ascontiguousarray(mask, dtype=np.uint8)
@@ -258,10 +330,16 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
         ends = np.cumsum(lengths)
         scored = np.minimum.reduceat(self.mask[start:end], ends - lengths) if len(codes) else np.zeros(0, np.uint8)
         labels = np.where(scored.astype(bool), codes, IGNORE_INDEX)
+        installed = encoding.installed.astype(np.int64)
+        code_ends = ends - 1
+        if self.read_back is not None and self.read_back[start:end].any():
+            codes, labels, installed, code_ends = expand_read_back(
+                codes, labels, installed, lengths, self.ids[start:end], self.read_back[start:end]
+            )
         item = {
             "input_ids": torch.from_numpy(codes),
             "labels": torch.from_numpy(labels),
-            "installed": torch.from_numpy(encoding.installed.astype(np.int64)),
+            "installed": torch.from_numpy(installed),
             "codebook": torch.from_numpy(encoding.codebook.astype(np.int64)),
             "codebook_lengths": torch.from_numpy(encoding.codebook_lengths.astype(np.int64)),
             "base_tokens": torch.tensor(end - start),
@@ -270,7 +348,7 @@ class CodeWindows(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
             item["plain_ids"] = torch.from_numpy(self.ids[start : min(end, start + self.plain_tokens)].astype(np.int64))
         if self.teacher_ids:
             item["window_ids"] = torch.from_numpy(self.ids[start:end].astype(np.int64))
-            item["code_ends"] = torch.from_numpy(ends - 1)
+            item["code_ends"] = torch.from_numpy(code_ends)
         return item
 
 

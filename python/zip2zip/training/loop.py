@@ -60,7 +60,13 @@ from zip2zip.training.checkpoints import (
     save_checkpoint,
 )
 from zip2zip.training.config import TrainConfig
-from zip2zip.training.data import CodeWindows, collate_windows, read_documents, tokenize_document_stream
+from zip2zip.training.data import (
+    CodeWindows,
+    collate_windows,
+    read_back_mask,
+    read_documents,
+    tokenize_document_stream,
+)
 from zip2zip.training.losses import AdapterKL, DistillKL
 from zip2zip.training.samplers import EpochOrder, GroupedBatches
 
@@ -72,10 +78,14 @@ def build_windows(
     document_windows: bool = False,
     plain_tokens: int = 0,
     teacher_ids: bool = False,
+    read_back_share: float = 0.0,
+    seed: int = 0,
 ) -> Any:
-    ids, mask, starts = tokenize_document_stream(tokenizer, read_documents(paths))
+    documents = read_documents(paths)
+    ids, mask, starts = tokenize_document_stream(tokenizer, documents)
     if len(ids) < 2:
         raise TrainingError(f"no text in {', '.join(paths)}")
+    read_back = read_back_mask(documents, mask, starts, read_back_share, seed) if read_back_share else None
     return CodeWindows(
         tokenizer,
         ids,
@@ -84,6 +94,7 @@ def build_windows(
         document_starts=starts if document_windows else None,
         plain_tokens=plain_tokens,
         teacher_ids=teacher_ids,
+        read_back=read_back,
     )
 
 
@@ -131,6 +142,7 @@ def load_pair(config: TrainConfig) -> tuple[Any, Any]:
             raise TrainingError(f"--conditional-head: {error}") from error
     if model.config.canonical_outputs:
         config.canonical = True
+        config.validate()  # --read-back-answers does not combine with a model kept canonical
     elif config.canonical:
         model.config.canonical_outputs = True
     if config.gradient_checkpointing:
@@ -259,6 +271,8 @@ def make_loaders(config: TrainConfig, tokenizer: Any, world: int) -> tuple[Any, 
         config.document_windows,
         plain_tokens,
         teacher_ids=config.distill > 0,
+        read_back_share=config.read_back_answers,
+        seed=config.seed,
     )
     windows_needed = config.steps * config.grad_accum * config.batch_size * world
     epochs = max(1, math.ceil(windows_needed / len(windows)))
