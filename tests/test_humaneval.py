@@ -155,9 +155,15 @@ def test_both_models_answer_and_batching_changes_no_answer(pair):
     # the base answer is what the base model (adapter off) writes on its own
     assert together["answers"][0]["base"] == base_answer(model, tok, HUMANEVAL_TEMPLATE.format(prompt=ADD.prompt), 12)
     assert together["problems"] == 3 and together["base_passed"] == sum(r["base_passes"] for r in together["answers"])
+    # The read-back side is the model writing hypertokens and reading them back as base ids.
+    texts = [user_text(tok.base, HUMANEVAL_TEMPLATE.format(prompt=p.prompt)) for p in problems]
+    back = zip2zip_answers(model, tok, texts, 12, canonical_inputs=True, read_output_as="base_ids")
+    assert [row["read_back"] for row in together["answers"]] == [text for text, _, _ in back]
+    assert [row["read_back_codes"] for row in together["answers"]] == [codes for _, _, codes in back]
+    assert together["read_back_tokens_per_code"] == sum(len(ids) for _, ids, _ in back) / sum(c for _, _, c in back)
     table = format_humaneval(together)
     assert "| base |" in table and "| zip2zip |" in table and "own probability |" in table and "3 problems" in table
-    assert "the marginal's first token (the valve) |" in table
+    assert "the marginal's first token (the valve) |" in table and "reading them back as base ids |" in table
 
 
 def test_sampled_answers_repeat_with_the_seed_and_top_k_one_is_greedy(pair):

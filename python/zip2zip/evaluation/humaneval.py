@@ -53,7 +53,11 @@ MEMORY_LIMIT_BYTES = 2 << 30
 # writing base ids only by their own probability (``output_hypertokens=False,
 # marginal_first_token=False``: hypertokens in the prompt only), and the same writing the
 # marginal's most likely token (``marginal_first_token=True``, the valve's default).
-SIDES = ("base", "zip2zip", "prompt_only", "prompt_only_marginal")
+# The answers compared: the base model; the zip2zip model writing hypertokens; the valve
+# (hypertokens in the prompt only) by each base id's own probability and by the marginal's first
+# token; and the zip2zip model writing hypertokens but reading each back as its base ids
+# (``generate(canonical_inputs=True, read_output_as="base_ids")``).
+SIDES = ("base", "zip2zip", "prompt_only", "prompt_only_marginal", "read_back")
 
 _FIRST_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)
 _IMPORT = re.compile(r"^(?:import|from)\s+\S")
@@ -310,11 +314,14 @@ def evaluate_humaneval(
         marginal = zip2zip_answers(
             model, tokenizer, texts, max_new_tokens, output_hypertokens=False, marginal_first_token=True
         )
+        read_back = zip2zip_answers(
+            model, tokenizer, texts, max_new_tokens, canonical_inputs=True, read_output_as="base_ids"
+        )
         for problem, (base_text, base_ids), (zip_text, zip_ids, codes), (valve_text, valve_ids, _), (
             marginal_text,
             marginal_ids,
             _,
-        ) in zip(chunk, base, zipped, valved, marginal):
+        ), (back_text, back_ids, back_codes) in zip(chunk, base, zipped, valved, marginal, read_back):
             rows.append(
                 {
                     "task_id": problem.task_id,
@@ -322,13 +329,17 @@ def evaluate_humaneval(
                     "zip2zip": zip_text,
                     "prompt_only": valve_text,
                     "prompt_only_marginal": marginal_text,
+                    "read_back": back_text,
                     "base_tokens": len(base_ids),
                     "zip2zip_base_tokens": len(zip_ids),
                     "zip2zip_codes": codes,
+                    "read_back_base_tokens": len(back_ids),
+                    "read_back_codes": back_codes,
                     "base_distinct_4grams": distinct_ngram_share(base_ids),
                     "zip2zip_distinct_4grams": distinct_ngram_share(zip_ids),
                     "prompt_only_distinct_4grams": distinct_ngram_share(valve_ids),
                     "prompt_only_marginal_distinct_4grams": distinct_ngram_share(marginal_ids),
+                    "read_back_distinct_4grams": distinct_ngram_share(back_ids),
                 }
             )
         if progress is not None:
@@ -341,14 +352,15 @@ def evaluate_humaneval(
         for side in SIDES:
             row[f"{side}_passes"] = next(verdicts)
     count = len(rows)
-    codes = sum(r["zip2zip_codes"] for r in rows)
     report: dict[str, Any] = {"problems": count, "max_new_tokens": max_new_tokens}
     for side in SIDES:
         passed = sum(r[f"{side}_passes"] for r in rows)
         report[f"{side}_passed"] = passed
         report[f"{side}_pass_at_1"] = passed / count
         report[f"{side}_distinct_4grams"] = sum(r[f"{side}_distinct_4grams"] for r in rows) / count
-    report["zip2zip_tokens_per_code"] = sum(r["zip2zip_base_tokens"] for r in rows) / max(codes, 1)
+    for side in ("zip2zip", "read_back"):
+        codes = sum(r[f"{side}_codes"] for r in rows)
+        report[f"{side}_tokens_per_code"] = sum(r[f"{side}_base_tokens"] for r in rows) / max(codes, 1)
     report["answers"] = rows
     return report
 
@@ -360,9 +372,11 @@ def format_humaneval(report: dict[str, Any]) -> str:
         "zip2zip": "zip2zip",
         "prompt_only": "zip2zip, hypertokens in the prompt only, base ids by their own probability",
         "prompt_only_marginal": "zip2zip, hypertokens in the prompt only, the marginal's first token (the valve)",
+        "read_back": "zip2zip writing hypertokens, reading them back as base ids",
     }
     compression = {side: "1.00" for side in SIDES}
-    compression["zip2zip"] = f"{report['zip2zip_tokens_per_code']:.2f}"
+    for side in ("zip2zip", "read_back"):
+        compression[side] = f"{report[f'{side}_tokens_per_code']:.2f}"
     lines = [
         f"HumanEval, {report['problems']} problems, greedy, {report['max_new_tokens']} base tokens per answer",
         "",
