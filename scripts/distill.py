@@ -202,6 +202,15 @@ def grounded_prompts(root: Path, count: int, seed: int = 1, low: int = 400, high
     return out
 
 
+# How answers are sampled, the base model's and a student's alike.
+SAMPLING = {"temperature": 0.7, "top_p": 0.9}
+
+
+def chat_record(prompt: str, answer: str) -> dict[str, Any]:
+    """One training chat: the prompt as the user's turn, the answer as the assistant's."""
+    return {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
+
+
 def generate_answers(
     model: Any,
     tokenizer: Any,
@@ -227,7 +236,7 @@ def generate_answers(
             out = model.generate(
                 **batch,
                 max_new_tokens=max_new_tokens,
-                **({"do_sample": True, "temperature": 0.7, "top_p": 0.9} if sample else {"do_sample": False}),
+                **({"do_sample": True, **SAMPLING} if sample else {"do_sample": False}),
                 pad_token_id=tokenizer.pad_token_id,
             )
         configured = model.generation_config.eos_token_id
@@ -237,9 +246,7 @@ def generate_answers(
             ended = len(row) < max_new_tokens or any(int(t) in stops for t in row)
             answer = tokenizer.decode(row, skip_special_tokens=True).strip()
             if answer and (ended or not finished_only):
-                records.append(
-                    {"messages": [{"role": "user", "content": prompt}, {"role": "assistant", "content": answer}]}
-                )
+                records.append(chat_record(prompt, answer))
     return records
 
 
@@ -260,17 +267,10 @@ def student_answers(folder: Path, todo: list[str], batch_size: int, max_new_toke
     for start in range(0, len(todo), batch_size):
         chunk = todo[start : start + batch_size]
         texts = [user_text(tokenizer, prompt) for prompt in chunk]
-        answers = zip2zip_answers(model, tokenizer, texts, max_new_tokens, sampling={"temperature": 0.7, "top_p": 0.9})
-        for prompt, (answer, _, _) in zip(chunk, answers):
-            if answer.strip():
-                records.append(
-                    {
-                        "messages": [
-                            {"role": "user", "content": prompt},
-                            {"role": "assistant", "content": answer.strip()},
-                        ]
-                    }
-                )
+        answers = zip2zip_answers(model, tokenizer, texts, max_new_tokens, sampling=SAMPLING)
+        records += [
+            chat_record(prompt, answer.strip()) for prompt, (answer, _, _) in zip(chunk, answers) if answer.strip()
+        ]
     return records
 
 

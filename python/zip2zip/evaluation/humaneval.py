@@ -51,12 +51,10 @@ FETCH_COMMAND = "bash scripts/fetch_test_assets.sh"
 MEMORY_LIMIT_BYTES = 2 << 30
 # The answers compared: the base model (adapter off), the zip2zip model, the zip2zip model
 # writing base ids only by their own probability (``output_hypertokens=False,
-# marginal_first_token=False``: hypertokens in the prompt only), and the same writing the
-# marginal's most likely token (``marginal_first_token=True``, the valve's default).
-# The answers compared: the base model; the zip2zip model writing hypertokens; the valve
-# (hypertokens in the prompt only) by each base id's own probability and by the marginal's first
-# token; and the zip2zip model writing hypertokens but reading each back as its base ids
-# (``generate(canonical_inputs=True, read_output_as="base_ids")``).
+# marginal_first_token=False``: hypertokens in the prompt only), the same writing the marginal's
+# most likely token (``marginal_first_token=True``, the valve's default), and the zip2zip model
+# writing hypertokens but reading each back as its base ids (``canonical_inputs=True,
+# read_output_as="base_ids"``).
 SIDES = ("base", "zip2zip", "prompt_only", "prompt_only_marginal", "read_back")
 
 _FIRST_BLOCK = re.compile(r"```[ \t]*(?:python3?|py)?[ \t]*\n(.*?)(?:```|\Z)", re.DOTALL | re.IGNORECASE)

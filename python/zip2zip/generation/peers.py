@@ -44,6 +44,8 @@ from zip2zip.generation.bench import _chunks, _environment, load_pair, median_ru
 from zip2zip.generation.speculative import SpeculationStats, speculative_generate
 from zip2zip.generation.static_loop import stop_ids
 
+# Hypertokens written, each read back as its base ids (docs/generation.md, "Canonical inputs").
+READ_BACK = "zip2zip reading base ids"
 KINDS = (
     "base",
     "base + lookup",
@@ -52,7 +54,7 @@ KINDS = (
     "zip2zip + speculation",
     "valve",
     "valve + drafts",
-    "zip2zip reading base ids",
+    READ_BACK,
 )
 LOOKUPS = ("base + lookup", "base + batched lookup")
 # ``--kinds`` on the command line: short names of `KINDS`.
@@ -67,7 +69,7 @@ SPECULATING = {
     "valve + drafts": ("valve_drafts", "valve"),
 }
 # The kinds that write one code a forward pass of a row.
-ONE_A_PASS = ("base", "zip2zip", "valve", "zip2zip reading base ids")
+ONE_A_PASS = ("base", "zip2zip", "valve", READ_BACK)
 
 
 def _stop_at(ids: list[int], stops: set[int]) -> list[int]:
@@ -253,10 +255,7 @@ def compare_peers(
         "base + lookup": _base_runner(base, base_tokenizer, lookup_tokens),
         "zip2zip": _zip2zip_runner(model, tokenizer, None),
         "valve": _zip2zip_runner(model, tokenizer, None, **valve),
-        # hypertokens written, each read back as its base ids (docs/generation.md, "Canonical inputs")
-        "zip2zip reading base ids": _zip2zip_runner(
-            model, tokenizer, None, canonical_inputs=True, read_output_as="base_ids"
-        ),
+        READ_BACK: _zip2zip_runner(model, tokenizer, None, canonical_inputs=True, read_output_as="base_ids"),
         **{kind: _zip2zip_runner(m, t, d, p, **o) for kind, (m, t, d, p, o) in speculators.items()},
     }
     for name, prompts in sets.items():
@@ -419,9 +418,6 @@ def _pass_table(results: dict[str, Any]) -> str:
         "zip2zip model costs about what a base pass costs: benchmarks.md):"
     )
     return _set_table(results, intro, counted, cells)
-
-
-READ_BACK = "zip2zip reading base ids"
 
 
 def _read_back_table(results: dict[str, Any]) -> str:
